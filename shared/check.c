@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check.c - the whole-segment checker.
+ *
+ * Walks every structure and verifies the invariants written in layout.h,
+ * returning a list of violations instead of asserting: the segment is
+ * untrusted input, so every offset, index and count is bounds-checked before
+ * it is used and every walk is bounded.  A scribbled segment yields
+ * violations, never a crash or an endless loop.
+ *
+ * Consistency: by default the checker stops the world: it takes the
+ * registry lock, every pool lock, every cache lock (same-level locks in
+ * ascending table order; nobody else ever holds two of one level) and the
+ * buddy lock, recovering any whose owner died.  With SP_CHECK_NOLOCK (a
+ * read-only mapping, or a quiescent segment) it reads without locks.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+void sp_report_add(struct sp_report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->nr < r->cap && r->v) {
+		va_start(ap, fmt);
+		vsnprintf(r->v[r->nr].what, sizeof(r->v[r->nr].what), fmt, ap);
+		va_end(ap);
+	}
+	r->nr++;
+}
+
+void sp_report_free(struct sp_report *r)
+{
+	free(r->v);
+	r->v = NULL;
+	r->nr = r->cap = 0;
+}
+
+#define V(...) sp_report_add(r, __VA_ARGS__)
+
+struct ctx {
+	struct sp_seg *s;
+	struct sp_report *r;
+	uint32_t *slabs_per_cache; /* SLAB heads seen in page metadata, by cache id */
+	uint64_t *reserve_pages;   /* RESERVE-tagged page elements, by pool id */
+};
+
+/* Is @tag a valid owner of memory of this kind? */
+static bool tag_ok(struct ctx *x, uint16_t tag, bool reserve_ok, bool internal_ok)
+{
+	if (tag == SP_OWNER_RESERVE)
+		return reserve_ok;
+	if (tag == SP_OWNER_INTERNAL)
+		return internal_ok;
+	if (tag == SP_OWNER_NONE || tag - 1u >= x->s->hdr->max_clients)
+		return false;
+	return sp_clients(x->s)[tag - 1].state != SP_CLIENT_FREE;
+}
+
+static void check_clients(struct ctx *x)
+{
+	struct sp_report *r = x->r;
+
+	for (uint32_t i = 0; i < x->s->hdr->max_clients; i++) {
+		struct sp_client *cl = &sp_clients(x->s)[i];
+
+		if (cl->state > SP_CLIENT_DEAD)
+			V("client slot %u: impossible state %u", i, cl->state);
+		else if (cl->state != SP_CLIENT_FREE && !cl->pid)
+			V("client slot %u: in use without a pid", i);
+	}
+}
+
+static void check_buddy(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	struct sp_buddy *z = &s->hdr->buddy;
+	uint32_t n = s->hdr->nr_pages, max = s->hdr->max_order, pfn;
+	uint64_t free_pages = 0, nr_free[SP_MAX_ORDER_LIMIT + 1] = { 0 };
+	uint8_t *listed = calloc(n, 1);
+
+	if (z->max_order != max || z->nr_pages != n)
+		V("buddy: zone geometry (%u, %u) differs from the header (%u, %u)", z->max_order,
+		  z->nr_pages, max, n);
+	for (pfn = 0; pfn < n;) {
+		uint32_t info = s->pages[pfn].info, st = SP_PG_STATE(info), o = SP_PG_ORDER(info);
+		uint32_t kind = SP_PG_KIND(info), owner = s->pages[pfn].owner;
+		uint16_t slot = s->pages[pfn].slot;
+
+		if ((st != SP_PG_FREE && st != SP_PG_ALLOC) || o > max || (pfn & ((1u << o) - 1)) ||
+		    (uint64_t)pfn + (1u << o) > n) {
+			V("page %u: expected a block head, found info %#x", pfn, info);
+			pfn++;
+			continue;
+		}
+		for (uint32_t i = 1; i < (1u << o); i++) {
+			if (s->pages[pfn + i].info != SP_PG_TAIL ||
+			    (st == SP_PG_ALLOC && s->pages[pfn + i].owner != pfn)) {
+				V("page %u: tail of block %u has info %#x owner %u", pfn + i, pfn,
+				  s->pages[pfn + i].info, s->pages[pfn + i].owner);
+				break;
+			}
+		}
+		if (st == SP_PG_FREE) {
+			uint32_t b = pfn ^ (1u << o);
+
+			if (kind != SP_KIND_NONE)
+				V("page %u: free block with kind %u", pfn, kind);
+			nr_free[o]++;
+			free_pages += 1u << o;
+			if (o < max && (uint64_t)b + (1u << o) <= n &&
+			    s->pages[b].info == SP_PG_INFO(SP_PG_FREE, o, SP_KIND_NONE))
+				V("page %u: free order-%u block not merged with its free buddy %u",
+				  pfn, o, b);
+		} else if (kind == SP_KIND_SLAB) {
+			if (owner >= sp_nr_cache_slots(s))
+				V("page %u: slab of impossible cache %u", pfn, owner);
+			else
+				x->slabs_per_cache[owner]++;
+		} else if (kind == SP_KIND_LARGE || kind == SP_KIND_RAW) {
+			if (!tag_ok(x, slot, false, kind == SP_KIND_LARGE))
+				V("page %u: %s block owned by invalid tag %u", pfn,
+				  kind == SP_KIND_LARGE ? "large" : "raw", slot);
+		} else if (kind == SP_KIND_POOL) {
+			struct sp_pool *p = owner < s->hdr->max_pools ? &sp_pools(s)[owner] : NULL;
+
+			if (!p || p->state == SP_DESC_FREE || p->backing != SP_BACK_PAGES ||
+			    p->page_order != o)
+				V("page %u: element of pool %u, which has no such elements", pfn,
+				  owner);
+			else if (!tag_ok(x, slot, true, false))
+				V("page %u: element of pool %.63s owned by invalid tag %u", pfn, p->name,
+				  slot);
+			else if (slot == SP_OWNER_RESERVE)
+				x->reserve_pages[owner]++;
+		} else {
+			V("page %u: allocated block of unknown kind %u", pfn, kind);
+		}
+		pfn += 1u << o;
+	}
+	for (uint32_t o = 0; o <= max; o++) {
+		uint32_t p = z->free_head[o], prev = 0, len = 0;
+
+		while (p && len <= n) {
+			if (p - 1 >= n) {
+				V("buddy list %u: link to impossible page %u", o, p - 1);
+				break;
+			}
+			if (s->pages[p - 1].info != SP_PG_INFO(SP_PG_FREE, o, SP_KIND_NONE))
+				V("buddy list %u: page %u is not a free order-%u head", o, p - 1, o);
+			if (s->pages[p - 1].prev != prev)
+				V("buddy list %u: page %u has a wrong back link", o, p - 1);
+			if (listed && listed[p - 1]++) {
+				V("buddy list %u: page %u listed twice (cycle?)", o, p - 1);
+				break;
+			}
+			prev = p;
+			p = s->pages[p - 1].next;
+			len++;
+		}
+		if (len != nr_free[o] || z->nr_free[o] != nr_free[o])
+			V("buddy order %u: %u free heads, %u listed, counter says %u", o,
+			  (unsigned)nr_free[o], len, z->nr_free[o]);
+	}
+	if (z->free_pages != free_pages)
+		V("buddy: free_pages counter %llu, actual %llu", (unsigned long long)z->free_pages,
+		  (unsigned long long)free_pages);
+	free(listed);
+}
+
+static bool cache_geometry_ok(struct sp_seg *s, struct sp_cache *c)
+{
+	uint64_t bytes;
+
+	if (c->order > s->hdr->max_order || !c->objperslab || !c->stride || !c->colour_off ||
+	    !c->colour_num || c->stride < c->obj_size || c->bitmap_words != (c->objperslab + 63) / 64)
+		return false;
+	bytes = (uint64_t)SP_PAGE_SIZE << c->order;
+	return c->obj_start >= sizeof(struct sp_slab) + 8ull * c->bitmap_words + 2ull * c->objperslab &&
+	       c->obj_start + (uint64_t)c->objperslab * c->stride +
+			       (uint64_t)(c->colour_num - 1) * c->colour_off <=
+		       bytes;
+}
+
+static void check_slab(struct ctx *x, struct sp_cache *c, uint32_t pfn, unsigned list,
+		       uint64_t *active)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	struct sp_slab *slab = sp_slab_at(s, c, pfn);
+	uint16_t *own = sp_slab_owners(c, slab);
+	bool pool = c->pool_id != 0, kmalloc = c->flags & SP_CACHE_KMALLOC;
+	uint32_t cnt = 0, want;
+
+	for (uint32_t i = 0; i < c->objperslab; i++) {
+		bool used = slab->bitmap[i / 64] >> (i % 64) & 1;
+		uint8_t *obj = sp_slab_obj(c, slab, i);
+
+		if (used) {
+			cnt++;
+			if (!tag_ok(x, own[i], pool, kmalloc))
+				V("cache %.63s: object %u of slab %u has invalid owner tag %u", c->name,
+				  i, pfn, own[i]);
+		} else {
+			if (own[i] != SP_OWNER_NONE)
+				V("cache %.63s: free object %u of slab %u still tagged %u", c->name, i,
+				  pfn, own[i]);
+			if ((c->flags & SP_CACHE_POISON) && !c->tmpl_off) {
+				for (uint32_t b = 0; b < c->obj_size; b++) {
+					if (obj[b] != SP_POISON_FREE) {
+						V("cache %.63s: free object %u of slab %u written after free (byte %u)",
+						  c->name, i, pfn, b);
+						break;
+					}
+				}
+			}
+		}
+		if (c->flags & SP_CACHE_REDZONE) {
+			for (uint32_t b = 0; b < SP_REDZONE_SIZE; b++) {
+				if (obj[c->obj_size + b] != SP_REDZONE_BYTE) {
+					V("cache %.63s: red zone of object %u of slab %u overwritten",
+					  c->name, i, pfn);
+					break;
+				}
+			}
+		}
+	}
+	for (uint32_t i = c->objperslab; i < c->bitmap_words * 64; i++)
+		if (slab->bitmap[i / 64] >> (i % 64) & 1)
+			V("cache %.63s: slab %u has bit %u set beyond its %u objects", c->name, pfn, i,
+			  c->objperslab);
+	if (slab->inuse != cnt)
+		V("cache %.63s: slab %u inuse %u but bitmap holds %u", c->name, pfn, slab->inuse, cnt);
+	want = cnt == 0 ? SP_LIST_EMPTY : cnt == c->objperslab ? SP_LIST_FULL : SP_LIST_PARTIAL;
+	if (list != want || slab->list != list)
+		V("cache %.63s: slab %u with %u of %u objects is on list %u (header says %u)", c->name,
+		  pfn, cnt, c->objperslab, list, slab->list);
+	*active += cnt;
+}
+
+static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	uint64_t active = 0;
+	uint32_t slabs = 0;
+
+	if (c->magic != (SP_CACHE_MAGIC ^ id) || c->id != id) {
+		V("cache %u: bad magic or id", id);
+		return;
+	}
+	if (c->state > SP_DESC_DESTROYING) {
+		V("cache %u: impossible state %u", id, c->state);
+		return;
+	}
+	if (!cache_geometry_ok(s, c)) {
+		V("cache %.63s: impossible geometry", c->name);
+		return;
+	}
+	if ((id < s->hdr->nr_kmalloc) != !!(c->flags & SP_CACHE_KMALLOC))
+		V("cache %.63s: kmalloc flag does not match its table position", c->name);
+	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
+		uint32_t p = c->list_head[l], prev = 0, len = 0;
+
+		while (p && len <= s->hdr->nr_pages) {
+			if (!sp_slab_valid(s, c, p - 1)) {
+				V("cache %.63s: list %u holds page %u, not a slab of this cache", c->name,
+				  l, p - 1);
+				break;
+			}
+			if (s->pages[p - 1].prev != prev)
+				V("cache %.63s: slab %u has a wrong back link", c->name, p - 1);
+			check_slab(x, c, p - 1, l, &active);
+			prev = p;
+			p = s->pages[p - 1].next;
+			len++;
+		}
+		if (len > s->hdr->nr_pages)
+			V("cache %.63s: list %u loops", c->name, l);
+		if (len != c->nr_list[l])
+			V("cache %.63s: list %u has %u slabs, counter says %u", c->name, l, len,
+			  c->nr_list[l]);
+		slabs += len;
+	}
+	if (slabs != c->nr_slabs || slabs != x->slabs_per_cache[id])
+		V("cache %.63s: %u slabs on lists, nr_slabs %u, %u in page metadata", c->name, slabs,
+		  c->nr_slabs, x->slabs_per_cache[id]);
+	if (active != c->active_objs)
+		V("cache %.63s: active_objs %llu but bitmaps hold %llu", c->name,
+		  (unsigned long long)c->active_objs, (unsigned long long)active);
+	if (c->total_objs != (uint64_t)c->nr_slabs * c->objperslab)
+		V("cache %.63s: total_objs %llu != %u slabs x %u", c->name,
+		  (unsigned long long)c->total_objs, c->nr_slabs, c->objperslab);
+	if (c->max_objs && c->active_objs > c->max_objs)
+		V("cache %.63s: %llu objects above its cap %u", c->name,
+		  (unsigned long long)c->active_objs, c->max_objs);
+	if (c->tmpl_off && !sp_ptr_checked(s, c->tmpl_off, c->obj_size, 8))
+		V("cache %.63s: template offset outside the segment", c->name);
+}
+
+/* Is @off an allocated element of pool @p tagged RESERVE? */
+static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
+{
+	struct sp_seg *s = x->s;
+	uint32_t pfn, idx;
+
+	if (p->backing == SP_BACK_SLAB) {
+		struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)];
+		struct sp_slab *slab;
+
+		if (!cache_geometry_ok(s, c) || sp_cache_obj_locate(s, c, off, &slab, &idx))
+			return false;
+		return (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
+		       sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE;
+	}
+	return sp_off_pfn(s, off, &pfn) && sp_pfn_off(s, pfn) == off &&
+	       s->pages[pfn].info == SP_PG_INFO(SP_PG_ALLOC, p->page_order, SP_KIND_POOL) &&
+	       s->pages[pfn].owner == p->id && s->pages[pfn].slot == SP_OWNER_RESERVE;
+}
+
+static uint64_t count_reserve_tags(struct ctx *x, struct sp_pool *p)
+{
+	struct sp_seg *s = x->s;
+	struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)];
+	uint64_t n = 0;
+
+	if (p->backing != SP_BACK_SLAB)
+		return x->reserve_pages[p->id];
+	if (!cache_geometry_ok(s, c))
+		return 0;
+	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
+		uint32_t pg = c->list_head[l], len = 0;
+
+		while (pg && len++ <= s->hdr->nr_pages && sp_slab_valid(s, c, pg - 1)) {
+			struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+
+			for (uint32_t i = 0; i < c->objperslab; i++)
+				if (sp_slab_owners(c, slab)[i] == SP_OWNER_RESERVE &&
+				    (slab->bitmap[i / 64] >> (i % 64) & 1))
+					n++;
+			pg = s->pages[pg - 1].next;
+		}
+	}
+	return n;
+}
+
+static int cmp_off(const void *a, const void *b)
+{
+	sp_off_t x = *(const sp_off_t *)a, y = *(const sp_off_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	sp_off_t *el, *copy;
+	uint32_t found;
+	char name[SP_NAME_MAX + 1];
+
+	snprintf(name, sizeof(name), "%.*s", SP_NAME_MAX, p->name);
+
+	if (p->magic != (SP_POOL_MAGIC ^ id) || p->id != id) {
+		V("pool %u: bad magic or id", id);
+		return;
+	}
+	if (p->state != SP_DESC_LIVE) {
+		V("pool %.63s: left in state %u by a dead process", p->name, p->state);
+		return;
+	}
+	if (sp_name_check(name) || sp_hash_find(s, true, name, &found) ||
+	    found != id)
+		V("pool %.63s: not found under its name in the registry", p->name);
+	if (p->backing != SP_BACK_SLAB && p->backing != SP_BACK_PAGES) {
+		V("pool %.63s: unknown backing %u", p->name, p->backing);
+		return;
+	}
+	if (p->backing == SP_BACK_SLAB &&
+	    (p->cache_id != sp_pool_cache_id(s, id) ||
+	     sp_caches(s)[p->cache_id].state != SP_DESC_LIVE ||
+	     sp_caches(s)[p->cache_id].pool_id != id + 1))
+		V("pool %.63s: its cache is missing", p->name);
+	if (p->curr_nr > p->min_nr || p->min_nr > p->elements_cap) {
+		V("pool %.63s: curr_nr %u, min_nr %u, capacity %u out of order", p->name, p->curr_nr,
+		  p->min_nr, p->elements_cap);
+		return;
+	}
+	if (p->max_nr && p->max_nr < p->min_nr)
+		V("pool %.63s: max_nr %u below min_nr %u", p->name, p->max_nr, p->min_nr);
+	el = sp_ptr_checked(s, p->elements_off, (uint64_t)p->elements_cap * 8, 8);
+	if (p->elements_cap && !el) {
+		V("pool %.63s: elements array outside the segment", p->name);
+		return;
+	}
+	for (uint32_t i = 0; i < p->curr_nr; i++)
+		if (!reserve_elem_ok(x, p, el[i]))
+			V("pool %.63s: reserve entry %u (%#llx) is not an allocated reserve element",
+			  p->name, i, (unsigned long long)el[i]);
+	copy = malloc((p->curr_nr + 1) * sizeof(*copy));
+	if (copy && p->curr_nr) {
+		memcpy(copy, el, p->curr_nr * sizeof(*copy));
+		qsort(copy, p->curr_nr, sizeof(*copy), cmp_off);
+		for (uint32_t i = 1; i < p->curr_nr; i++)
+			if (copy[i] == copy[i - 1])
+				V("pool %.63s: element %#llx twice in the reserve", p->name,
+				  (unsigned long long)copy[i]);
+	}
+	free(copy);
+	if (count_reserve_tags(x, p) != p->curr_nr)
+		V("pool %.63s: %llu elements tagged RESERVE but curr_nr is %u", p->name,
+		  (unsigned long long)count_reserve_tags(x, p), p->curr_nr);
+}
+
+static void check_registry(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	uint32_t found, live = 0;
+	char name[SP_NAME_MAX + 1];
+
+	for (uint32_t i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+		struct sp_cache *c = &sp_caches(s)[i];
+
+		if (c->state == SP_DESC_FREE)
+			continue;
+		if (c->state != SP_DESC_LIVE) {
+			V("cache %u: left in state %u by a dead process", i, c->state);
+			continue;
+		}
+		live++;
+		snprintf(name, sizeof(name), "%.*s", SP_NAME_MAX, c->name);
+		if (sp_name_check(name) || sp_hash_find(s, false, name, &found) ||
+		    found != i)
+			V("cache %.63s: not found under its name in the registry", c->name);
+	}
+	if (live != s->hdr->nr_live_caches)
+		V("registry: %u live caches, counter says %u", live, s->hdr->nr_live_caches);
+	live = 0;
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+		live += sp_pools(s)[i].state == SP_DESC_LIVE;
+	if (live != s->hdr->nr_live_pools)
+		V("registry: %u live pools, counter says %u", live, s->hdr->nr_live_pools);
+	for (int pools = 0; pools < 2; pools++) {
+		uint32_t size = pools ? s->hdr->phash_size : s->hdr->chash_size;
+		uint32_t *t = (uint32_t *)(s->base + (pools ? s->hdr->phash.off : s->hdr->chash.off));
+
+		for (uint32_t i = 0; i < size; i++) {
+			uint32_t e = t[i];
+
+			if (!e || e == 0xffffffffu)
+				continue;
+			if (pools ? (e - 1 >= s->hdr->max_pools ||
+				     sp_pools(s)[e - 1].state != SP_DESC_LIVE)
+				  : (e - 1 < s->hdr->nr_kmalloc ||
+				     e - 1 >= s->hdr->nr_kmalloc + s->hdr->max_caches ||
+				     sp_caches(s)[e - 1].state != SP_DESC_LIVE))
+				V("registry: %s name entry %u points at %u, not a live descriptor",
+				  pools ? "pool" : "cache", i, e - 1);
+		}
+	}
+}
+
+/* Take every lock (stop the world); returns how many it holds. */
+static int lock_all(struct sp_seg *s, struct sp_report *r)
+{
+	int rc = sp_registry_lock(s);
+
+	if (rc) {
+		V("registry lock: %s", sp_errmsg());
+		return rc;
+	}
+	sp_lock_allow_same_level(true);
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++) {
+		rc = sp_pool_lock(s, &sp_pools(s)[i]);
+		if (rc) {
+			V("pool %u lock: %s", i, sp_errmsg());
+			goto undo_pools;
+		}
+	}
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++) {
+		rc = sp_cache_lock(s, &sp_caches(s)[i]);
+		if (rc) {
+			V("cache %u lock: %s", i, sp_errmsg());
+			while (i-- > 0)
+				sp_cache_unlock(&sp_caches(s)[i]);
+			goto undo_pools_all;
+		}
+	}
+	rc = sp_buddy_lock(s);
+	if (rc) {
+		V("buddy lock: %s", sp_errmsg());
+		for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
+			sp_cache_unlock(&sp_caches(s)[i]);
+		goto undo_pools_all;
+	}
+	return 0;
+undo_pools_all:
+	{
+		uint32_t i = s->hdr->max_pools;
+		while (i-- > 0)
+			sp_pool_unlock(&sp_pools(s)[i]);
+	}
+	goto out;
+undo_pools:
+	for (uint32_t i = 0; i < s->hdr->max_pools && sp_lock_held(&sp_pools(s)[i].lock); i++)
+		sp_pool_unlock(&sp_pools(s)[i]);
+out:
+	sp_lock_allow_same_level(false);
+	sp_registry_unlock(s);
+	return rc;
+}
+
+static void unlock_all(struct sp_seg *s)
+{
+	sp_buddy_unlock(s);
+	for (uint32_t i = sp_nr_cache_slots(s); i-- > 0;)
+		sp_cache_unlock(&sp_caches(s)[i]);
+	for (uint32_t i = s->hdr->max_pools; i-- > 0;)
+		sp_pool_unlock(&sp_pools(s)[i]);
+	sp_lock_allow_same_level(false);
+	sp_registry_unlock(s);
+}
+
+/**
+ * sp_check() - verify every invariant of a segment.
+ * @s: segment (possibly read-only, possibly corrupted).
+ * @flags: SP_CHECK_NOLOCK to read without locking.
+ * @r: the report; the caller sets r->cap and r->v (or leaves them 0 to only
+ *     count), and frees r->v.
+ *
+ * May sleep (takes every lock unless SP_CHECK_NOLOCK or read-only).
+ * Return: the number of violations (0 = healthy), or a negative errno when
+ * the check could not run.
+ */
+int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
+{
+	bool locked = !(flags & SP_CHECK_NOLOCK) && !s->readonly;
+	struct ctx x = { .s = s, .r = r };
+	int rc;
+
+	r->nr = 0;
+	rc = sp_seg_validate_header(s->hdr, s->size);
+	if (rc) {
+		V("header: %s", sp_errmsg());
+		return (int)r->nr;
+	}
+	x.slabs_per_cache = calloc(sp_nr_cache_slots(s), sizeof(*x.slabs_per_cache));
+	x.reserve_pages = calloc(s->hdr->max_pools + 1, sizeof(*x.reserve_pages));
+	if (!x.slabs_per_cache || !x.reserve_pages) {
+		free(x.slabs_per_cache);
+		free(x.reserve_pages);
+		return sp_err(-ENOMEM, "out of process memory");
+	}
+	if (locked && lock_all(s, r))
+		locked = false; /* reported; check what can be read */
+	check_clients(&x);
+	check_buddy(&x);
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
+		if (sp_caches(s)[i].state != SP_DESC_FREE)
+			check_cache(&x, &sp_caches(s)[i], i);
+		else if (x.slabs_per_cache[i])
+			V("cache %u is free but owns %u slabs", i, x.slabs_per_cache[i]);
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+		if (sp_pools(s)[i].state != SP_DESC_FREE)
+			check_pool(&x, &sp_pools(s)[i], i);
+	check_registry(&x);
+	if (locked)
+		unlock_all(s);
+	free(x.slabs_per_cache);
+	free(x.reserve_pages);
+	return (int)r->nr;
+}

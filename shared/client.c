@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.c - the client table and the ownership model.
+ *
+ * Every process that allocates holds a slot in the client table; the slot's
+ * owner tag (slot + 1) is written into every object, pool element and large
+ * block it allocates (slab.c, mempool.c, kmalloc.c).  A slot is ALIVE while
+ * its process runs.  When the process dies (the daemon sees its socket
+ * close, or sp_client_reap() finds the pid gone or reused) the slot becomes
+ * DEAD and keeps its identity (pid, name, start time), so everything it
+ * still holds is an orphan attributed to it.  sp_slot_release() frees what
+ * a slot holds (for pools, through the reserve-first free path) and, for a
+ * DEAD slot holding nothing, frees the slot.
+ *
+ * Locking: the client table is changed under the registry lock.  Walking a
+ * cache's objects takes that cache's lock; walking blocks takes the buddy
+ * lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static uint64_t random_token(void)
+{
+	uint64_t t = 0;
+
+	if (getrandom(&t, sizeof(t), 0) != sizeof(t))
+		t = sp_now_ms() ^ ((uint64_t)getpid() << 32);
+	return t ? t : 1;
+}
+
+/**
+ * sp_client_register() - take a free slot for a process.
+ * @s: segment.  @name: client name (truncated to 31 bytes; NULL ok).
+ * @pid: the process.  @uid: @gid: its credentials.
+ * @slot: the slot taken.
+ *
+ * Does not make @s use the slot: see sp_client_use_slot().
+ * May sleep.
+ * Return: 0, or -ENFILE when the table is full (DEAD slots count until
+ * released), -ESRCH when @pid does not exist.
+ */
+int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+		       uint32_t *slot)
+{
+	uint64_t start = sp_proc_start_time(pid);
+	int rc;
+
+	if (!start)
+		return sp_err(-ESRCH, "process %d does not exist", pid);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_err(-ENFILE, "client table full (%u slots)", s->hdr->max_clients);
+	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+		struct sp_client *cl = &sp_clients(s)[i];
+
+		if (cl->state != SP_CLIENT_FREE)
+			continue;
+		cl->pid = (uint32_t)pid;
+		cl->start_time = start;
+		cl->uid = uid;
+		cl->gid = gid;
+		cl->token = random_token();
+		cl->attach_time = sp_realtime_s();
+		cl->death_time = 0;
+		cl->gen++;
+		memset(cl->name, 0, sizeof(cl->name));
+		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
+		__atomic_store_n(&cl->state, SP_CLIENT_ALIVE, __ATOMIC_RELEASE);
+		*slot = i;
+		rc = 0;
+		break;
+	}
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_client_use_slot() - make this handle allocate as @slot.
+ * @s: segment.  @slot: an ALIVE slot.
+ *
+ * Does not sleep.
+ * Return: 0 or -ESRCH.
+ */
+int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
+{
+	if (slot >= s->hdr->max_clients || sp_clients(s)[slot].state != SP_CLIENT_ALIVE)
+		return sp_err(-ESRCH, "client slot %u is not alive", slot);
+	s->slot = slot;
+	s->owner = (uint16_t)(slot + 1);
+	return 0;
+}
+
+/**
+ * sp_client_mark_dead() - record that a slot's process is gone.
+ * @s: segment.  @slot: the slot.
+ *
+ * Its holdings become orphans attributed to it.  May sleep.
+ * Return: 0 or -ESRCH.
+ */
+int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
+{
+	int rc;
+
+	if (slot >= s->hdr->max_clients)
+		return sp_err(-ESRCH, "no client slot %u", slot);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	if (sp_clients(s)[slot].state == SP_CLIENT_ALIVE) {
+		sp_clients(s)[slot].death_time = sp_realtime_s();
+		sp_clients(s)[slot].state = SP_CLIENT_DEAD;
+	} else {
+		rc = sp_err(-ESRCH, "client slot %u is not alive", slot);
+	}
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_client_reap() - mark DEAD every ALIVE slot whose process is gone.
+ * @s: segment.
+ *
+ * A slot is gone when its pid no longer exists or now has another start
+ * time (reused).  May sleep.
+ * Return: the number of slots marked, or a negative errno.
+ */
+int sp_client_reap(struct sp_seg *s)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+		struct sp_client *cl = &sp_clients(s)[i];
+
+		if (cl->state == SP_CLIENT_ALIVE &&
+		    sp_proc_start_time((int)cl->pid) != cl->start_time &&
+		    sp_client_mark_dead(s, i) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Collect the heads of a cache's slabs (so they can be changed while walked). */
+static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *nr)
+{
+	uint32_t *v = malloc(((size_t)c->nr_slabs + 1) * sizeof(*v)), n = 0;
+
+	if (!v)
+		return NULL;
+	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
+		uint32_t pfn = c->list_head[l], steps = 0;
+
+		while (pfn && n < c->nr_slabs && steps++ < s->hdr->nr_pages) {
+			if (!sp_slab_valid(s, c, pfn - 1))
+				break;
+			v[n++] = pfn - 1;
+			pfn = s->pages[pfn - 1].next;
+		}
+	}
+	*nr = n;
+	return v;
+}
+
+/*
+ * Walk a cache's objects tagged @tag: count them into @h and, with
+ * @release, free them (pool elements through the pool's free path).
+ */
+static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
+		      struct sp_holdings *h)
+{
+	struct sp_pool *p = c->pool_id ? sp_pool_get(s, c->pool_id - 1) : NULL;
+	sp_off_t *pending = NULL;
+	uint32_t *slabs, nr, npend = 0, cap = 0;
+	int rc = sp_cache_lock(s, c);
+
+	if (rc)
+		return rc;
+	slabs = cache_slabs_locked(s, c, &nr);
+	for (uint32_t k = 0; slabs && k < nr; k++) {
+		struct sp_slab *slab;
+		uint16_t *own;
+
+		if (!sp_slab_valid(s, c, slabs[k]))
+			continue;
+		slab = sp_slab_at(s, c, slabs[k]);
+		own = sp_slab_owners(c, slab);
+		for (uint32_t i = 0; i < c->objperslab; i++) {
+			sp_off_t off;
+
+			if (own[i] != tag || !(slab->bitmap[i / 64] >> (i % 64) & 1))
+				continue;
+			h->objects++;
+			h->bytes += c->obj_size;
+			if (c->pool_id)
+				h->pool_elems++;
+			if (!release)
+				continue;
+			off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+			if (p) { /* pool lock ranks above the cache lock: free later */
+				if (npend == cap) {
+					sp_off_t *nv = realloc(pending, (cap ? 2 * cap : 64) *
+										sizeof(*nv));
+					if (!nv)
+						continue;
+					pending = nv;
+					cap = cap ? 2 * cap : 64;
+				}
+				pending[npend++] = off;
+				continue;
+			}
+			sp_cache_free_locked(s, c, off);
+			SP_CRASH_POINT("client.release");
+			if (!sp_slab_valid(s, c, slabs[k]))
+				break; /* the slab went back to buddy */
+		}
+	}
+	free(slabs);
+	sp_cache_unlock(c);
+	for (uint32_t k = 0; k < npend; k++) {
+		sp_pool_free_owned(s, p, pending[k], tag);
+		SP_CRASH_POINT("client.release");
+	}
+	free(pending);
+	return 0;
+}
+
+/* Count (and with @release free) a slot's large, raw and page-pool blocks. */
+static int walk_blocks(struct sp_seg *s, uint16_t tag, bool release, bool only_reclaim,
+		       struct sp_holdings *h)
+{
+	uint32_t pfn, n = s->hdr->nr_pages;
+	sp_off_t *pool_elems = NULL;
+	uint32_t *pool_ids = NULL, npend = 0, cap = 0;
+	int rc = sp_buddy_lock(s);
+
+	if (rc)
+		return rc;
+	for (pfn = 0; pfn < n;) {
+		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info), kind = SP_PG_KIND(info);
+
+		if (o > s->hdr->max_order)
+			o = 0;
+		if (SP_PG_STATE(info) == SP_PG_ALLOC && s->pages[pfn].slot == tag &&
+		    (kind == SP_KIND_LARGE || kind == SP_KIND_RAW || kind == SP_KIND_POOL)) {
+			struct sp_pool *p = kind == SP_KIND_POOL
+						    ? sp_pool_get(s, s->pages[pfn].owner) : NULL;
+			bool reclaim = p && (p->flags & SP_POOL_RECLAIM_ON_EXIT);
+
+			h->pages += 1u << o;
+			if (kind == SP_KIND_POOL)
+				h->pool_elems++;
+			else
+				h->large_blocks++;
+			h->bytes += (uint64_t)SP_PAGE_SIZE << o;
+			if (release && (!only_reclaim || reclaim)) {
+				if (p) {
+					if (npend == cap) {
+						uint32_t ncap = cap ? 2 * cap : 64;
+						sp_off_t *a = realloc(pool_elems, ncap * sizeof(*a));
+						uint32_t *b = a ? realloc(pool_ids, ncap * sizeof(*b))
+								: NULL;
+
+						if (a)
+							pool_elems = a;
+						if (!b)
+							goto next;
+						pool_ids = b;
+						cap = ncap;
+					}
+					pool_elems[npend] = sp_pfn_off(s, pfn);
+					pool_ids[npend++] = p->id;
+				} else if (kind != SP_KIND_POOL) {
+					sp_buddy_free_locked(s, pfn);
+					SP_CRASH_POINT("client.release");
+					pfn &= ~((1u << s->hdr->max_order) - 1); /* merged: rewalk */
+					continue;
+				}
+			}
+		}
+next:
+		pfn += 1u << o;
+	}
+	sp_buddy_unlock(s);
+	for (uint32_t k = 0; k < npend; k++) {
+		struct sp_pool *p = sp_pool_get(s, pool_ids[k]);
+
+		if (p)
+			sp_pool_free_owned(s, p, pool_elems[k], tag);
+	}
+	free(pool_elems);
+	free(pool_ids);
+	return 0;
+}
+
+static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_reclaim,
+		     struct sp_holdings *h)
+{
+	uint16_t tag = (uint16_t)(slot + 1);
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if (slot >= s->hdr->max_clients)
+		return sp_err(-ESRCH, "no client slot %u", slot);
+	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
+		struct sp_cache *c = sp_cache_get(s, id);
+		bool reclaim;
+
+		if (!c)
+			continue;
+		reclaim = c->pool_id && sp_pool_get(s, c->pool_id - 1) &&
+			  (sp_pool_get(s, c->pool_id - 1)->flags & SP_POOL_RECLAIM_ON_EXIT);
+		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), h);
+		if (rc)
+			return rc;
+	}
+	return walk_blocks(s, tag, release, only_reclaim, h);
+}
+
+/**
+ * sp_slot_holdings() - what a slot holds now.
+ * @s: segment.  @slot: the slot.  @h: the counts.
+ *
+ * May sleep (takes each cache lock in turn, then the buddy lock).
+ * Return: 0 or a negative errno.
+ */
+int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h)
+{
+	return walk_slot(s, slot, false, false, h);
+}
+
+/**
+ * sp_slot_release() - free what a slot holds; free the slot if it is DEAD.
+ * @s: segment.  @slot: the slot.
+ * @only_reclaim: release only elements of pools created with
+ *                SP_POOL_RECLAIM_ON_EXIT (automatic reclaim on death).
+ * @released: what was held before the call (may be NULL).
+ *
+ * Pool elements go through the pool's free path, so reserves refill first.
+ * May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
+		    struct sp_holdings *released)
+{
+	struct sp_holdings h, left;
+	int rc = walk_slot(s, slot, true, only_reclaim, &h);
+
+	if (rc)
+		return rc;
+	if (released)
+		*released = h;
+	rc = walk_slot(s, slot, false, false, &left);
+	if (rc)
+		return rc;
+	if (!left.objects && !left.pages && sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
+		rc = sp_registry_lock(s);
+		if (rc)
+			return rc;
+		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD)
+			sp_clients(s)[slot].state = SP_CLIENT_FREE;
+		sp_registry_unlock(s);
+	}
+	return 0;
+}
+
+/**
+ * sp_client_unregister() - a clean goodbye.
+ * @s: segment.  @slot: the caller's slot.
+ *
+ * The slot is freed when it holds nothing; otherwise it becomes DEAD and
+ * what it holds stays attributed to it.  May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_client_unregister(struct sp_seg *s, uint32_t slot)
+{
+	struct sp_holdings h;
+	int rc = sp_client_mark_dead(s, slot);
+
+	if (rc)
+		return rc;
+	rc = sp_slot_holdings(s, slot, &h);
+	if (rc)
+		return rc;
+	if (!h.objects && !h.pages)
+		rc = sp_slot_release(s, slot, false, NULL);
+	if (s->slot == slot) {
+		s->slot = UINT32_MAX;
+		s->owner = SP_OWNER_NONE;
+	}
+	return rc;
+}

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core.h - the allocator core's internal API, shared by the daemon, the
+ * client library and the tests.  Not installed.
+ *
+ * Conventions: every function returns 0 (or a count) on success and a
+ * negative errno on failure; a failing function also leaves a readable
+ * message in sp_errmsg() (thread-local, like dlerror()).  Functions whose
+ * name ends in _locked need the named lock held by the caller and assert it.
+ * "May sleep" means the function can block on a lock held by another
+ * process or on a futex.
+ */
+#ifndef SHMPOOL_CORE_H
+#define SHMPOOL_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "layout.h"
+
+/* ---- assertions --------------------------------------------------------- */
+
+void sp_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#if SP_DEBUG_LEVEL >= 1
+#define sp_assert(e) ((e) ? (void)0 : sp_assert_fail(#e, __FILE__, __LINE__))
+#else
+#define sp_assert(e) ((void)0)
+#endif
+#if SP_DEBUG_LEVEL >= 2
+#define sp_assert_expensive(e) sp_assert(e)
+#else
+#define sp_assert_expensive(e) ((void)0)
+#endif
+
+#define sp_likely(x)   __builtin_expect(!!(x), 1)
+#define sp_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors (errors.c) -------------------------------------------------- */
+
+int sp_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *sp_errmsg(void);
+const char *sp_strerror(int code);
+const char *sp_err_name(int code);
+
+/* ---- the process-private segment handle (segment.c) ------------------- */
+
+/*
+ * struct sp_seg - one process's view of a segment.  Process-private.
+ */
+struct sp_seg {
+	uint8_t *base;		/* where this process mapped the segment */
+	uint64_t size;
+	int fd;			/* kept open: fallocate and SCM_RIGHTS need it */
+	bool readonly;		/* offline inspection: never lock, never write */
+	struct sp_header *hdr;
+	struct sp_page *pages;
+	uint8_t *data;		/* page 0 of the buddy area */
+	uint16_t owner;		/* this process's owner tag: slot + 1 */
+	uint32_t slot;		/* client slot, or UINT32_MAX before registration */
+	int lock_timeout_ms;	/* > 0: give up on a lock after this long */
+	char name[256];
+};
+
+struct sp_seg_params {
+	uint64_t size;		/* bytes; rounded down to whole pages */
+	uint32_t max_order;	/* buddy orders 0..max_order (default 10) */
+	uint32_t max_clients;	/* client table slots (default 256) */
+	uint32_t max_caches;	/* named + pool caches, kmalloc excluded */
+	uint32_t max_pools;
+	uint32_t kmalloc_prefill; /* free objects kept per kmalloc class (20) */
+};
+
+#define SP_ATTACH_RDONLY 0x1
+
+void sp_seg_params_default(struct sp_seg_params *p);
+int sp_seg_create(const char *shm_name, int fd, const struct sp_seg_params *p,
+		  struct sp_seg **out);
+int sp_seg_attach(const char *shm_name, int fd, int flags, struct sp_seg **out);
+void sp_seg_detach(struct sp_seg *s);
+int sp_seg_unlink(const char *shm_name);
+int sp_seg_validate_header(const struct sp_header *h, uint64_t file_size);
+uint64_t sp_geometry_sum(const struct sp_header *h);
+
+/* ---- offsets ------------------------------------------------------------ */
+
+/* Unchecked: only for offsets this process produced or already validated. */
+static inline void *sp_ptr(const struct sp_seg *s, sp_off_t off)
+{
+	return off ? s->base + off : NULL;
+}
+
+static inline sp_off_t sp_off(const struct sp_seg *s, const void *p)
+{
+	uintptr_t a = (uintptr_t)p, b = (uintptr_t)s->base;
+
+	return (p && a > b && a - b < s->size) ? (sp_off_t)(a - b) : 0;
+}
+
+/* Checked: NULL unless [off, off + len) lies inside the segment and off is
+ * aligned.  Use for every offset read from the (untrusted) segment. */
+static inline void *sp_ptr_checked(const struct sp_seg *s, sp_off_t off, uint64_t len,
+				   uint64_t align)
+{
+	if (!off || off >= s->size || len > s->size - off || (off & (align - 1)))
+		return NULL;
+	return s->base + off;
+}
+#define SP_PTR(seg, off, type) \
+	((type *)sp_ptr_checked((seg), (off), sizeof(type), _Alignof(type)))
+
+static inline sp_off_t sp_pfn_off(const struct sp_seg *s, uint32_t pfn)
+{
+	return s->hdr->data.off + ((sp_off_t)pfn << SP_PAGE_SHIFT);
+}
+
+/* pfn of the data page holding off; false when off is outside the data area */
+static inline bool sp_off_pfn(const struct sp_seg *s, sp_off_t off, uint32_t *pfn)
+{
+	sp_off_t d = s->hdr->data.off;
+
+	if (off < d || off - d >= s->hdr->data.size)
+		return false;
+	*pfn = (uint32_t)((off - d) >> SP_PAGE_SHIFT);
+	return true;
+}
+
+static inline struct sp_client *sp_clients(const struct sp_seg *s)
+{
+	return (struct sp_client *)(s->base + s->hdr->clients.off);
+}
+static inline struct sp_cache *sp_caches(const struct sp_seg *s)
+{
+	return (struct sp_cache *)(s->base + s->hdr->caches.off);
+}
+static inline struct sp_pool *sp_pools(const struct sp_seg *s)
+{
+	return (struct sp_pool *)(s->base + s->hdr->pools.off);
+}
+/* cache table: kmalloc classes, then named caches, then one per pool */
+static inline uint32_t sp_nr_cache_slots(const struct sp_seg *s)
+{
+	return s->hdr->nr_kmalloc + s->hdr->max_caches + s->hdr->max_pools;
+}
+static inline uint32_t sp_pool_cache_id(const struct sp_seg *s, uint32_t pool_id)
+{
+	return s->hdr->nr_kmalloc + s->hdr->max_caches + pool_id;
+}
+
+/* ---- locks (lock.c) ----------------------------------------------------- */
+
+#define SP_LOCK_RECOVER 1 /* sp_lock(): the owner died; repair, then consistent */
+
+int sp_lock_init(struct sp_lock *l, enum sp_lock_level level);
+int sp_lock(struct sp_seg *s, struct sp_lock *l);
+void sp_lock_consistent(struct sp_lock *l);
+void sp_unlock(struct sp_lock *l);
+bool sp_lock_held(const struct sp_lock *l);
+void sp_lock_allow_same_level(bool on);
+
+/* ---- primitives (prim-linux.c) ----------------------------------------- */
+
+int sp_prim_reserve(int fd, uint64_t off, uint64_t len);
+int sp_futex_wait(uint32_t *word, uint32_t expected, int timeout_ms);
+void sp_futex_wake(uint32_t *word, int n);
+uint64_t sp_proc_start_time(int pid);
+uint64_t sp_now_ms(void);
+uint64_t sp_realtime_s(void);
+
+/* ---- fault injection (fault.c) ----------------------------------------- */
+
+#if SP_FAULT_INJECTION
+void sp_crash_point(const char *name);
+#define SP_CRASH_POINT(name) sp_crash_point(name)
+#else
+#define SP_CRASH_POINT(name) ((void)0)
+#endif
+extern const char *const sp_crash_points[];
+extern const unsigned sp_nr_crash_points;
+
+/* ---- buddy pages (buddy.c) ---------------------------------------------- */
+
+void sp_buddy_init(struct sp_seg *s);
+void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn);
+void sp_plist_del(struct sp_seg *s, uint32_t *head, uint32_t pfn);
+int sp_buddy_lock(struct sp_seg *s);
+void sp_buddy_unlock(struct sp_seg *s);
+int sp_buddy_alloc_locked(struct sp_seg *s, unsigned order, unsigned kind, uint32_t owner,
+			  uint16_t slot, uint32_t *pfn);
+void sp_buddy_free_locked(struct sp_seg *s, uint32_t pfn);
+void sp_buddy_recover_locked(struct sp_seg *s);
+int sp_buddy_alloc(struct sp_seg *s, unsigned order, sp_off_t *off);
+int sp_buddy_free(struct sp_seg *s, sp_off_t off);
+int sp_block_head(const struct sp_seg *s, uint32_t pfn, uint32_t *head);
+
+/* ---- slab caches (slab.c) ----------------------------------------------- */
+
+int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint64_t obj_size,
+		   uint64_t align, uint32_t flags);
+int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint64_t align,
+		    uint32_t flags, const void *tmpl, uint32_t *id);
+int sp_cache_lookup(struct sp_seg *s, const char *name, uint32_t *id);
+struct sp_cache *sp_cache_get(struct sp_seg *s, uint32_t id);
+int sp_cache_lock(struct sp_seg *s, struct sp_cache *c);
+void sp_cache_unlock(struct sp_cache *c);
+int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
+int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
+int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
+int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
+int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c);
+int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c);
+int sp_cache_destroy(struct sp_seg *s, uint32_t id);
+int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c);
+void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c);
+int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+			struct sp_slab **slab, uint32_t *idx);
+uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);
+uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx);
+struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);
+bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);
+
+/* ---- kmalloc (kmalloc.c) ------------------------------------------------ */
+
+#define SP_KMALLOC_MAX 8192u
+extern const uint32_t sp_kmalloc_sizes[];
+extern const unsigned sp_nr_kmalloc_classes;
+int sp_kmalloc_init(struct sp_seg *s);
+int sp_kmalloc_class(uint64_t size);
+int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *off);
+int sp_kmalloc(struct sp_seg *s, uint64_t size, sp_off_t *off);
+int sp_kfree(struct sp_seg *s, sp_off_t off);
+int sp_ksize(struct sp_seg *s, sp_off_t off, uint64_t *size);
+
+/* ---- named mempools (mempool.c) ---------------------------------------- */
+
+struct sp_pool_params {
+	uint64_t elem_size;
+	uint32_t min_nr;
+	uint32_t max_nr;	/* 0: no cap */
+	uint32_t backing;	/* enum sp_backing */
+	uint32_t cache_flags;	/* SP_CACHE_USER_FLAGS for SLAB backing */
+	uint32_t flags;		/* SP_POOL_* */
+	uint32_t align;		/* 0: default (8) */
+	uint32_t uid;
+	uint32_t mode;
+};
+
+#define SP_ALLOC_NOWAIT 0x1
+
+int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_params *pp,
+		   uint32_t *id);
+int sp_pool_lookup(struct sp_seg *s, const char *name, uint32_t *id);
+struct sp_pool *sp_pool_get(struct sp_seg *s, uint32_t id);
+int sp_pool_lock(struct sp_seg *s, struct sp_pool *p);
+void sp_pool_unlock(struct sp_pool *p);
+int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off);
+int sp_pool_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off);
+int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect);
+int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr);
+int sp_pool_destroy(struct sp_seg *s, uint32_t id);
+int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p);
+void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p);
+uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p);
+int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t *owner);
+
+/* ---- registry (registry.c) ---------------------------------------------- */
+
+int sp_name_check(const char *name);
+uint32_t sp_name_hash(const char *name);
+int sp_registry_lock(struct sp_seg *s);
+void sp_registry_unlock(struct sp_seg *s);
+int sp_hash_insert_locked(struct sp_seg *s, bool pools, const char *name, uint32_t id);
+int sp_hash_lookup_locked(struct sp_seg *s, bool pools, const char *name, uint32_t *id);
+int sp_hash_find(struct sp_seg *s, bool pools, const char *name, uint32_t *id);
+void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name);
+void sp_registry_recover_locked(struct sp_seg *s);
+
+/* ---- clients and ownership (client.c) ---------------------------------- */
+
+struct sp_holdings {
+	uint64_t objects;	/* cache objects (kmalloc included) */
+	uint64_t bytes;
+	uint64_t pool_elems;	/* of which pool elements */
+	uint64_t large_blocks;
+	uint64_t pages;		/* pages of large / raw / page-pool blocks */
+};
+
+int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+		       uint32_t *slot);
+int sp_client_use_slot(struct sp_seg *s, uint32_t slot);
+int sp_client_mark_dead(struct sp_seg *s, uint32_t slot);
+int sp_client_unregister(struct sp_seg *s, uint32_t slot);
+int sp_client_reap(struct sp_seg *s);
+int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h);
+int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct sp_holdings *released);
+
+/* ---- checker (check.c) -------------------------------------------------- */
+
+struct sp_violation {
+	char what[200];
+};
+
+struct sp_report {
+	unsigned nr;		/* violations found (may exceed cap) */
+	unsigned cap;
+	struct sp_violation *v;	/* first min(nr, cap) of them */
+};
+
+#define SP_CHECK_NOLOCK 0x1 /* do not take locks (read-only or quiescent) */
+
+int sp_check(struct sp_seg *s, int flags, struct sp_report *r);
+void sp_report_free(struct sp_report *r);
+void sp_report_add(struct sp_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif /* SHMPOOL_CORE_H */

@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * layout.h - every structure that lives in the shared-memory segment.
+ *
+ * Glossary
+ *   segment   one POSIX shm object mapped MAP_SHARED by every process; each
+ *             process maps it at its own address, so the segment stores
+ *             offsets (sp_off_t, 0 = NULL), never pointers.
+ *   page      4 KiB unit of the data area, described by one struct sp_page
+ *             (the kernel's struct page).  Page numbers are indices into the
+ *             data area; "pfn + 1" is stored where 0 must mean "none".
+ *   block     2^order contiguous pages handed out by the buddy allocator.
+ *   head      first page of a block; its sp_page.info is the block's truth.
+ *   tail      any other page of a block; info = SP_PG_TAIL, owner = head pfn.
+ *   slab      a block owned by a cache, holding objperslab objects plus a
+ *             header (struct sp_slab) with the allocation bitmap.
+ *   cache     struct sp_cache: a kmem_cache of fixed-size objects.
+ *   kmalloc   the caches of the general size classes (8..8192 bytes).
+ *   pool      struct sp_pool: a named mempool_t with min_nr reserved
+ *             elements in an elements array, on top of a backing allocator.
+ *   slot      an entry of the client table; owner of what it allocates.
+ *   owner     uint16 tag on every allocated object/element/block: slot + 1,
+ *             or SP_OWNER_RESERVE / SP_OWNER_INTERNAL; 0 = free.
+ *
+ * Picture (offsets grow downwards):
+ *
+ *   0             struct sp_header (geometry, buddy zone, registry lock)
+ *   clients_off   struct sp_client[max_clients]
+ *   caches_off    struct sp_cache[nr_kmalloc + max_caches + max_pools]
+ *                 (kmalloc classes, named caches, then pool i's cache)
+ *   pools_off     struct sp_pool[max_pools]
+ *   chash_off     uint32_t[chash_size]          name -> cache id + 1
+ *   phash_off     uint32_t[phash_size]          name -> pool id + 1
+ *   pages_off     struct sp_page[nr_pages]
+ *   data_off      nr_pages * 4 KiB of buddy-managed pages
+ *
+ * Lock order (take in this order, never the reverse; asserted when
+ * SP_DEBUG_LEVEL >= 1 by lock.c):
+ *   1. hdr->registry_lock  registry hashes, descriptor state changes,
+ *                          client table, INTERNAL objects
+ *   2. pool->lock          a pool's reserve (elements[], curr_nr)
+ *   3. cache->lock         a cache's slabs: lists, bitmaps, owners, counters
+ *   4. hdr->buddy.lock     free lists and sp_page.info of every page
+ * Never two locks of the same level at once.
+ *
+ * Every lock is a process-shared robust mutex.  When its owner dies the next
+ * locker rebuilds the protected structure from its truth before going on:
+ *   buddy  <- sp_page.info of each head, walked from pfn 0 by block order
+ *   cache  <- the slab headers' bitmaps of the pages it owns
+ *   pool   <- elements[0, curr_nr) plus the owner tags in its backing
+ *   registry <- descriptor states (CREATING/DESTROYING are rolled back)
+ *
+ * All structures here are shared and untrusted: a code path the daemon runs
+ * bounds-checks every offset and index it reads before using it.
+ */
+#ifndef SHMPOOL_LAYOUT_H
+#define SHMPOOL_LAYOUT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define SP_MAGIC		0x314c4f4f504d4853ULL /* "SHMPOOL1" little-endian */
+#define SP_LAYOUT_VERSION	1u
+#define SP_PAGE_SHIFT		12
+#define SP_PAGE_SIZE		(1u << SP_PAGE_SHIFT)
+#define SP_MAX_ORDER_LIMIT	20	/* 4 GiB blocks at most */
+#define SP_DEFAULT_MAX_ORDER	10	/* 4 MiB blocks */
+#define SP_NAME_MAX		63	/* name length, without the NUL */
+#define SP_CLIENT_NAME_MAX	31
+
+typedef uint64_t sp_off_t; /* offset from the segment base; 0 = NULL */
+
+/*
+ * struct sp_lock - a process-shared robust mutex with its lock-order level.
+ * Lives in shared memory.
+ */
+struct sp_lock {
+	pthread_mutex_t mutex;
+	uint32_t level;		/* SP_LOCK_* rank, checked against the lock order */
+	uint32_t recoveries;	/* times a locker found the owner dead */
+};
+
+enum sp_lock_level {
+	SP_LOCK_REGISTRY = 1,
+	SP_LOCK_POOL = 2,
+	SP_LOCK_CACHE = 3,
+	SP_LOCK_BUDDY = 4,
+};
+
+/* Owner tags stored per object / element / large block. */
+#define SP_OWNER_NONE		0u	/* free */
+#define SP_OWNER_RESERVE	0xffffu	/* in a pool's reserve */
+#define SP_OWNER_INTERNAL	0xfffeu	/* segment metadata (templates, arrays) */
+#define SP_MAX_CLIENTS_LIMIT	0xfff0u	/* slot + 1 must stay below the specials */
+
+/* ---- pages ------------------------------------------------------------ */
+
+/* sp_page.info: state | order << 8 | kind << 16.  One 32-bit store commits. */
+enum sp_page_state { SP_PG_TAIL = 0, SP_PG_FREE = 1, SP_PG_ALLOC = 2 };
+enum sp_page_kind {
+	SP_KIND_NONE = 0,
+	SP_KIND_SLAB = 1,	/* owner = cache id */
+	SP_KIND_LARGE = 2,	/* kmalloc > 8 KiB; slot = owner tag */
+	SP_KIND_POOL = 3,	/* page-backed pool element; owner = pool id */
+	SP_KIND_RAW = 4,	/* sp_buddy_alloc() by a user of the core */
+};
+#define SP_PG_INFO(state, order, kind) \
+	((uint32_t)(state) | (uint32_t)(order) << 8 | (uint32_t)(kind) << 16)
+#define SP_PG_STATE(info) ((info) & 0xffu)
+#define SP_PG_ORDER(info) (((info) >> 8) & 0xffu)
+#define SP_PG_KIND(info)  (((info) >> 16) & 0xffu)
+
+#define SP_PGF_BACKED	0x1u	/* backing store reserved with fallocate */
+
+/*
+ * struct sp_page - metadata of one data page (24 bytes).  Lives in shared
+ * memory.  info/owner/slot of a head describe its whole block.
+ * next/prev link FREE heads into buddy free lists (under the buddy lock) and
+ * SLAB heads into their cache's slab lists (under that cache's lock).
+ */
+struct sp_page {
+	uint32_t info;		/* SP_PG_INFO(); written last: the commit */
+	uint32_t owner;		/* SLAB: cache id; POOL: pool id; TAIL: head pfn */
+	uint16_t slot;		/* LARGE/POOL/RAW: owner tag */
+	uint16_t flags;		/* SP_PGF_* */
+	uint32_t next;		/* pfn + 1 of next on the list, 0 = end */
+	uint32_t prev;		/* pfn + 1 of previous, 0 = first */
+	uint32_t pad;
+};
+
+/*
+ * struct sp_buddy - the buddy zone.  Lives in shared memory (in the header).
+ * Invariants (checked by check.c):
+ *   nr_free[o] == length of list o == number of FREE heads of order o
+ *   free_pages == sum over o of nr_free[o] << o
+ *   no FREE head of order o < max_order has a FREE buddy of order o
+ */
+struct sp_buddy {
+	struct sp_lock lock;
+	uint32_t max_order;
+	uint32_t nr_pages;
+	uint32_t free_head[SP_MAX_ORDER_LIMIT + 1]; /* pfn + 1 */
+	uint32_t nr_free[SP_MAX_ORDER_LIMIT + 1];
+	uint64_t free_pages;
+	uint64_t nr_alloc;	/* statistics, not invariants */
+	uint64_t nr_free_calls;
+	uint64_t nr_fail;
+	uint64_t nr_backing_fail; /* fallocate refused: /dev/shm full */
+};
+
+/* ---- slabs and caches ------------------------------------------------- */
+
+#define SP_SLAB_MAGIC	0x51ab51abu
+enum sp_slab_list { SP_LIST_NONE = 0, SP_LIST_PARTIAL, SP_LIST_FULL, SP_LIST_EMPTY };
+
+/*
+ * struct sp_slab - header at the start of every slab block.  Lives in shared
+ * memory; protected by its cache's lock.  Followed by
+ *   uint64_t bitmap[bitmap_words]   bit i set <=> object i allocated
+ *   uint16_t owner[objperslab]      owner tag of object i (0 iff free)
+ * and, at obj_start + colour, the objects themselves.
+ * Invariant: inuse == popcount(bitmap); list matches inuse
+ *   (0 -> EMPTY, objperslab -> FULL, else PARTIAL).
+ */
+struct sp_slab {
+	uint32_t magic;		/* SP_SLAB_MAGIC ^ cache id ^ pfn; written last */
+	uint32_t cache_id;
+	uint32_t inuse;
+	uint32_t colour;	/* byte offset added to cache->obj_start */
+	uint32_t hint;		/* bitmap word to start the next search at */
+	uint32_t list;		/* enum sp_slab_list */
+	uint64_t bitmap[];
+};
+
+#define SP_CACHE_MAGIC	0xcac4e000u
+enum sp_desc_state { SP_DESC_FREE = 0, SP_DESC_CREATING, SP_DESC_LIVE, SP_DESC_DESTROYING };
+
+/* Cache flags (public ones are mirrored in shmpool.h later). */
+#define SP_CACHE_HWCACHE_ALIGN	0x0001u	/* align objects to 64 bytes */
+#define SP_CACHE_POISON		0x0002u	/* fill free objects, verify on reuse */
+#define SP_CACHE_REDZONE	0x0004u	/* guard bytes after every object */
+#define SP_CACHE_KMALLOC	0x0100u	/* a kmalloc size class */
+#define SP_CACHE_ANON		0x0200u	/* backing of a pool; not in the registry */
+#define SP_CACHE_USER_FLAGS	(SP_CACHE_HWCACHE_ALIGN | SP_CACHE_POISON | SP_CACHE_REDZONE)
+
+#define SP_POISON_FREE	0x6bu
+#define SP_REDZONE_BYTE	0xbbu
+#define SP_REDZONE_SIZE	8u
+
+/*
+ * struct sp_cache - a kmem_cache.  Lives in shared memory in the cache table.
+ * Geometry fields are written at creation and never change while LIVE.
+ * Invariants: active_objs == sum of slab inuse; total_objs ==
+ *   nr_slabs * objperslab; nr_partial + nr_full + nr_empty == nr_slabs.
+ */
+struct sp_cache {
+	uint32_t magic;		/* SP_CACHE_MAGIC ^ id while not FREE */
+	uint32_t state;		/* enum sp_desc_state; changed under registry lock */
+	uint32_t id;
+	uint32_t gen;		/* bumped at every create: stale handles fail */
+	struct sp_lock lock;
+	char name[SP_NAME_MAX + 1];
+	/* geometry, fixed while LIVE */
+	uint32_t flags;
+	uint32_t obj_size;	/* what the user asked for */
+	uint32_t stride;	/* obj_size + red zone, aligned */
+	uint32_t align;
+	uint32_t order;		/* pages per slab = 1 << order */
+	uint32_t objperslab;
+	uint32_t bitmap_words;
+	uint32_t obj_start;	/* offset of object 0 in the slab, colour 0 */
+	uint32_t colour_off;	/* colour step in bytes */
+	uint32_t colour_num;	/* number of colours */
+	uint32_t min_free;	/* kmalloc prefill: free objects kept in stock */
+	uint32_t max_objs;	/* 0 = no cap (pools use max_nr) */
+	uint32_t pool_id;	/* pool + 1 when ANON backing of a pool */
+	uint32_t creator_uid;
+	uint32_t mode;
+	uint32_t pad0;
+	sp_off_t tmpl_off;	/* init template: obj_size bytes, INTERNAL kmalloc */
+	/* state under the cache lock */
+	uint32_t colour_next;
+	uint32_t list_head[4];	/* by enum sp_slab_list: head pfn + 1 */
+	uint32_t nr_list[4];	/* slabs on each list */
+	uint32_t nr_slabs;
+	uint64_t active_objs;
+	uint64_t total_objs;
+	uint64_t nr_alloc;	/* statistics */
+	uint64_t nr_free;
+	uint64_t nr_fail;
+	uint64_t nr_bad_free;	/* double, foreign and mid-object frees refused */
+	uint64_t nr_poison_err;	/* free objects found written to */
+	uint64_t nr_redzone_err;
+	uint64_t nr_grow;
+	uint64_t nr_shrink;
+};
+
+/* ---- pools ------------------------------------------------------------ */
+
+#define SP_POOL_MAGIC	0x90019000u
+enum sp_backing { SP_BACK_SLAB = 0, SP_BACK_PAGES = 1 };
+#define SP_POOL_RECLAIM_ON_EXIT	0x1u	/* a dead slot's elements come back */
+
+/*
+ * struct sp_pool - a named mempool_t.  Lives in shared memory in the pool
+ * table.  Invariants: curr_nr <= min_nr <= elements_cap; elements[0, curr_nr)
+ * are distinct allocated elements of the backing, each tagged
+ * SP_OWNER_RESERVE, and no other element of the backing carries that tag.
+ */
+struct sp_pool {
+	uint32_t magic;		/* SP_POOL_MAGIC ^ id while not FREE */
+	uint32_t state;		/* enum sp_desc_state */
+	uint32_t id;
+	uint32_t gen;
+	struct sp_lock lock;
+	char name[SP_NAME_MAX + 1];
+	uint32_t flags;		/* SP_POOL_* */
+	uint32_t backing;	/* enum sp_backing */
+	uint32_t cache_id;	/* SLAB: the pool's own (ANON) cache */
+	uint32_t page_order;	/* PAGES: order of each element */
+	uint64_t elem_size;
+	uint32_t max_nr;	/* 0 = no cap; else elements out + reserve <= max_nr */
+	uint32_t creator_uid;
+	uint32_t mode;
+	uint32_t pad0;
+	/* reserve, under the pool lock */
+	uint32_t min_nr;
+	uint32_t curr_nr;	/* read without the lock as a hint only */
+	uint32_t elements_cap;
+	uint32_t nr_pages_out;	/* PAGES backing: blocks allocated, incl. reserve */
+	sp_off_t elements_off;	/* sp_off_t[elements_cap], INTERNAL kmalloc */
+	/* wait queue: futex word bumped on every free that may help a waiter */
+	uint32_t wait_seq;
+	uint32_t nr_waiters;	/* advisory: a killed waiter leaves it high */
+	uint64_t nr_alloc;	/* statistics */
+	uint64_t nr_free;
+	uint64_t nr_reserve_alloc; /* served from the reserve */
+	uint64_t nr_fail;
+	uint64_t nr_wait;
+	uint64_t nr_bad_free;
+};
+
+/* ---- clients ---------------------------------------------------------- */
+
+enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
+
+/*
+ * struct sp_client - one slot of the client table.  Lives in shared memory,
+ * changed under the registry lock.  A DEAD slot stays until what it holds
+ * has been released (sp_slot_release()), so orphans keep their attribution.
+ */
+struct sp_client {
+	uint32_t state;		/* enum sp_client_state */
+	uint32_t pid;
+	uint64_t start_time;	/* /proc/pid/stat field 22: pid reuse guard */
+	uint32_t uid;
+	uint32_t gid;
+	uint64_t token;		/* session token for reconnects */
+	uint64_t attach_time;	/* CLOCK_REALTIME seconds */
+	uint64_t death_time;
+	uint32_t gen;
+	uint32_t pad0;
+	char name[SP_CLIENT_NAME_MAX + 1];
+};
+
+/* ---- header ----------------------------------------------------------- */
+
+struct sp_region {
+	uint64_t off;
+	uint64_t size;
+};
+
+/*
+ * struct sp_header - page 0 of the segment.  Lives in shared memory.  The
+ * geometry (magic .. geometry_sum) is written once at creation and covered
+ * by geometry_sum; magic is written last, so a half-created segment is
+ * never mistaken for a valid one.
+ */
+struct sp_header {
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t page_size;
+	uint64_t seg_size;
+	uint32_t header_size;	/* sizeof(struct sp_header) */
+	uint32_t sizeof_page;	/* struct sizes guard against ABI drift */
+	uint32_t sizeof_cache;
+	uint32_t sizeof_pool;
+	uint32_t sizeof_client;
+	uint32_t sizeof_mutex;
+	uint32_t max_order;
+	uint32_t max_clients;
+	uint32_t max_caches;
+	uint32_t max_pools;
+	uint32_t nr_kmalloc;	/* kmalloc classes: cache ids 0 .. nr_kmalloc-1 */
+	uint32_t kmalloc_prefill;
+	uint32_t nr_pages;
+	uint32_t chash_size;	/* power of two */
+	uint32_t phash_size;	/* power of two */
+	uint32_t pad0;
+	struct sp_region clients, caches, pools, chash, phash, pages, data;
+	uint64_t created_time;
+	uint64_t geometry_sum;	/* FNV-1a over the fields above */
+	/* mutable part */
+	struct sp_lock registry_lock;
+	struct sp_buddy buddy;
+	uint64_t attach_count;
+	uint32_t nr_live_caches;
+	uint32_t nr_live_pools;
+};
+
+#endif /* SHMPOOL_LAYOUT_H */

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lock.c - process-shared robust locks and the lock order.
+ *
+ * Every shared structure is guarded by a pthread mutex with
+ * PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST.  The kernel walks a dying
+ * thread's robust list and marks the mutexes it held; the next locker gets
+ * EOWNERDEAD, which sp_lock() turns into SP_LOCK_RECOVER: the caller must
+ * rebuild the structure from its truth and call sp_lock_consistent() before
+ * unlocking (see layout.h for what the truth of each structure is).
+ *
+ * Waiting for memory never uses a process-shared condition variable: a
+ * process killed inside pthread_cond_wait() can wedge the condvar for
+ * everybody.  Waiters sleep on futex words instead (prim-linux.c).
+ *
+ * Lock order: each thread keeps a small stack of the locks it holds; taking
+ * a lock whose level is not above every held level is a bug, caught by
+ * sp_assert (see the numbered order in layout.h).
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+
+#define SP_MAX_HELD 8
+
+static _Thread_local const struct sp_lock *held[SP_MAX_HELD];
+static _Thread_local unsigned nr_held;
+static _Thread_local bool world_stopped; /* the checker holds every lock */
+
+/**
+ * sp_lock_allow_same_level() - enter or leave stop-the-world mode.
+ * @on: true while the checker takes every lock of a level in table order.
+ *
+ * In that mode locks of equal level may nest and sp_lock_held() answers
+ * true (more locks are held than the per-thread record keeps).
+ * Does not sleep.
+ */
+void sp_lock_allow_same_level(bool on)
+{
+	world_stopped = on;
+}
+
+/**
+ * sp_lock_init() - initialise a lock in shared memory.
+ * @l: the lock.
+ * @level: its rank in the lock order.
+ *
+ * Only on a structure nobody else can see yet.  Does not sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_lock_init(struct sp_lock *l, enum sp_lock_level level)
+{
+	pthread_mutexattr_t a;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	l->level = level;
+	rc = pthread_mutexattr_init(&a);
+	if (rc)
+		return -rc;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(&l->mutex, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc ? sp_err(-rc, "pthread_mutex_init: %s", strerror(rc)) : 0;
+}
+
+static void push_held(const struct sp_lock *l)
+{
+#if SP_DEBUG_LEVEL >= 1
+	for (unsigned i = 0; i < nr_held && i < SP_MAX_HELD; i++)
+		if (held[i]->level > l->level || (held[i]->level == l->level && !world_stopped))
+			sp_assert_fail("lock order: level not above every held lock", __FILE__,
+				       __LINE__);
+#endif
+	if (nr_held < SP_MAX_HELD)
+		held[nr_held] = l;
+	nr_held++;
+}
+
+/**
+ * sp_lock() - take a shared lock, detecting a dead owner.
+ * @s: the segment (for its lock timeout).
+ * @l: the lock.
+ *
+ * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
+ * on a lock wedged by a corrupted segment) it gives up after that long.
+ * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
+ * caller now holds it and must repair, then call sp_lock_consistent());
+ * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
+ */
+int sp_lock(struct sp_seg *s, struct sp_lock *l)
+{
+	int rc;
+
+	if (s->readonly)
+		return sp_err(-EROFS, "cannot lock a read-only segment");
+	rc = pthread_mutex_trylock(&l->mutex);
+	if (rc == EBUSY) {
+		if (s->lock_timeout_ms > 0) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += s->lock_timeout_ms / 1000;
+			ts.tv_nsec += (long)(s->lock_timeout_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			rc = pthread_mutex_timedlock(&l->mutex, &ts);
+		} else {
+			rc = pthread_mutex_lock(&l->mutex);
+		}
+	}
+	if (sp_likely(rc == 0)) {
+		push_held(l);
+		return 0;
+	}
+	if (rc == EOWNERDEAD) {
+		push_held(l);
+		__atomic_fetch_add(&l->recoveries, 1, __ATOMIC_RELAXED);
+		return SP_LOCK_RECOVER;
+	}
+	if (rc == ETIMEDOUT)
+		return sp_err(-ETIMEDOUT, "lock (level %u) still held after %d ms", l->level,
+			      s->lock_timeout_ms);
+	return sp_err(-rc, "lock (level %u) unusable: %s", l->level, strerror(rc));
+}
+
+/**
+ * sp_lock_consistent() - declare a recovered structure repaired.
+ * @l: a lock sp_lock() returned SP_LOCK_RECOVER for, still held.
+ *
+ * Does not sleep.
+ */
+void sp_lock_consistent(struct sp_lock *l)
+{
+	sp_assert(sp_lock_held(l));
+	pthread_mutex_consistent(&l->mutex);
+}
+
+/**
+ * sp_unlock() - release a lock taken with sp_lock().
+ * @l: the lock.
+ *
+ * Does not sleep.
+ */
+void sp_unlock(struct sp_lock *l)
+{
+	for (unsigned i = nr_held < SP_MAX_HELD ? nr_held : SP_MAX_HELD; i-- > 0;) {
+		if (held[i] == l) {
+			for (unsigned j = i; j + 1 < nr_held && j + 1 < SP_MAX_HELD; j++)
+				held[j] = held[j + 1];
+			nr_held--;
+			goto unlock;
+		}
+	}
+	if (nr_held > SP_MAX_HELD)
+		nr_held--; /* an unrecorded lock of stop-the-world mode */
+unlock:
+	pthread_mutex_unlock(&l->mutex);
+}
+
+/**
+ * sp_lock_held() - does this thread hold @l?
+ * @l: the lock.
+ *
+ * For assertions in _locked functions.  Does not sleep.
+ * Return: true when held by the calling thread.
+ */
+bool sp_lock_held(const struct sp_lock *l)
+{
+	if (world_stopped)
+		return true;
+	for (unsigned i = 0; i < nr_held && i < SP_MAX_HELD; i++)
+		if (held[i] == l)
+			return true;
+	return false;
+}

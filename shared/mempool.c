@@ -1,0 +1,945 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mempool.c - named memory pools: the kernel's mempool_t in shared memory.
+ *
+ * A mempool exists for guaranteed allocations under memory pressure: it
+ * keeps min_nr elements in reserve, taken from its backing allocator when
+ * the pool is created.  Allocation tries the backing allocator first (the
+ * pool's own slab cache, or buddy blocks of one order) and only when that
+ * fails takes an element from the reserve; when both are empty it fails
+ * (SP_ALLOC_NOWAIT) or sleeps until an element is freed or a timeout passes.
+ * Free refills the reserve first while curr_nr < min_nr and wakes a waiter;
+ * otherwise the element goes back to the backing allocator.  So min_nr
+ * elements stay obtainable even when other allocations have exhausted the
+ * whole segment.
+ *
+ * Reserve elements are allocated elements of the backing tagged
+ * SP_OWNER_RESERVE; the elements array (INTERNAL kmalloc memory) lists them.
+ * The order of each step is what makes a kill -9 harmless:
+ *   take: tag the element with the taker's slot, then lower curr_nr (commit);
+ *   put:  tag RESERVE, store into elements[curr_nr], then raise curr_nr.
+ * sp_pool_recover_locked() treats elements[0, curr_nr) as the reserve and
+ * re-tags it, and adopts any RESERVE-tagged element outside it.
+ *
+ * Waiting: wait_seq is a futex word in the segment.  A waiter registers in
+ * nr_waiters, samples wait_seq and retries the backing under the pool lock
+ * before sleeping; every free that may help bumps wait_seq and wakes one.
+ * No condition variable is shared between processes.
+ *
+ * Locking: pool->lock (level 2) protects the reserve; the backing's cache
+ * lock (3) or the buddy lock (4) nests inside it.  Creation, resizing and
+ * destruction also hold the registry lock (1).  nr_pages_out of a
+ * page-backed pool is protected by the buddy lock.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#define SP_POOL_MAX_MIN_NR (1u << 24)
+
+static sp_off_t *elements(struct sp_seg *s, struct sp_pool *p)
+{
+	return sp_ptr_checked(s, p->elements_off, (uint64_t)p->elements_cap * sizeof(sp_off_t),
+			      8);
+}
+
+/* The pool's own cache, LIVE or being torn down with the pool. */
+static struct sp_cache *pool_cache(struct sp_seg *s, struct sp_pool *p)
+{
+	uint32_t id = sp_pool_cache_id(s, p->id);
+	struct sp_cache *c = &sp_caches(s)[id];
+
+	if (p->backing != SP_BACK_SLAB || p->id >= s->hdr->max_pools || c->id != id ||
+	    c->magic != (SP_CACHE_MAGIC ^ id) || c->state == SP_DESC_FREE ||
+	    c->pool_id != p->id + 1)
+		return NULL;
+	return c;
+}
+
+/**
+ * sp_pool_get() - the LIVE pool with this id.
+ * @s: segment.  @id: index into the pool table.
+ *
+ * Does not sleep.
+ * Return: the descriptor or NULL.
+ */
+struct sp_pool *sp_pool_get(struct sp_seg *s, uint32_t id)
+{
+	struct sp_pool *p;
+
+	if (id >= s->hdr->max_pools)
+		return NULL;
+	p = &sp_pools(s)[id];
+	if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+	    p->magic != (SP_POOL_MAGIC ^ id) || p->id != id)
+		return NULL;
+	return p;
+}
+
+/* ---- the backing allocator ------------------------------------------------ */
+
+/* Locate a page-backed element; its head must be the element itself. */
+static int page_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint32_t *pfn)
+{
+	uint32_t info;
+
+	if (!sp_off_pfn(s, off, pfn) || sp_pfn_off(s, *pfn) != off)
+		return sp_err(-EINVAL, "offset %#llx is not an element of pool %s",
+			      (unsigned long long)off, p->name);
+	info = s->pages[*pfn].info;
+	if (info != SP_PG_INFO(SP_PG_ALLOC, p->page_order, SP_KIND_POOL) ||
+	    s->pages[*pfn].owner != p->id)
+		return sp_err(-EINVAL, "offset %#llx is not an allocated element of pool %s",
+			      (unsigned long long)off, p->name);
+	return 0;
+}
+
+static int backing_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_off_t *off)
+{
+	struct sp_cache *c;
+	uint32_t pfn;
+	int rc;
+
+	if (p->backing == SP_BACK_SLAB) {
+		c = pool_cache(s, p);
+		if (!c)
+			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
+		return sp_cache_alloc(s, c, owner, off);
+	}
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
+	if (p->state == SP_DESC_DESTROYING)
+		rc = sp_err(-ENOENT, "pool %s is being destroyed", p->name);
+	else if (p->max_nr && p->nr_pages_out >= p->max_nr)
+		rc = sp_err(-ENOMEM, "pool %s reached max_nr %u", p->name, p->max_nr);
+	else
+		rc = sp_buddy_alloc_locked(s, p->page_order, SP_KIND_POOL, p->id, owner, &pfn);
+	if (!rc) {
+		p->nr_pages_out++;
+		*off = sp_pfn_off(s, pfn);
+	}
+	sp_buddy_unlock(s);
+	return rc;
+}
+
+/*
+ * May an element tagged @tag be freed by a caller expecting @expect?  0: any
+ * holder (a user's free: never a reserve element); else exactly that tag.
+ */
+static bool holder_ok(uint16_t tag, uint16_t expect)
+{
+	return expect ? tag == expect : tag != SP_OWNER_RESERVE && tag != SP_OWNER_NONE;
+}
+
+static const char *holder_why(uint16_t expect)
+{
+	return expect ? "not held by the expected owner" : "free or in the reserve (double free?)";
+}
+
+/* Free an element to the backing if holder_ok(its tag, @expect). */
+static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+{
+	struct sp_cache *c;
+	uint32_t pfn;
+	int rc;
+
+	if (p->backing == SP_BACK_SLAB) {
+		struct sp_slab *slab;
+		uint32_t idx;
+
+		c = pool_cache(s, p);
+		if (!c)
+			return sp_err(-EFAULT, "pool %s lost its cache", p->name);
+		rc = sp_cache_lock(s, c);
+		if (rc)
+			return rc;
+		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+		if (!rc && !holder_ok(sp_slab_owners(c, slab)[idx], expect))
+			rc = sp_err(-EINVAL, "element %#llx of pool %s is %s",
+				    (unsigned long long)off, p->name, holder_why(expect));
+		if (!rc)
+			rc = sp_cache_free_locked(s, c, off);
+		sp_cache_unlock(c);
+		return rc;
+	}
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
+	rc = page_elem(s, p, off, &pfn);
+	if (!rc && !holder_ok(s->pages[pfn].slot, expect))
+		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
+			    p->name, holder_why(expect));
+	if (!rc) {
+		sp_buddy_free_locked(s, pfn);
+		p->nr_pages_out--;
+	}
+	sp_buddy_unlock(s);
+	return rc;
+}
+
+/*
+ * Read or change an element's owner tag.  With @from non-zero the change
+ * happens only if the tag is @from (or, for SP_OWNER_NONE as @from, any
+ * holder but the reserve).  Takes the backing's lock.
+ */
+static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to, bool any_holder,
+		 uint16_t *old)
+{
+	uint16_t *tag;
+	uint32_t pfn, idx;
+	struct sp_cache *c = NULL;
+	int rc;
+
+	if (p->backing == SP_BACK_SLAB) {
+		struct sp_slab *slab;
+
+		c = pool_cache(s, p);
+		if (!c)
+			return sp_err(-EFAULT, "pool %s lost its cache", p->name);
+		rc = sp_cache_lock(s, c);
+		if (rc)
+			return rc;
+		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+		if (!rc && !(slab->bitmap[idx / 64] >> (idx % 64) & 1))
+			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
+				    (unsigned long long)off, p->name);
+		tag = rc ? NULL : &sp_slab_owners(c, slab)[idx];
+	} else {
+		rc = sp_buddy_lock(s);
+		if (rc)
+			return rc;
+		rc = page_elem(s, p, off, &pfn);
+		tag = rc ? NULL : &s->pages[pfn].slot;
+	}
+	if (!rc) {
+		*old = *tag;
+		if (any_holder && (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_NONE))
+			rc = sp_err(-EINVAL, "element %#llx of pool %s is already free",
+				    (unsigned long long)off, p->name);
+		else if (to)
+			__atomic_store_n(tag, to, __ATOMIC_RELEASE);
+	}
+	if (c)
+		sp_cache_unlock(c);
+	else
+		sp_buddy_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_pool_elem_owner() - the owner tag of one element.
+ * @s: segment.  @p: pool.  @off: element.  @owner: its tag.
+ *
+ * May sleep.
+ * Return: 0, or -EINVAL when @off is not an allocated element of @p.
+ */
+int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t *owner)
+{
+	return retag(s, p, off, 0, false, owner);
+}
+
+/* ---- locking and recovery ------------------------------------------------- */
+
+static int cmp_off(const void *a, const void *b)
+{
+	sp_off_t x = *(const sp_off_t *)a, y = *(const sp_off_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every element of the backing tagged RESERVE, into a malloc'd array. */
+static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, uint32_t *nr)
+{
+	uint32_t n = 0, cap = 64, pfn;
+	sp_off_t *v = malloc(cap * sizeof(*v));
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+#define PUSH(x)                                                     \
+	do {                                                        \
+		if (n == cap) {                                     \
+			sp_off_t *nv = realloc(v, 2 * cap * sizeof(*v)); \
+			if (!nv) {                                  \
+				rc = -ENOMEM;                       \
+				goto out;                           \
+			}                                           \
+			v = nv, cap *= 2;                           \
+		}                                                   \
+		v[n++] = (x);                                       \
+	} while (0)
+	if (p->backing == SP_BACK_SLAB) {
+		struct sp_cache *c = pool_cache(s, p);
+
+		if (!c || (rc = sp_cache_lock(s, c)))
+			goto out;
+		rc = sp_buddy_lock(s);
+		for (pfn = 0; !rc && pfn < s->hdr->nr_pages;) {
+			uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
+
+			if (o > s->hdr->max_order)
+				o = 0;
+			if (sp_slab_valid(s, c, pfn)) {
+				struct sp_slab *slab = sp_slab_at(s, c, pfn);
+				uint16_t *tag = sp_slab_owners(c, slab);
+
+				for (uint32_t i = 0; i < c->objperslab; i++)
+					if (tag[i] == SP_OWNER_RESERVE &&
+					    (slab->bitmap[i / 64] >> (i % 64) & 1))
+						PUSH((sp_off_t)(sp_slab_obj(c, slab, i) - s->base));
+			}
+			pfn += 1u << o;
+		}
+		if (!rc)
+			sp_buddy_unlock(s);
+		sp_cache_unlock(c);
+	} else {
+		rc = sp_buddy_lock(s);
+		if (rc)
+			goto out;
+		p->nr_pages_out = 0;
+		for (pfn = 0; pfn < s->hdr->nr_pages;) {
+			uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
+
+			if (o > s->hdr->max_order)
+				o = 0;
+			if (info == SP_PG_INFO(SP_PG_ALLOC, p->page_order, SP_KIND_POOL) &&
+			    s->pages[pfn].owner == p->id) {
+				p->nr_pages_out++;
+				if (s->pages[pfn].slot == SP_OWNER_RESERVE)
+					PUSH(sp_pfn_off(s, pfn));
+			}
+			pfn += 1u << o;
+		}
+		sp_buddy_unlock(s);
+	}
+#undef PUSH
+out:
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*nr = n;
+	return 0;
+}
+
+/**
+ * sp_pool_recover_locked() - rebuild a pool's reserve after its lock owner died.
+ * @s: segment.  @p: pool, locked.
+ *
+ * elements[0, curr_nr) is the reserve: invalid or duplicate entries are
+ * dropped, the rest re-tagged RESERVE; RESERVE-tagged elements outside it
+ * (a put or take cut short) rejoin the reserve while it has room and go back
+ * to the backing otherwise.
+ * May sleep.
+ */
+void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
+{
+	sp_off_t *el = elements(s, p), *tagged = NULL, *sorted = NULL;
+	uint32_t i, j, n = 0, ntag = 0;
+	uint16_t old;
+
+	sp_assert(sp_lock_held(&p->lock));
+	if (!el)
+		p->elements_cap = 0;
+	if (p->min_nr > p->elements_cap)
+		p->min_nr = p->elements_cap;
+	if (p->curr_nr > p->min_nr)
+		p->curr_nr = p->min_nr;
+	/* keep valid, distinct entries */
+	for (i = 0; i < p->curr_nr; i++) {
+		bool dup = false;
+
+		for (j = 0; j < n && !dup; j++)
+			dup = el[j] == el[i];
+		if (!dup && retag(s, p, el[i], SP_OWNER_RESERVE, false, &old) == 0)
+			el[n++] = el[i];
+	}
+	p->curr_nr = n;
+	if (reserve_tagged(s, p, &tagged, &ntag) == 0) {
+		sorted = malloc((n ? n : 1) * sizeof(*sorted));
+		if (sorted) {
+			memcpy(sorted, el, n * sizeof(*sorted));
+			qsort(sorted, n, sizeof(*sorted), cmp_off);
+			for (i = 0; i < ntag; i++) {
+				if (bsearch(&tagged[i], sorted, n, sizeof(*sorted), cmp_off))
+					continue;
+				if (p->curr_nr < p->min_nr)
+					el[p->curr_nr++] = tagged[i];
+				else
+					backing_free(s, p, tagged[i], SP_OWNER_RESERVE);
+			}
+		}
+		free(sorted);
+		free(tagged);
+	}
+	__atomic_store_n(&p->nr_waiters, 0, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_RELEASE);
+	sp_futex_wake(&p->wait_seq, INT_MAX); /* waiters re-register */
+}
+
+/**
+ * sp_pool_lock() - lock a pool, recovering it if the owner died.
+ * @s: segment.  @p: pool.
+ *
+ * May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_pool_lock(struct sp_seg *s, struct sp_pool *p)
+{
+	int rc = sp_lock(s, &p->lock);
+
+	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
+		sp_pool_recover_locked(s, p);
+		sp_lock_consistent(&p->lock);
+		rc = 0;
+	}
+	return rc;
+}
+
+void sp_pool_unlock(struct sp_pool *p)
+{
+	sp_unlock(&p->lock);
+}
+
+/**
+ * sp_pool_nr_out() - elements currently handed out (not in the reserve).
+ * @s: segment.  @p: pool.
+ *
+ * Unlocked snapshot.  Does not sleep.
+ * Return: the count.
+ */
+uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p)
+{
+	uint64_t total, curr = __atomic_load_n(&p->curr_nr, __ATOMIC_RELAXED);
+	struct sp_cache *c;
+
+	if (p->backing == SP_BACK_SLAB) {
+		c = pool_cache(s, p);
+		total = c ? __atomic_load_n(&c->active_objs, __ATOMIC_RELAXED) : 0;
+	} else {
+		total = __atomic_load_n(&p->nr_pages_out, __ATOMIC_RELAXED);
+	}
+	return total > curr ? total - curr : 0;
+}
+
+/* ---- create, resize, destroy ---------------------------------------------- */
+
+static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t target)
+{
+	sp_off_t *el = elements(s, p), off;
+	int rc;
+
+	while (p->curr_nr < target) {
+		rc = backing_alloc(s, p, SP_OWNER_RESERVE, &off);
+		if (rc)
+			return rc;
+		el[p->curr_nr] = off;
+		p->curr_nr++;
+		SP_CRASH_POINT("pool.create.reserve");
+	}
+	return 0;
+}
+
+static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t target)
+{
+	sp_off_t *el = elements(s, p);
+
+	while (el && p->curr_nr > target) {
+		sp_off_t off = el[p->curr_nr - 1];
+
+		p->curr_nr--;
+		SP_CRASH_POINT("pool.destroy.drain");
+		backing_free(s, p, off, SP_OWNER_RESERVE);
+	}
+}
+
+static int set_elements_cap(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
+{
+	sp_off_t off = 0, old = p->elements_off;
+	sp_off_t *el = elements(s, p);
+	int rc;
+
+	if (cap) {
+		rc = sp_kmalloc_owner(s, (uint64_t)cap * sizeof(sp_off_t), SP_OWNER_INTERNAL, &off);
+		if (rc)
+			return rc;
+		if (el && p->curr_nr)
+			memcpy(sp_ptr(s, off), el, (size_t)p->curr_nr * sizeof(sp_off_t));
+	}
+	p->elements_off = off;
+	p->elements_cap = cap;
+	if (old)
+		sp_kfree(s, old);
+	return 0;
+}
+
+/**
+ * sp_pool_teardown_locked() - give back everything a pool holds.
+ * @s: segment; registry lock held.  @p: pool, locked, with nothing out.
+ *
+ * Used by destroy and by the rollback of a failed or interrupted create.
+ * May sleep.
+ * Return: 0 or -EBUSY when elements are still out.
+ */
+int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
+{
+	struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)];
+
+	bool live = p->state == SP_DESC_LIVE;
+	uint64_t out = 0;
+	int rc;
+
+	sp_assert(sp_lock_held(&p->lock));
+	/* close the backing to new allocations and count what is out, atomically */
+	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
+		rc = sp_cache_lock(s, c);
+		if (rc)
+			return rc;
+		out = c->active_objs > p->curr_nr ? c->active_objs - p->curr_nr : 0;
+		if (!live || !out)
+			c->state = SP_DESC_DESTROYING;
+		sp_cache_unlock(c);
+	} else if (p->backing == SP_BACK_PAGES) {
+		rc = sp_buddy_lock(s);
+		if (rc)
+			return rc;
+		out = p->nr_pages_out > p->curr_nr ? p->nr_pages_out - p->curr_nr : 0;
+		if (!live || !out)
+			p->state = SP_DESC_DESTROYING;
+		sp_buddy_unlock(s);
+	}
+	if (live && out)
+		return sp_err(-EBUSY, "pool %s has %llu elements out", p->name,
+			      (unsigned long long)out);
+	p->state = SP_DESC_DESTROYING;
+	drain_reserve_locked(s, p, 0);
+	set_elements_cap(s, p, 0);
+	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
+		if (sp_cache_lock(s, c) == 0) {
+			if (sp_cache_teardown_locked(s, c) == 0) {
+				c->magic = 0;
+				c->state = SP_DESC_FREE;
+			}
+			sp_cache_unlock(c);
+		}
+	}
+	p->magic = 0;
+	__atomic_store_n(&p->state, SP_DESC_FREE, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/**
+ * sp_pool_create() - create a named pool and fill its reserve.
+ * @s: segment.  @name: 1..63 of [A-Za-z0-9._-].
+ * @pp: element size, min_nr, max_nr, backing, flags.
+ * @id: the new pool's id.
+ *
+ * May sleep.
+ * Return: 0; -EEXIST; -EINVAL (name, size, max_nr < min_nr); -ENFILE (pool
+ * table full); -ENOMEM when min_nr elements do not fit (nothing is kept).
+ */
+int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_params *pp,
+		   uint32_t *id)
+{
+	struct sp_pool *p = NULL;
+	struct sp_cache *c;
+	uint32_t i, found;
+	char cname[SP_NAME_MAX + 1];
+	int rc;
+
+	rc = sp_name_check(name);
+	if (rc)
+		return rc;
+	if (!pp->elem_size || pp->elem_size > s->size)
+		return sp_err(-EINVAL, "element size %llu is outside 1..%llu (segment size)",
+			      (unsigned long long)pp->elem_size, (unsigned long long)s->size);
+	if (pp->min_nr > SP_POOL_MAX_MIN_NR || (uint64_t)pp->min_nr * pp->elem_size > s->size)
+		return sp_err(-ENOMEM, "min_nr %u elements of %llu bytes cannot fit the segment",
+			      pp->min_nr, (unsigned long long)pp->elem_size);
+	if (pp->max_nr && pp->max_nr < pp->min_nr)
+		return sp_err(-EINVAL, "max_nr %u is below min_nr %u", pp->max_nr, pp->min_nr);
+	if (pp->backing != SP_BACK_SLAB && pp->backing != SP_BACK_PAGES)
+		return sp_err(-EINVAL, "unknown backing allocator %u", pp->backing);
+	if (pp->flags & ~SP_POOL_RECLAIM_ON_EXIT)
+		return sp_err(-EINVAL, "unknown pool flags %#x", pp->flags);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	if (sp_hash_lookup_locked(s, true, name, &found) == 0) {
+		rc = sp_err(-EEXIST, "pool %s already exists", name);
+		goto out;
+	}
+	for (i = 0; i < s->hdr->max_pools; i++) {
+		if (sp_pools(s)[i].state == SP_DESC_FREE &&
+		    sp_caches(s)[sp_pool_cache_id(s, i)].state == SP_DESC_FREE) {
+			p = &sp_pools(s)[i];
+			break;
+		}
+	}
+	if (!p) {
+		rc = sp_err(-ENFILE, "pool table full (%u pools)", s->hdr->max_pools);
+		goto out;
+	}
+	rc = sp_pool_lock(s, p);
+	if (rc)
+		goto out;
+	p->magic = SP_POOL_MAGIC ^ i;
+	p->state = SP_DESC_CREATING;
+	memset(p->name, 0, sizeof(p->name));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->flags = pp->flags;
+	p->backing = pp->backing;
+	p->elem_size = pp->elem_size;
+	p->max_nr = pp->max_nr;
+	p->creator_uid = pp->uid;
+	p->mode = pp->mode ? pp->mode : 0600;
+	p->min_nr = p->curr_nr = p->elements_cap = p->nr_pages_out = 0;
+	p->elements_off = 0;
+	p->nr_waiters = 0;
+	p->nr_alloc = p->nr_free = p->nr_reserve_alloc = p->nr_fail = p->nr_wait = 0;
+	p->nr_bad_free = 0;
+	p->cache_id = sp_pool_cache_id(s, i);
+	p->page_order = 0;
+	if (pp->backing == SP_BACK_SLAB) {
+		c = &sp_caches(s)[p->cache_id];
+		snprintf(cname, sizeof(cname), "pool.%s", name);
+		c->magic = SP_CACHE_MAGIC ^ p->cache_id;
+		rc = sp_cache_setup(s, c, cname, pp->elem_size, pp->align,
+				    SP_CACHE_ANON | (pp->cache_flags & SP_CACHE_USER_FLAGS));
+		if (rc) {
+			c->magic = 0;
+			goto fail;
+		}
+		c->pool_id = i + 1;
+		c->max_objs = pp->max_nr;
+		c->creator_uid = pp->uid;
+		c->mode = p->mode;
+		c->gen++;
+		__atomic_store_n(&c->state, SP_DESC_LIVE, __ATOMIC_RELEASE);
+	} else {
+		while (((uint64_t)SP_PAGE_SIZE << p->page_order) < pp->elem_size)
+			p->page_order++;
+		if (p->page_order > s->hdr->max_order) {
+			rc = sp_err(-EINVAL, "element size %llu is above the largest block",
+				    (unsigned long long)pp->elem_size);
+			goto fail;
+		}
+	}
+	rc = set_elements_cap(s, p, pp->min_nr);
+	if (!rc) {
+		p->min_nr = pp->min_nr;
+		rc = grow_reserve_locked(s, p, pp->min_nr);
+		if (rc)
+			rc = sp_err(-ENOMEM, "min_nr %u elements of %llu bytes do not fit: only %u did",
+				    pp->min_nr, (unsigned long long)pp->elem_size, p->curr_nr);
+	}
+	if (!rc)
+		rc = sp_hash_insert_locked(s, true, name, i);
+	if (rc)
+		goto fail;
+	SP_CRASH_POINT("registry.insert");
+	p->gen++;
+	__atomic_store_n(&p->state, SP_DESC_LIVE, __ATOMIC_RELEASE);
+	s->hdr->nr_live_pools++;
+	sp_pool_unlock(p);
+	*id = i;
+	goto out;
+fail:
+	sp_pool_teardown_locked(s, p);
+	sp_pool_unlock(p);
+out:
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_pool_lookup() - find a pool by name.
+ * @s: segment.  @name: its name.  @id: its id.
+ *
+ * May sleep.
+ * Return: 0, -EINVAL (bad name) or -ENOENT.
+ */
+int sp_pool_lookup(struct sp_seg *s, const char *name, uint32_t *id)
+{
+	int rc = sp_name_check(name);
+
+	if (rc)
+		return rc;
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_hash_lookup_locked(s, true, name, id);
+	sp_registry_unlock(s);
+	return rc ? sp_err(-ENOENT, "no pool named %s", name) : 0;
+}
+
+/**
+ * sp_pool_resize() - change min_nr, filling or draining the reserve.
+ * @s: segment.  @p: pool.  @new_min_nr: the new reserve size.
+ *
+ * May sleep.
+ * Return: 0; -ENOMEM when the larger reserve does not fit (min_nr is then
+ * unchanged); -EINVAL when above max_nr.
+ */
+int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
+{
+	int rc;
+
+	if (new_min_nr > SP_POOL_MAX_MIN_NR || (p->max_nr && new_min_nr > p->max_nr))
+		return sp_err(-EINVAL, "min_nr %u is above max_nr %u", new_min_nr, p->max_nr);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_pool_lock(s, p);
+	if (rc)
+		goto out;
+	if (p->state != SP_DESC_LIVE) {
+		rc = sp_err(-ENOENT, "pool was destroyed");
+	} else if (new_min_nr > p->min_nr) {
+		uint32_t old_min = p->min_nr, old_curr = p->curr_nr;
+
+		if (new_min_nr > p->elements_cap)
+			rc = set_elements_cap(s, p, new_min_nr);
+		if (!rc) {
+			p->min_nr = new_min_nr;
+			rc = grow_reserve_locked(s, p, new_min_nr);
+		}
+		if (rc) {
+			drain_reserve_locked(s, p, old_curr > old_min ? old_min : old_curr);
+			p->min_nr = old_min;
+			rc = sp_err(-ENOMEM, "pool %s: %u reserved elements do not fit", p->name,
+				    new_min_nr);
+		}
+	} else {
+		p->min_nr = new_min_nr;
+		drain_reserve_locked(s, p, new_min_nr);
+	}
+	sp_pool_unlock(p);
+out:
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_pool_destroy() - destroy a pool with no elements out.
+ * @s: segment.  @id: the pool.
+ *
+ * May sleep.
+ * Return: 0; -EBUSY while elements are out or processes wait; -ENOENT.
+ */
+int sp_pool_destroy(struct sp_seg *s, uint32_t id)
+{
+	struct sp_pool *p;
+	char name[SP_NAME_MAX + 1];
+	int rc = sp_registry_lock(s);
+
+	if (rc)
+		return rc;
+	p = sp_pool_get(s, id);
+	if (!p) {
+		rc = sp_err(-ENOENT, "no pool with id %u", id);
+		goto out;
+	}
+	rc = sp_pool_lock(s, p);
+	if (rc)
+		goto out;
+	if (__atomic_load_n(&p->nr_waiters, __ATOMIC_RELAXED)) {
+		rc = sp_err(-EBUSY, "pool %s has waiting processes", p->name);
+	} else {
+		memcpy(name, p->name, sizeof(name));
+		rc = sp_pool_teardown_locked(s, p);
+		if (!rc) {
+			sp_hash_remove_locked(s, true, name);
+			s->hdr->nr_live_pools--;
+		}
+	}
+	sp_pool_unlock(p);
+out:
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/* ---- the data path ---------------------------------------------------------- */
+
+/* Take the last reserve element for the calling slot; pool locked. */
+static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *off)
+{
+	sp_off_t *el = elements(s, p);
+	uint16_t old;
+	int rc;
+
+	if (!el || !p->curr_nr)
+		return -ENOMEM;
+	rc = retag(s, p, el[p->curr_nr - 1], s->owner, false, &old);
+	if (rc) { /* a corrupted entry: rebuild and let the caller retry */
+		sp_pool_recover_locked(s, p);
+		return -EAGAIN;
+	}
+	SP_CRASH_POINT("pool.reserve.take");
+	*off = el[p->curr_nr - 1];
+	__atomic_store_n(&p->curr_nr, p->curr_nr - 1, __ATOMIC_RELEASE);
+	p->nr_reserve_alloc++;
+	return 0;
+}
+
+/**
+ * sp_pool_alloc() - allocate one element (mempool_alloc).
+ * @s: segment with a registered slot.  @p: pool.
+ * @flags: SP_ALLOC_NOWAIT never sleeps.
+ * @timeout_ms: < 0 waits for ever; otherwise the longest sleep.
+ * @off: the element.
+ *
+ * Tries the backing allocator, then the reserve, then sleeps until a free.
+ * May sleep unless SP_ALLOC_NOWAIT.
+ * Return: 0; -ENOMEM (NOWAIT and nothing free); -ETIMEDOUT; -EINTR;
+ * -ENOENT when the pool was destroyed.
+ */
+int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off)
+{
+	uint64_t deadline = timeout_ms >= 0 ? sp_now_ms() + (uint64_t)timeout_ms : 0;
+	int rc;
+
+	if (sp_unlikely(!s->owner))
+		return sp_err(-EPERM, "register a client slot before allocating");
+	for (;;) {
+		uint32_t seq;
+		int left = -1;
+
+		rc = backing_alloc(s, p, s->owner, off);
+		if (sp_likely(rc == 0))
+			goto ok;
+		if (rc != -ENOMEM)
+			return rc;
+		rc = sp_pool_lock(s, p);
+		if (rc)
+			return rc;
+		if (p->state != SP_DESC_LIVE) {
+			sp_pool_unlock(p);
+			return sp_err(-ENOENT, "pool was destroyed");
+		}
+		rc = take_reserve_locked(s, p, off);
+		if (rc == 0 || rc == -EAGAIN) {
+			sp_pool_unlock(p);
+			if (rc == 0)
+				goto ok;
+			continue;
+		}
+		if (flags & SP_ALLOC_NOWAIT) {
+			p->nr_fail++;
+			sp_pool_unlock(p);
+			return sp_err(-ENOMEM, "pool %s: backing and reserve both empty", p->name);
+		}
+		if (timeout_ms >= 0) {
+			uint64_t now = sp_now_ms();
+
+			if (now >= deadline) {
+				p->nr_fail++;
+				sp_pool_unlock(p);
+				return sp_err(-ETIMEDOUT, "pool %s: no element freed within %d ms",
+					      p->name, timeout_ms);
+			}
+			left = (int)(deadline - now);
+		}
+		__atomic_fetch_add(&p->nr_waiters, 1, __ATOMIC_SEQ_CST);
+		seq = __atomic_load_n(&p->wait_seq, __ATOMIC_SEQ_CST);
+		/* a free to the backing may have come before we registered */
+		rc = backing_alloc(s, p, s->owner, off);
+		if (rc == 0) {
+			__atomic_fetch_sub(&p->nr_waiters, 1, __ATOMIC_RELAXED);
+			sp_pool_unlock(p);
+			goto ok;
+		}
+		p->nr_wait++;
+		sp_pool_unlock(p);
+		rc = sp_futex_wait(&p->wait_seq, seq, left);
+		if (__atomic_load_n(&p->nr_waiters, __ATOMIC_RELAXED))
+			__atomic_fetch_sub(&p->nr_waiters, 1, __ATOMIC_RELAXED);
+		if (rc == -EINTR)
+			return sp_err(-EINTR, "interrupted while waiting on pool %s", p->name);
+	}
+ok:
+	__atomic_fetch_add(&p->nr_alloc, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void wake_one(struct sp_pool *p)
+{
+	__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
+	sp_futex_wake(&p->wait_seq, 1);
+}
+
+/**
+ * sp_pool_free_owned() - free an element, optionally only if @expect holds it.
+ * @s: segment.  @p: pool.  @off: the element.
+ * @expect: 0 for any holder, else the owner tag it must carry (reclaim).
+ *
+ * May sleep.
+ * Return: 0 or -EINVAL (not an allocated element of @p, or in the reserve).
+ */
+int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+{
+	uint16_t old;
+	int rc;
+
+	if (__atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE) < p->min_nr) {
+		rc = sp_pool_lock(s, p);
+		if (rc)
+			return rc;
+		if (p->curr_nr < p->min_nr && p->curr_nr < p->elements_cap && elements(s, p)) {
+			rc = retag(s, p, off, SP_OWNER_RESERVE, true, &old);
+			if (!rc && expect && old != expect) {
+				retag(s, p, off, old, false, &old);
+				rc = sp_err(-EINVAL, "element %#llx is not held by slot tag %u",
+					    (unsigned long long)off, expect);
+			}
+			if (!rc) {
+				elements(s, p)[p->curr_nr] = off;
+				SP_CRASH_POINT("pool.reserve.put");
+				__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE);
+				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
+					wake_one(p);
+			} else {
+				p->nr_bad_free++;
+			}
+			sp_pool_unlock(p);
+			return rc;
+		}
+		sp_pool_unlock(p);
+	}
+	/* backing_free() refuses reserve elements: they never leave this way */
+	rc = backing_free(s, p, off, expect);
+	if (rc) {
+		__atomic_fetch_add(&p->nr_bad_free, 1, __ATOMIC_RELAXED);
+		return rc;
+	}
+	__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST)) {
+		if (sp_pool_lock(s, p) == 0) {
+			wake_one(p);
+			sp_pool_unlock(p);
+		}
+	}
+	return 0;
+}
+
+/**
+ * sp_pool_free() - free an element (mempool_free).
+ * @s: segment.  @p: pool.  @off: an element from sp_pool_alloc().
+ *
+ * Refills the reserve first, else returns the element to the backing; wakes
+ * one waiter.  May sleep.
+ * Return: 0 or -EINVAL (not an allocated element of @p: double free,
+ * foreign or mid-element pointer, or another pool's element).
+ */
+int sp_pool_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
+{
+	return sp_pool_free_owned(s, p, off, 0);
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * prim-linux.c - the operating-system primitives the core needs, in one
+ * place: backing-store reservation, futexes on shared words, process start
+ * times and clocks.  Everything returns 0 or a negative errno.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+
+/**
+ * sp_prim_reserve() - make tmpfs allocate the pages behind a range now.
+ * @fd: the segment's file descriptor.
+ * @off: first byte.
+ * @len: number of bytes.
+ *
+ * tmpfs backs a MAP_SHARED mapping lazily; a store to a page it cannot back
+ * raises SIGBUS.  fallocate turns that into a clean error up front.
+ * May sleep (a system call).
+ * Return: 0, or -ENOMEM when /dev/shm (or the memory limit) is full.
+ */
+int sp_prim_reserve(int fd, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	do
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0)
+		return 0;
+	if (errno == ENOSPC || errno == ENOMEM || errno == EFBIG)
+		return sp_err(-ENOMEM, "cannot reserve %llu bytes of backing store: %s",
+			      (unsigned long long)len, strerror(errno));
+	if (errno == EOPNOTSUPP || errno == ENODEV)
+		return 0; /* not tmpfs (e.g. a plain file handed in): nothing to reserve */
+	return sp_err(-errno, "fallocate: %s", strerror(errno));
+}
+
+/**
+ * sp_futex_wait() - sleep while *word == expected, shared across processes.
+ * @word: a 32-bit word inside the segment.
+ * @expected: the value read before deciding to sleep.
+ * @timeout_ms: relative timeout, < 0 for none.
+ *
+ * Uses FUTEX_WAIT without FUTEX_PRIVATE_FLAG: the word is shared.
+ * May sleep.
+ * Return: 0 when woken or the word changed, -ETIMEDOUT, or -EINTR.
+ */
+int sp_futex_wait(uint32_t *word, uint32_t expected, int timeout_ms)
+{
+	struct timespec ts, *tsp = NULL;
+	long rc;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tsp = &ts;
+	}
+	rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+	if (rc == 0 || errno == EAGAIN)
+		return 0;
+	return -errno;
+}
+
+/**
+ * sp_futex_wake() - wake up to @n sleepers on @word in any process.
+ * @word: the futex word.
+ * @n: how many to wake (INT_MAX: all).
+ *
+ * Does not sleep.
+ */
+void sp_futex_wake(uint32_t *word, int n)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/**
+ * sp_proc_start_time() - start time of a process, in clock ticks since boot.
+ * @pid: the process.
+ *
+ * With the pid, it names a process uniquely: a recycled pid has another
+ * start time.  Reads /proc; may sleep.
+ * Return: the start time, or 0 when the process does not exist.
+ */
+uint64_t sp_proc_start_time(int pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p)
+		return 0;
+	/* after ") " comes field 3 (state); start time is field 22 */
+	for (field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", &start) != 1)
+		return 0;
+	/* a zombie has exited: it holds no lock and allocates nothing more */
+	if (strstr(buf, ") Z ") || strstr(buf, ") X "))
+		return 0;
+	return start ? start : 1;
+}
+
+uint64_t sp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t sp_realtime_s(void)
+{
+	return (uint64_t)time(NULL);
+}

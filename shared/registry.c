@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * registry.c - names of caches and pools: two open-addressing hash tables
+ * in the segment mapping a name to a descriptor id, and the recovery of
+ * half-done creations and destructions.
+ *
+ * Entries are uint32_t: 0 empty, SP_HASH_TOMB deleted, else id + 1; the name
+ * itself lives in the descriptor, so a lookup compares against it.  Each
+ * table has at least twice as many entries as descriptors, so a probe ends
+ * quickly; every probe is bounded by the table size.
+ *
+ * Locking: hdr->registry_lock (level 1, outermost) protects both tables,
+ * every descriptor's state, the client table and the INTERNAL objects
+ * (templates, reserve arrays).  Truth for recovery: the descriptors' states.
+ * CREATING is rolled back, DESTROYING is finished, and the tables are then
+ * rebuilt from the LIVE descriptors.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+#define SP_HASH_TOMB 0xffffffffu
+
+/**
+ * sp_name_check() - validate a pool or cache name.
+ * @name: 1..63 characters of [A-Za-z0-9._-].
+ *
+ * Does not sleep.
+ * Return: 0, -EINVAL or -ENAMETOOLONG with a message.
+ */
+int sp_name_check(const char *name)
+{
+	size_t n;
+
+	if (!name || !*name)
+		return sp_err(-EINVAL, "empty name");
+	for (n = 0; name[n]; n++) {
+		char ch = name[n];
+
+		if (n >= SP_NAME_MAX)
+			return sp_err(-ENAMETOOLONG, "name longer than %d characters",
+				      SP_NAME_MAX);
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return sp_err(-EINVAL, "name holds %s character 0x%02x; allowed: "
+					       "A-Z a-z 0-9 . _ -",
+				      (unsigned char)ch < 0x20 ? "a control" : "the",
+				      (unsigned char)ch);
+	}
+	return 0;
+}
+
+uint32_t sp_name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	while (*name) {
+		h ^= (uint8_t)*name++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static uint32_t *table(struct sp_seg *s, bool pools, uint32_t *size)
+{
+	if (pools) {
+		*size = s->hdr->phash_size;
+		return (uint32_t *)(s->base + s->hdr->phash.off);
+	}
+	*size = s->hdr->chash_size;
+	return (uint32_t *)(s->base + s->hdr->chash.off);
+}
+
+static const char *desc_name(struct sp_seg *s, bool pools, uint32_t id, bool *ok)
+{
+	if (pools) {
+		*ok = id < s->hdr->max_pools;
+		return *ok ? sp_pools(s)[id].name : "";
+	}
+	*ok = id >= s->hdr->nr_kmalloc && id < s->hdr->nr_kmalloc + s->hdr->max_caches;
+	return *ok ? sp_caches(s)[id].name : "";
+}
+
+/**
+ * sp_hash_lookup_locked() - find a name's descriptor id.
+ * @s: segment; registry lock held.  @pools: pool table, else cache table.
+ * @name: a checked name.  @id: result.
+ *
+ * Does not sleep.
+ * Return: 0 or -ENOENT.
+ */
+int sp_hash_lookup_locked(struct sp_seg *s, bool pools, const char *name, uint32_t *id)
+{
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	return sp_hash_find(s, pools, name, id);
+}
+
+/**
+ * sp_hash_find() - sp_hash_lookup_locked() for a quiescent or read-only
+ * segment (the checker).
+ * @s: segment.  @pools: which table.  @name: the name.  @id: result.
+ *
+ * Does not sleep.
+ * Return: 0 or -ENOENT.
+ */
+int sp_hash_find(struct sp_seg *s, bool pools, const char *name, uint32_t *id)
+{
+	uint32_t size, *t = table(s, pools, &size), i = sp_name_hash(name) & (size - 1);
+
+	for (uint32_t probes = 0; probes < size; probes++, i = (i + 1) & (size - 1)) {
+		uint32_t e = t[i];
+		bool ok;
+
+		if (!e)
+			break;
+		if (e == SP_HASH_TOMB)
+			continue;
+		if (strncmp(desc_name(s, pools, e - 1, &ok), name, SP_NAME_MAX + 1) == 0 && ok) {
+			*id = e - 1;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/**
+ * sp_hash_insert_locked() - map a new name to a descriptor id.
+ * @s: segment; registry lock held.  @pools: which table.
+ * @name: not present yet.  @id: the descriptor.
+ *
+ * Does not sleep.
+ * Return: 0, or -ENFILE when the table is full (only after corruption).
+ */
+int sp_hash_insert_locked(struct sp_seg *s, bool pools, const char *name, uint32_t id)
+{
+	uint32_t size, *t = table(s, pools, &size), i = sp_name_hash(name) & (size - 1);
+
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	for (uint32_t probes = 0; probes < size; probes++, i = (i + 1) & (size - 1)) {
+		if (!t[i] || t[i] == SP_HASH_TOMB) {
+			t[i] = id + 1;
+			return 0;
+		}
+	}
+	return sp_err(-ENFILE, "name table full");
+}
+
+/**
+ * sp_hash_remove_locked() - forget a name.
+ * @s: segment; registry lock held.  @pools: which table.  @name: the name.
+ *
+ * Does not sleep.
+ */
+void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name)
+{
+	uint32_t size, *t = table(s, pools, &size), i = sp_name_hash(name) & (size - 1);
+
+	for (uint32_t probes = 0; probes < size; probes++, i = (i + 1) & (size - 1)) {
+		uint32_t e = t[i];
+		bool ok;
+
+		if (!e)
+			return;
+		if (e != SP_HASH_TOMB &&
+		    strncmp(desc_name(s, pools, e - 1, &ok), name, SP_NAME_MAX + 1) == 0) {
+			t[i] = SP_HASH_TOMB;
+			return;
+		}
+	}
+}
+
+static void rebuild_tables(struct sp_seg *s)
+{
+	uint32_t size, *t, i;
+
+	t = table(s, false, &size);
+	memset(t, 0, (size_t)size * sizeof(*t));
+	s->hdr->nr_live_caches = 0;
+	for (i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+		struct sp_cache *c = &sp_caches(s)[i];
+
+		c->name[SP_NAME_MAX] = '\0';
+		if (c->state == SP_DESC_LIVE && sp_name_check(c->name) == 0 &&
+		    sp_hash_lookup_locked(s, false, c->name, &(uint32_t){0}) != 0 &&
+		    sp_hash_insert_locked(s, false, c->name, i) == 0)
+			s->hdr->nr_live_caches++;
+	}
+	t = table(s, true, &size);
+	memset(t, 0, (size_t)size * sizeof(*t));
+	s->hdr->nr_live_pools = 0;
+	for (i = 0; i < s->hdr->max_pools; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+
+		p->name[SP_NAME_MAX] = '\0';
+		if (p->state == SP_DESC_LIVE && sp_name_check(p->name) == 0 &&
+		    sp_hash_lookup_locked(s, true, p->name, &(uint32_t){0}) != 0 &&
+		    sp_hash_insert_locked(s, true, p->name, i) == 0)
+			s->hdr->nr_live_pools++;
+	}
+}
+
+/**
+ * sp_registry_recover_locked() - finish or undo what a dead process was
+ * doing under the registry lock, then rebuild the name tables.
+ * @s: segment; registry lock held.
+ *
+ * May sleep (takes pool, cache and buddy locks).
+ */
+void sp_registry_recover_locked(struct sp_seg *s)
+{
+	uint32_t i;
+
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	for (i = 0; i < s->hdr->max_pools; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+
+		if (p->state != SP_DESC_CREATING && p->state != SP_DESC_DESTROYING)
+			continue;
+		if (sp_pool_lock(s, p) == 0) {
+			sp_pool_teardown_locked(s, p);
+			sp_pool_unlock(p);
+		}
+	}
+	for (i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+		struct sp_cache *c = &sp_caches(s)[i];
+
+		if (c->state != SP_DESC_CREATING && c->state != SP_DESC_DESTROYING)
+			continue;
+		if (sp_cache_lock(s, c) == 0) {
+			int rc = sp_cache_teardown_locked(s, c);
+
+			sp_cache_unlock(c);
+			if (rc) { /* objects were handed out: it was live after all */
+				c->state = SP_DESC_LIVE;
+				continue;
+			}
+		}
+		if (c->tmpl_off)
+			sp_kfree(s, c->tmpl_off);
+		c->tmpl_off = 0;
+		c->magic = 0;
+		c->state = SP_DESC_FREE;
+	}
+	rebuild_tables(s);
+}
+
+/**
+ * sp_registry_lock() - take the registry lock, recovering it if needed.
+ * @s: segment.
+ *
+ * May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_registry_lock(struct sp_seg *s)
+{
+	int rc = sp_lock(s, &s->hdr->registry_lock);
+
+	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
+		sp_registry_recover_locked(s);
+		sp_lock_consistent(&s->hdr->registry_lock);
+		rc = 0;
+	}
+	return rc;
+}
+
+void sp_registry_unlock(struct sp_seg *s)
+{
+	sp_unlock(&s->hdr->registry_lock);
+}

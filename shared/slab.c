@@ -1,0 +1,795 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slab.c - slab caches (kmem_cache) of fixed-size objects.
+ *
+ * A slab is a buddy block of 2^order pages whose head page has kind SLAB and
+ * owner = cache id.  It starts with struct sp_slab, then the allocation
+ * bitmap, then one 16-bit owner tag per object, then (after a colour offset
+ * that differs from slab to slab, so that objects of different slabs fall on
+ * different cache lines) the objects:
+ *
+ *	| sp_slab | bitmap | owner[n] | colour | obj 0 | obj 1 | ... | unused |
+ *
+ * The order is the smallest one whose unused tail is at most 1/16 of the
+ * slab (SLUB's rule), up to order 5; colours spread that unused tail.
+ *
+ * Truth and crash safety: the bitmap is the truth.  alloc writes the owner
+ * tag, then sets the bit (the commit); free clears the bit (the commit),
+ * then the tag.  Counters, lists and hints are derived and are rebuilt by
+ * sp_cache_recover_locked() from the bitmaps of the slabs the page metadata
+ * says the cache owns.  So a process killed anywhere leaves every object
+ * either free or allocated and attributed to its slot: never handed out
+ * twice, never lost without an owner.  A slab whose header was not yet
+ * committed (magic written last) goes back to the buddy allocator.
+ *
+ * Locking: cache->lock (level 3) protects the slabs of the cache; growing
+ * and shrinking take the buddy lock inside it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core.h"
+
+#define SP_SLAB_MAX_ORDER 5
+#define SP_MAX_OBJ_SIZE (256u << 10)
+
+static uint64_t align_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+static uint32_t slab_magic(const struct sp_cache *c, uint32_t pfn)
+{
+	return SP_SLAB_MAGIC ^ c->id ^ (pfn << 8);
+}
+
+static uint64_t meta_bytes(uint64_t n)
+{
+	return sizeof(struct sp_slab) + 8 * ((n + 63) / 64) + 2 * n;
+}
+
+uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
+{
+	return (uint16_t *)(slab->bitmap + c->bitmap_words);
+}
+
+uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx)
+{
+	return (uint8_t *)slab + c->obj_start + slab->colour + (uint64_t)idx * c->stride;
+}
+
+struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
+{
+	return (struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
+}
+
+/**
+ * sp_slab_valid() - is @pfn the head of a committed slab of @c?
+ * @s: segment.  @c: cache.  @pfn: candidate head.
+ *
+ * Checks the page metadata and the header against the cache geometry, so
+ * that code walking slabs never trusts a scribbled header.  Does not sleep.
+ * Return: true when it is safe to use the slab's bitmap, owners and objects.
+ */
+bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
+{
+	const struct sp_slab *slab;
+	uint32_t info;
+
+	if (!c->colour_off || !c->stride || pfn >= s->hdr->nr_pages ||
+	    (uint64_t)pfn + (1u << c->order) > s->hdr->nr_pages)
+		return false;
+	info = s->pages[pfn].info;
+	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
+		return false;
+	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
+	return slab->magic == slab_magic(c, pfn) && slab->cache_id == c->id &&
+	       slab->colour % c->colour_off == 0 && slab->colour / c->colour_off < c->colour_num;
+}
+
+/**
+ * sp_cache_setup() - compute a cache's geometry into a descriptor.
+ * @s: segment.  @c: a descriptor not yet LIVE.  @name: its name.
+ * @obj_size: bytes per object (1 .. 256 KiB).
+ * @align: 0 (8) or a power of two up to 4096.
+ * @flags: SP_CACHE_*.
+ *
+ * Does not sleep.
+ * Return: 0 or -EINVAL with a message.
+ */
+int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint64_t obj_size,
+		   uint64_t align, uint32_t flags)
+{
+	unsigned k, best = 0, max_k = s->hdr->max_order;
+	uint64_t stride, best_waste = 0, n, best_n = 0;
+
+	if (!obj_size || obj_size > SP_MAX_OBJ_SIZE)
+		return sp_err(-EINVAL, "object size %llu is outside 1..%u",
+			      (unsigned long long)obj_size, SP_MAX_OBJ_SIZE);
+	if (!align)
+		align = 8;
+	if (align & (align - 1) || align > SP_PAGE_SIZE)
+		return sp_err(-EINVAL, "alignment %llu is not a power of two up to %u",
+			      (unsigned long long)align, SP_PAGE_SIZE);
+	if (align < 8)
+		align = 8;
+	if ((flags & SP_CACHE_HWCACHE_ALIGN) && align < 64)
+		align = 64;
+	stride = align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
+	if (max_k > SP_SLAB_MAX_ORDER)
+		max_k = SP_SLAB_MAX_ORDER;
+	for (k = 0; k <= s->hdr->max_order; k++) {
+		uint64_t bytes = (uint64_t)SP_PAGE_SIZE << k, waste;
+
+		n = bytes / stride;
+		while (n && align_up(meta_bytes(n), align) + n * stride > bytes)
+			n--;
+		if (!n)
+			continue;
+		waste = bytes - n * stride;
+		/* fewer wasted bytes per slab byte than the best so far? */
+		if (!best_n || waste * ((uint64_t)SP_PAGE_SIZE << best) < best_waste * bytes) {
+			best = k;
+			best_n = n;
+			best_waste = waste;
+		}
+		if (waste * 16 <= bytes || k >= max_k)
+			break;
+	}
+	if (!best_n)
+		return sp_err(-EINVAL, "object size %llu does not fit a slab of order %u",
+			      (unsigned long long)obj_size, s->hdr->max_order);
+
+	memset(c->name, 0, sizeof(c->name));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->flags = flags;
+	c->obj_size = (uint32_t)obj_size;
+	c->stride = (uint32_t)stride;
+	c->align = (uint32_t)align;
+	c->order = best;
+	c->objperslab = (uint32_t)best_n;
+	c->bitmap_words = (uint32_t)((best_n + 63) / 64);
+	c->obj_start = (uint32_t)align_up(meta_bytes(best_n), align);
+	c->colour_off = (uint32_t)(align > 64 ? align : 64);
+	c->colour_num = (uint32_t)(((SP_PAGE_SIZE << best) - c->obj_start - best_n * stride) /
+					   c->colour_off + 1);
+	c->colour_next = 0;
+	c->min_free = 0;
+	c->max_objs = 0;
+	c->pool_id = 0;
+	c->tmpl_off = 0;
+	memset(c->list_head, 0, sizeof(c->list_head));
+	memset(c->nr_list, 0, sizeof(c->nr_list));
+	c->nr_slabs = 0;
+	c->active_objs = c->total_objs = 0;
+	c->nr_alloc = c->nr_free = c->nr_fail = c->nr_bad_free = 0;
+	c->nr_poison_err = c->nr_redzone_err = c->nr_grow = c->nr_shrink = 0;
+	return 0;
+}
+
+/**
+ * sp_cache_get() - the LIVE cache with this id.
+ * @s: segment.  @id: index into the cache table.
+ *
+ * Does not sleep.
+ * Return: the descriptor, or NULL for a bad id or a cache not LIVE.
+ */
+struct sp_cache *sp_cache_get(struct sp_seg *s, uint32_t id)
+{
+	struct sp_cache *c;
+
+	if (id >= sp_nr_cache_slots(s))
+		return NULL;
+	c = &sp_caches(s)[id];
+	if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+	    c->magic != (SP_CACHE_MAGIC ^ id) || c->id != id)
+		return NULL;
+	return c;
+}
+
+/* Move a slab to the list its inuse count calls for. */
+static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab, uint32_t pfn)
+{
+	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
+			: slab->inuse == c->objperslab ? SP_LIST_FULL
+						       : SP_LIST_PARTIAL;
+
+	if (slab->list == want)
+		return;
+	if (slab->list >= SP_LIST_PARTIAL && slab->list <= SP_LIST_EMPTY) {
+		sp_plist_del(s, &c->list_head[slab->list], pfn);
+		c->nr_list[slab->list]--;
+	}
+	slab->list = SP_LIST_NONE;
+	SP_CRASH_POINT("slab.list.move");
+	sp_plist_add(s, &c->list_head[want], pfn);
+	c->nr_list[want]++;
+	slab->list = want;
+}
+
+static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t pfn)
+{
+	struct sp_slab *slab = sp_slab_at(s, c, pfn);
+
+	if (slab->list >= SP_LIST_PARTIAL && slab->list <= SP_LIST_EMPTY) {
+		sp_plist_del(s, &c->list_head[slab->list], pfn);
+		c->nr_list[slab->list]--;
+	}
+	slab->magic = 0; /* uncommitted: recovery would free it */
+	c->nr_slabs--;
+	c->total_objs -= c->objperslab;
+	c->nr_shrink++;
+	SP_CRASH_POINT("slab.shrink.unlinked");
+	if (sp_buddy_lock(s) == 0) {
+		sp_buddy_free_locked(s, pfn);
+		sp_buddy_unlock(s);
+	}
+}
+
+static int grow_locked(struct sp_seg *s, struct sp_cache *c)
+{
+	struct sp_slab *slab;
+	const uint8_t *tmpl = NULL;
+	uint32_t pfn, i;
+	int rc;
+
+	if (c->tmpl_off) {
+		tmpl = sp_ptr_checked(s, c->tmpl_off, c->obj_size, 8);
+		if (!tmpl)
+			return sp_err(-EFAULT, "cache %s: template offset is corrupted", c->name);
+	}
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_buddy_alloc_locked(s, c->order, SP_KIND_SLAB, c->id, 0, &pfn);
+	sp_buddy_unlock(s);
+	if (rc)
+		return rc;
+	SP_CRASH_POINT("slab.grow.pages");
+	slab = sp_slab_at(s, c, pfn);
+	memset(slab, 0, c->obj_start);
+	slab->cache_id = c->id;
+	slab->colour = (c->colour_next % c->colour_num) * c->colour_off;
+	c->colour_next = (c->colour_next + 1) % c->colour_num;
+	for (i = 0; i < c->objperslab; i++) {
+		uint8_t *obj = sp_slab_obj(c, slab, i);
+
+		if (tmpl)
+			memcpy(obj, tmpl, c->obj_size);
+		else if (c->flags & SP_CACHE_POISON)
+			memset(obj, SP_POISON_FREE, c->obj_size);
+		if (c->flags & SP_CACHE_REDZONE)
+			memset(obj + c->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
+	}
+	slab->list = SP_LIST_NONE;
+	__atomic_store_n(&slab->magic, slab_magic(c, pfn), __ATOMIC_RELEASE);
+	c->nr_slabs++;
+	c->total_objs += c->objperslab;
+	c->nr_grow++;
+	slab_relist(s, c, slab, pfn);
+	return 0;
+}
+
+/**
+ * sp_cache_recover_locked() - rebuild a cache from its slabs' bitmaps.
+ * @s: segment.  @c: cache whose lock is held (its previous owner died).
+ *
+ * Walks every block (under the buddy lock), adopts the slabs this cache
+ * owns, frees the ones whose header was never committed, clears owner tags
+ * of free objects and recomputes inuse, lists and counters.
+ * May sleep (buddy lock).
+ */
+void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
+{
+	uint32_t pfn, n = s->hdr->nr_pages;
+
+	sp_assert(sp_lock_held(&c->lock));
+	if (sp_buddy_lock(s))
+		return;
+	memset(c->list_head, 0, sizeof(c->list_head));
+	memset(c->nr_list, 0, sizeof(c->nr_list));
+	c->nr_slabs = 0;
+	c->active_objs = c->total_objs = 0;
+	if (!c->colour_num || !c->colour_off)
+		goto out; /* geometry destroyed: nothing can be trusted */
+	for (pfn = 0; pfn < n;) {
+		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
+		struct sp_slab *slab;
+		uint16_t *owner;
+		uint32_t i, cnt = 0;
+
+		if (o > s->hdr->max_order)
+			o = 0;
+		if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_KIND(info) != SP_KIND_SLAB ||
+		    s->pages[pfn].owner != c->id) {
+			pfn += 1u << o;
+			continue;
+		}
+		if (!sp_slab_valid(s, c, pfn)) {
+			/* never committed: no object of it was ever handed out */
+			if (o == c->order) {
+				sp_buddy_free_locked(s, pfn);
+				/* the block may have merged with a lower buddy: restart there */
+				pfn &= ~((1u << s->hdr->max_order) - 1);
+				continue;
+			}
+			pfn += 1u << o;
+			continue;
+		}
+		slab = sp_slab_at(s, c, pfn);
+		owner = sp_slab_owners(c, slab);
+		if (c->objperslab % 64)
+			slab->bitmap[c->bitmap_words - 1] &= (1ull << (c->objperslab % 64)) - 1;
+		for (i = 0; i < c->objperslab; i++) {
+			if (slab->bitmap[i / 64] >> (i % 64) & 1)
+				cnt++;
+			else
+				owner[i] = SP_OWNER_NONE;
+		}
+		slab->inuse = cnt;
+		slab->hint = 0;
+		slab->list = SP_LIST_NONE;
+		c->nr_slabs++;
+		c->total_objs += c->objperslab;
+		c->active_objs += cnt;
+		slab_relist(s, c, slab, pfn);
+		pfn += 1u << o;
+	}
+out:
+	sp_buddy_unlock(s);
+}
+
+/**
+ * sp_cache_lock() - lock a cache, recovering it if the owner died.
+ * @s: segment.  @c: cache.
+ *
+ * May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_cache_lock(struct sp_seg *s, struct sp_cache *c)
+{
+	int rc = sp_lock(s, &c->lock);
+
+	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
+		sp_cache_recover_locked(s, c);
+		sp_lock_consistent(&c->lock);
+		rc = 0;
+	}
+	return rc;
+}
+
+void sp_cache_unlock(struct sp_cache *c)
+{
+	sp_unlock(&c->lock);
+}
+
+static void check_poison(struct sp_cache *c, const uint8_t *obj)
+{
+	for (uint32_t i = 0; i < c->obj_size; i++) {
+		if (obj[i] != SP_POISON_FREE) {
+			c->nr_poison_err++;
+			return;
+		}
+	}
+}
+
+/**
+ * sp_cache_alloc_locked() - allocate one object.
+ * @s: segment.  @c: cache, locked.
+ * @owner: tag recorded for the object (slot + 1, RESERVE or INTERNAL).
+ * @off: the object's offset.
+ *
+ * May sleep (growing takes the buddy lock and may fallocate).
+ * Return: 0; -ENOMEM when the segment is full or the cache's cap is
+ * reached; -ENOENT when the cache was destroyed.
+ */
+int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
+{
+	struct sp_slab *slab;
+	uint32_t pfn, w, bit, idx;
+	uint64_t word;
+	int rc;
+
+	sp_assert(sp_lock_held(&c->lock));
+	if (sp_unlikely(c->state != SP_DESC_LIVE))
+		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
+	if (c->max_objs && c->active_objs >= c->max_objs) {
+		c->nr_fail++;
+		return sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
+			      c->max_objs);
+	}
+	pfn = c->list_head[SP_LIST_PARTIAL];
+	if (!pfn)
+		pfn = c->list_head[SP_LIST_EMPTY];
+	if (!pfn) {
+		rc = grow_locked(s, c);
+		if (rc) {
+			c->nr_fail++;
+			return rc;
+		}
+		pfn = c->list_head[SP_LIST_EMPTY];
+	}
+	pfn--;
+	if (sp_unlikely(!sp_slab_valid(s, c, pfn))) {
+		sp_cache_recover_locked(s, c);
+		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
+	}
+	slab = sp_slab_at(s, c, pfn);
+	w = slab->hint < c->bitmap_words ? slab->hint : 0;
+	for (uint32_t i = 0; i < c->bitmap_words; i++, w = (w + 1 == c->bitmap_words ? 0 : w + 1))
+		if (~slab->bitmap[w])
+			break;
+	word = slab->bitmap[w];
+	bit = (uint32_t)__builtin_ctzll(~word);
+	idx = w * 64 + bit;
+	if (sp_unlikely(!~word || idx >= c->objperslab)) {
+		sp_cache_recover_locked(s, c);
+		return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap", c->name);
+	}
+	sp_slab_owners(c, slab)[idx] = owner;
+	SP_CRASH_POINT("slab.alloc.owner");
+	__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
+	SP_CRASH_POINT("slab.alloc.bit");
+	slab->hint = w;
+	slab->inuse++;
+	c->active_objs++;
+	c->nr_alloc++;
+	if (slab->inuse == 1 || slab->inuse == c->objperslab)
+		slab_relist(s, c, slab, pfn);
+	if ((c->flags & (SP_CACHE_POISON)) && !c->tmpl_off)
+		check_poison(c, sp_slab_obj(c, slab, idx));
+	*off = (sp_off_t)(sp_slab_obj(c, slab, idx) - s->base);
+	/* kmalloc stock: refill below the low watermark (half the prefill) */
+	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
+		sp_cache_stock_locked(s, c);
+	return 0;
+}
+
+/**
+ * sp_cache_stock_locked() - grow until min_free objects are free.
+ * @s: segment.  @c: cache, locked.
+ *
+ * May sleep (buddy lock, fallocate).
+ * Return: 0 or -ENOMEM when the segment cannot hold the stock.
+ */
+int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c)
+{
+	int rc = 0;
+
+	sp_assert(sp_lock_held(&c->lock));
+	while (!rc && c->total_objs - c->active_objs < c->min_free)
+		rc = grow_locked(s, c);
+	return rc;
+}
+
+/**
+ * sp_cache_alloc() - allocate one object, taking the cache lock.
+ * @s: segment.  @c: cache.  @owner: owner tag.  @off: result.
+ *
+ * May sleep.
+ * Return: as sp_cache_alloc_locked().
+ */
+int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
+{
+	int rc = sp_cache_lock(s, c);
+
+	if (rc)
+		return rc;
+	rc = sp_cache_alloc_locked(s, c, owner, off);
+	sp_cache_unlock(c);
+	return rc;
+}
+
+/**
+ * sp_cache_obj_locate() - find the slab and index of an object offset.
+ * @s: segment.  @c: cache.  @off: offset claimed to be an object of @c.
+ * @slab: its slab.  @idx: its index.
+ *
+ * Does not sleep.
+ * Return: 0, or -EINVAL with a message saying whether @off is outside the
+ * data area, in another cache's memory, or in the middle of an object.
+ */
+int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+			struct sp_slab **slab, uint32_t *idx)
+{
+	uint32_t pfn, head;
+	uint64_t first, rel;
+
+	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
+	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
+		return sp_err(-EINVAL, "offset %#llx is not a slab object",
+			      (unsigned long long)off);
+	if (s->pages[head].owner != c->id || !sp_slab_valid(s, c, head))
+		return sp_err(-EINVAL, "offset %#llx belongs to another cache than %s",
+			      (unsigned long long)off, c->name);
+	*slab = sp_slab_at(s, c, head);
+	first = sp_pfn_off(s, head) + c->obj_start + (*slab)->colour;
+	rel = off - first;
+	if (off < first || rel % c->stride || rel / c->stride >= c->objperslab)
+		return sp_err(-EINVAL, "offset %#llx points into the middle of a %s object",
+			      (unsigned long long)off, c->name);
+	*idx = (uint32_t)(rel / c->stride);
+	return 0;
+}
+
+/**
+ * sp_cache_free_locked() - free one object.
+ * @s: segment.  @c: cache, locked.  @off: the object.
+ *
+ * A pointer that is not an allocated object of @c (double free, foreign or
+ * mid-object pointer) is refused and counted; nothing is modified.
+ * May sleep (releasing a surplus empty slab takes the buddy lock).
+ * Return: 0 or -EINVAL.
+ */
+int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
+{
+	struct sp_slab *slab;
+	uint32_t idx, pfn;
+	uint64_t word, mask;
+	uint8_t *obj;
+	int rc;
+
+	sp_assert(sp_lock_held(&c->lock));
+	rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+	if (rc) {
+		c->nr_bad_free++;
+		return rc;
+	}
+	mask = 1ull << (idx % 64);
+	word = slab->bitmap[idx / 64];
+	if (!(word & mask)) {
+		c->nr_bad_free++;
+		return sp_err(-EINVAL, "double free of %s object at %#llx", c->name,
+			      (unsigned long long)off);
+	}
+	obj = s->base + off;
+	if (c->flags & SP_CACHE_REDZONE) {
+		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
+			if (obj[c->obj_size + i] != SP_REDZONE_BYTE) {
+				c->nr_redzone_err++;
+				memset(obj + c->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
+				break;
+			}
+		}
+	}
+	if ((c->flags & SP_CACHE_POISON) && !c->tmpl_off)
+		memset(obj, SP_POISON_FREE, c->obj_size);
+	__atomic_store_n(&slab->bitmap[idx / 64], word & ~mask, __ATOMIC_RELEASE);
+	SP_CRASH_POINT("slab.free.bit");
+	sp_slab_owners(c, slab)[idx] = SP_OWNER_NONE;
+	slab->inuse--;
+	c->active_objs--;
+	c->nr_free++;
+	pfn = (uint32_t)((sp_off_t)((uint8_t *)slab - s->data) >> SP_PAGE_SHIFT);
+	if (slab->inuse == 0 || slab->inuse == c->objperslab - 1)
+		slab_relist(s, c, slab, pfn);
+	/* keep one empty slab (and the kmalloc stock); give the rest back */
+	if (slab->inuse == 0 && c->nr_list[SP_LIST_EMPTY] > 1 &&
+	    c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab)
+		slab_release_locked(s, c, pfn);
+	return 0;
+}
+
+/**
+ * sp_cache_free() - free one object, taking the cache lock.
+ * @s: segment.  @c: cache.  @off: the object.
+ *
+ * May sleep.
+ * Return: 0 or -EINVAL.
+ */
+int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
+{
+	int rc = sp_cache_lock(s, c);
+
+	if (rc)
+		return rc;
+	rc = sp_cache_free_locked(s, c, off);
+	sp_cache_unlock(c);
+	return rc;
+}
+
+/**
+ * sp_cache_shrink() - give every empty slab beyond the stock back to buddy.
+ * @s: segment.  @c: cache.
+ *
+ * May sleep.
+ * Return: the number of slabs released, or a negative errno.
+ */
+int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
+{
+	int rc = sp_cache_lock(s, c), n = 0;
+
+	if (rc)
+		return rc;
+	while (c->list_head[SP_LIST_EMPTY] &&
+	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
+		uint32_t pfn = c->list_head[SP_LIST_EMPTY] - 1;
+
+		if (!sp_slab_valid(s, c, pfn)) {
+			sp_cache_recover_locked(s, c);
+			continue;
+		}
+		slab_release_locked(s, c, pfn);
+		n++;
+	}
+	sp_cache_unlock(c);
+	return n;
+}
+
+/**
+ * sp_cache_teardown_locked() - release every slab of an empty cache.
+ * @s: segment.  @c: cache, locked, with no live objects.
+ *
+ * May sleep.
+ * Return: 0, or -EBUSY when objects are still allocated.
+ */
+int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
+{
+	sp_assert(sp_lock_held(&c->lock));
+	if (c->active_objs)
+		return sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
+			      (unsigned long long)c->active_objs);
+	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
+		while (c->list_head[l]) {
+			uint32_t pfn = c->list_head[l] - 1;
+
+			if (!sp_slab_valid(s, c, pfn)) {
+				sp_cache_recover_locked(s, c);
+				if (c->active_objs)
+					return sp_err(-EBUSY, "cache %s still has live objects",
+						      c->name);
+				l = SP_LIST_PARTIAL;
+				continue;
+			}
+			slab_release_locked(s, c, pfn);
+		}
+	}
+	return 0;
+}
+
+/**
+ * sp_cache_create() - create a named cache.
+ * @s: segment.  @name: 1..63 of [A-Za-z0-9._-].
+ * @obj_size: bytes per object.  @align: 0 or a power of two.
+ * @flags: SP_CACHE_USER_FLAGS.
+ * @tmpl: NULL, or @obj_size bytes copied into every object when its slab is
+ *        created (the cross-process form of a constructor).
+ * @id: the new cache's id.
+ *
+ * May sleep.
+ * Return: 0; -EEXIST; -EINVAL (name, size, align); -ENFILE (table full);
+ * -ENOMEM (no room for the template).
+ */
+int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint64_t align,
+		    uint32_t flags, const void *tmpl, uint32_t *id)
+{
+	uint32_t i, first = s->hdr->nr_kmalloc, end = first + s->hdr->max_caches, found;
+	struct sp_cache *c = NULL;
+	int rc;
+
+	rc = sp_name_check(name);
+	if (rc)
+		return rc;
+	if (flags & ~SP_CACHE_USER_FLAGS)
+		return sp_err(-EINVAL, "unknown cache flags %#x", flags & ~SP_CACHE_USER_FLAGS);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	if (sp_hash_lookup_locked(s, false, name, &found) == 0) {
+		rc = sp_err(-EEXIST, "cache %s already exists", name);
+		goto out;
+	}
+	for (i = first; i < end; i++) {
+		if (sp_caches(s)[i].state == SP_DESC_FREE) {
+			c = &sp_caches(s)[i];
+			break;
+		}
+	}
+	if (!c) {
+		rc = sp_err(-ENFILE, "cache table full (%u caches)", s->hdr->max_caches);
+		goto out;
+	}
+	c->magic = SP_CACHE_MAGIC ^ i;
+	c->state = SP_DESC_CREATING;
+	rc = sp_cache_setup(s, c, name, obj_size, align, flags);
+	if (!rc && tmpl) {
+		rc = sp_kmalloc_owner(s, obj_size, SP_OWNER_INTERNAL, &c->tmpl_off);
+		if (!rc)
+			memcpy(sp_ptr(s, c->tmpl_off), tmpl, obj_size);
+	}
+	if (!rc)
+		rc = sp_hash_insert_locked(s, false, name, i);
+	if (rc) {
+		if (c->tmpl_off)
+			sp_kfree(s, c->tmpl_off);
+		c->tmpl_off = 0;
+		c->state = SP_DESC_FREE;
+		c->magic = 0;
+		goto out;
+	}
+	SP_CRASH_POINT("registry.insert");
+	c->creator_uid = 0;
+	c->mode = 0600;
+	c->gen++;
+	__atomic_store_n(&c->state, SP_DESC_LIVE, __ATOMIC_RELEASE);
+	s->hdr->nr_live_caches++;
+	*id = i;
+out:
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/**
+ * sp_cache_lookup() - find a named cache.
+ * @s: segment.  @name: its name.  @id: its id.
+ *
+ * May sleep.
+ * Return: 0 or -ENOENT.
+ */
+int sp_cache_lookup(struct sp_seg *s, const char *name, uint32_t *id)
+{
+	int rc = sp_name_check(name);
+
+	if (rc)
+		return rc;
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_hash_lookup_locked(s, false, name, id);
+	sp_registry_unlock(s);
+	return rc ? sp_err(-ENOENT, "no cache named %s", name) : 0;
+}
+
+/**
+ * sp_cache_destroy() - destroy a named cache with no live objects.
+ * @s: segment.  @id: the cache.
+ *
+ * May sleep.
+ * Return: 0; -EBUSY while objects are live; -ENOENT; -EPERM for a kmalloc
+ * class or a pool's cache.
+ */
+int sp_cache_destroy(struct sp_seg *s, uint32_t id)
+{
+	struct sp_cache *c;
+	int rc;
+
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	c = sp_cache_get(s, id);
+	if (!c) {
+		rc = sp_err(-ENOENT, "no cache with id %u", id);
+		goto out;
+	}
+	if (c->flags & (SP_CACHE_KMALLOC | SP_CACHE_ANON)) {
+		rc = sp_err(-EPERM, "cache %s is internal and cannot be destroyed", c->name);
+		goto out;
+	}
+	rc = sp_cache_lock(s, c);
+	if (rc)
+		goto out;
+	if (c->active_objs) {
+		rc = sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
+			    (unsigned long long)c->active_objs);
+		sp_cache_unlock(c);
+		goto out;
+	}
+	c->state = SP_DESC_DESTROYING;
+	rc = sp_cache_teardown_locked(s, c);
+	sp_cache_unlock(c);
+	if (rc) {
+		c->state = SP_DESC_LIVE;
+		goto out;
+	}
+	if (c->tmpl_off)
+		sp_kfree(s, c->tmpl_off);
+	c->tmpl_off = 0;
+	sp_hash_remove_locked(s, false, c->name);
+	c->magic = 0;
+	__atomic_store_n(&c->state, SP_DESC_FREE, __ATOMIC_RELEASE);
+	s->hdr->nr_live_caches--;
+out:
+	sp_registry_unlock(s);
+	return rc;
+}

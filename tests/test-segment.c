@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-segment.c - creating, attaching and validating segments: a wrong
+ * magic, version, size or checksum is a clear error, never a silent
+ * re-initialisation; offsets, not pointers, cross between mappings.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test-util.h"
+
+static void create_attach_roundtrip(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20), *t;
+	sp_off_t off;
+
+	assert_int_equal(s->hdr->magic, SP_MAGIC);
+	assert_int_equal(s->hdr->layout_version, SP_LAYOUT_VERSION);
+	assert_true(s->hdr->data.off % SP_PAGE_SIZE == 0);
+	assert_true(s->hdr->data.off + s->hdr->data.size <= s->size);
+	TU_ASSERT_OK(sp_kmalloc(s, 100, &off));
+	strcpy(sp_ptr(s, off), "written through the first mapping");
+	t = tu_seg_reattach(s, "second");
+	assert_ptr_not_equal(t->base, s->base); /* another address, same offsets */
+	assert_string_equal(sp_ptr(t, off), "written through the first mapping");
+	assert_int_equal(sp_off(t, sp_ptr(t, off)), off);
+	assert_int_equal(sp_off(t, NULL), 0);
+	assert_int_equal(sp_off(t, &off), 0); /* a pointer outside the segment */
+	assert_null(sp_ptr_checked(t, t->size - 4, 8, 1));
+	assert_null(sp_ptr_checked(t, 0, 8, 1));
+	TU_ASSERT_OK(sp_kfree(t, off));
+	tu_check_clean(t);
+	sp_seg_detach(t);
+	tu_seg_free(s);
+}
+
+static void create_refuses_existing(void **state)
+{
+	struct sp_seg *s = tu_seg_new(4u << 20), *t = NULL;
+
+	assert_int_equal(sp_seg_create(s->name, -1, NULL, &t), -EEXIST);
+	assert_non_null(strstr(sp_errmsg(), s->name));
+	tu_seg_free(s);
+}
+
+static void bad_params(void **state)
+{
+	struct sp_seg_params p;
+	struct sp_seg *s = NULL;
+
+	sp_seg_params_default(&p);
+	p.size = 1000;
+	assert_int_equal(sp_seg_create("/shmpool-test-badparams", -1, &p, &s), -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "below the minimum"));
+	sp_seg_params_default(&p);
+	p.max_order = 40;
+	assert_int_equal(sp_seg_create("/shmpool-test-badparams", -1, &p, &s), -EINVAL);
+	sp_seg_params_default(&p);
+	p.max_clients = 0;
+	assert_int_equal(sp_seg_create("/shmpool-test-badparams", -1, &p, &s), -EINVAL);
+	assert_int_equal(sp_seg_attach("/shmpool-test-does-not-exist", -1, 0, &s), -ENOENT);
+}
+
+/* Corrupt one header field through a raw mapping; attach must refuse. */
+static void expect_attach_error(struct sp_seg *s, size_t field_off, uint64_t value, size_t len,
+				int want, const char *msg)
+{
+	struct sp_seg *t = NULL;
+	uint8_t saved[8];
+
+	memcpy(saved, (uint8_t *)s->hdr + field_off, len);
+	memcpy((uint8_t *)s->hdr + field_off, &value, len);
+	assert_int_equal(sp_seg_attach(s->name, -1, 0, &t), want);
+	if (!strstr(sp_errmsg(), msg))
+		fail_msg("message '%s' lacks '%s'", sp_errmsg(), msg);
+	memcpy((uint8_t *)s->hdr + field_off, saved, len);
+}
+
+static void attach_validates_header(void **state)
+{
+	struct sp_seg *s = tu_seg_new(4u << 20), *t = NULL;
+
+	expect_attach_error(s, offsetof(struct sp_header, magic), 0x1234, 8, -EBADMSG,
+			    "not a shmpool segment");
+	expect_attach_error(s, offsetof(struct sp_header, layout_version), 99, 4,
+			    -EPROTONOSUPPORT, "layout version 99");
+	expect_attach_error(s, offsetof(struct sp_header, nr_pages), 12345, 4, -EBADMSG,
+			    "checksum");
+	expect_attach_error(s, offsetof(struct sp_header, sizeof_cache), 1, 4, -EPROTONOSUPPORT,
+			    "incompatible build");
+	/* intact again: attach works and nothing was re-initialised */
+	TU_ASSERT_OK(sp_seg_attach(s->name, -1, 0, &t));
+	sp_seg_detach(t);
+	/* a file whose size differs from the header */
+	{
+		int fd = shm_open(s->name, O_RDWR, 0);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)s->size + SP_PAGE_SIZE), 0);
+		assert_int_equal(sp_seg_attach(s->name, -1, 0, &t), -EBADMSG);
+		assert_non_null(strstr(sp_errmsg(), "the file has"));
+		assert_int_equal(ftruncate(fd, 4096), 0);
+		assert_int_equal(sp_seg_attach(s->name, -1, 0, &t), -EBADMSG);
+		close(fd);
+	}
+	tu_seg_free(s);
+}
+
+static void readonly_attach_never_writes(void **state)
+{
+	struct sp_seg *s = tu_seg_new(4u << 20), *ro = NULL;
+
+	TU_ASSERT_OK(sp_seg_attach(s->name, -1, SP_ATTACH_RDONLY, &ro));
+	assert_true(ro->readonly);
+	/* locking would write to the mutex: refused with a clear error */
+	assert_int_equal(sp_buddy_lock(ro), -EROFS);
+	/* the checker runs without locks on a read-only mapping */
+	assert_int_equal(tu_check_count(ro, 0), 0);
+	sp_seg_detach(ro);
+	tu_seg_free(s);
+}
+
+static void memfd_segment(void **state)
+{
+	int fd = memfd_create("shmpool-test", MFD_CLOEXEC);
+	struct sp_seg *s = NULL, *t = NULL;
+	struct sp_seg_params p;
+	sp_off_t off;
+
+	sp_seg_params_default(&p);
+	p.size = 4u << 20;
+	assert_true(fd >= 0);
+	TU_ASSERT_OK(sp_seg_create(NULL, fd, &p, &s));
+	tu_register(s, "memfd");
+	TU_ASSERT_OK(sp_kmalloc(s, 64, &off));
+	TU_ASSERT_OK(sp_seg_attach(NULL, dup(s->fd), 0, &t));
+	assert_int_equal(sp_ksize(t, off, &(uint64_t){0}), 0);
+	tu_check_clean(t);
+	sp_seg_detach(t);
+	sp_seg_detach(s);
+}
+
+static void error_table(void **state)
+{
+	assert_string_equal(sp_err_name(-ENOMEM), "ENOMEM");
+	assert_string_equal(sp_strerror(-EBUSY), "still in use");
+	assert_string_equal(sp_strerror(0), "success");
+	assert_string_equal(sp_err_name(-9999), "EUNKNOWN");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(create_attach_roundtrip),
+		cmocka_unit_test(create_refuses_existing),
+		cmocka_unit_test(bad_params),
+		cmocka_unit_test(attach_validates_header),
+		cmocka_unit_test(readonly_attach_never_writes),
+		cmocka_unit_test(memfd_segment),
+		cmocka_unit_test(error_table),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test-util.h"
+
+static unsigned seg_counter;
+
+struct sp_seg *tu_seg_new_params(const struct sp_seg_params *p)
+{
+	char name[128];
+	struct sp_seg *s = NULL;
+	int rc;
+
+	snprintf(name, sizeof(name), "/shmpool-test-%d-%u", (int)getpid(), seg_counter++);
+	shm_unlink(name);
+	rc = sp_seg_create(name, -1, p, &s);
+	if (rc)
+		fail_msg("sp_seg_create(%s): %s: %s", name, sp_strerror(rc), sp_errmsg());
+	tu_register(s, "test");
+	return s;
+}
+
+struct sp_seg *tu_seg_new(uint64_t size)
+{
+	struct sp_seg_params p;
+
+	sp_seg_params_default(&p);
+	p.size = size ? size : 16u << 20;
+	return tu_seg_new_params(&p);
+}
+
+void tu_register(struct sp_seg *s, const char *name)
+{
+	uint32_t slot;
+
+	TU_ASSERT_OK(sp_client_register(s, name, getpid(), getuid(), getgid(), &slot));
+	TU_ASSERT_OK(sp_client_use_slot(s, slot));
+}
+
+struct sp_seg *tu_seg_reattach(struct sp_seg *s, const char *client_name)
+{
+	struct sp_seg *n = NULL;
+
+	TU_ASSERT_OK(sp_seg_attach(s->name, -1, 0, &n));
+	if (client_name)
+		tu_register(n, client_name);
+	return n;
+}
+
+void tu_seg_free(struct sp_seg *s)
+{
+	char name[256];
+
+	snprintf(name, sizeof(name), "%s", s->name);
+	sp_seg_detach(s);
+	shm_unlink(name);
+}
+
+int tu_check_count(struct sp_seg *s, int flags)
+{
+	struct sp_report r = { .cap = 64 };
+	int n;
+
+	r.v = calloc(r.cap, sizeof(*r.v));
+	n = sp_check(s, flags, &r);
+	for (unsigned i = 0; i < r.nr && i < r.cap && i < 5; i++)
+		fprintf(stderr, "  violation: %s\n", r.v[i].what);
+	sp_report_free(&r);
+	return n;
+}
+
+void tu_check_clean(struct sp_seg *s)
+{
+	int n = tu_check_count(s, 0);
+
+	if (n != 0)
+		fail_msg("checker found %d violation(s)", n);
+}
+
+pid_t tu_fork(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0)
+		_exit(fn(arg));
+	return pid;
+}
+
+int tu_wait(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+uint64_t tu_rand(uint64_t *state)
+{
+	uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ULL;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+long tu_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtol(v, NULL, 0) : def;
+}
