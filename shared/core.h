@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "layout.h"
@@ -294,6 +295,13 @@ int sp_client_unregister(struct sp_seg *s, uint32_t slot);
 int sp_client_reap(struct sp_seg *s);
 int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h);
 int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct sp_holdings *released);
+
+/* ---- views (dump.c) ----------------------------------------------------- */
+
+void sp_dump_buddyinfo(struct sp_seg *s, FILE *f);
+void sp_dump_slabinfo(struct sp_seg *s, FILE *f, bool all);
+void sp_dump_pools(struct sp_seg *s, FILE *f);
+void sp_dump_clients(struct sp_seg *s, FILE *f);
 
 /* ---- checker (check.c) -------------------------------------------------- */
 
