@@ -277,10 +277,9 @@ static int walk_blocks(struct sp_seg *s, uint16_t tag, bool release, bool only_r
 					pool_elems[npend] = sp_pfn_off(s, pfn);
 					pool_ids[npend++] = p->id;
 				} else if (kind != SP_KIND_POOL) {
+					/* if it merges upwards, the walk steps over tails */
 					sp_buddy_free_locked(s, pfn);
 					SP_CRASH_POINT("client.release");
-					pfn &= ~((1u << s->hdr->max_order) - 1); /* merged: rewalk */
-					continue;
 				}
 			}
 		}

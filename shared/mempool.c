@@ -342,7 +342,7 @@ out:
 void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 {
 	sp_off_t *el = elements(s, p), *tagged = NULL, *sorted = NULL;
-	uint32_t i, j, n = 0, ntag = 0;
+	uint32_t i, n = 0, ntag = 0;
 	uint16_t old;
 
 	sp_assert(sp_lock_held(&p->lock));
@@ -352,13 +352,12 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 		p->min_nr = p->elements_cap;
 	if (p->curr_nr > p->min_nr)
 		p->curr_nr = p->min_nr;
-	/* keep valid, distinct entries */
+	/* keep valid, distinct entries (their order in the reserve is free) */
+	qsort(el, p->curr_nr, sizeof(*el), cmp_off);
 	for (i = 0; i < p->curr_nr; i++) {
-		bool dup = false;
-
-		for (j = 0; j < n && !dup; j++)
-			dup = el[j] == el[i];
-		if (!dup && retag(s, p, el[i], SP_OWNER_RESERVE, false, &old) == 0)
+		if (i && el[i] == el[i - 1])
+			continue;
+		if (retag(s, p, el[i], SP_OWNER_RESERVE, false, &old) == 0)
 			el[n++] = el[i];
 	}
 	p->curr_nr = n;

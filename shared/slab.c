@@ -308,12 +308,9 @@ void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		}
 		if (!sp_slab_valid(s, c, pfn)) {
 			/* never committed: no object of it was ever handed out */
-			if (o == c->order) {
+			if (o == c->order)
 				sp_buddy_free_locked(s, pfn);
-				/* the block may have merged with a lower buddy: restart there */
-				pfn &= ~((1u << s->hdr->max_order) - 1);
-				continue;
-			}
+			/* if it merged upwards, the walk steps over tails one by one */
 			pfn += 1u << o;
 			continue;
 		}
