@@ -127,7 +127,8 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 			n--;
 		if (!n)
 			continue;
-		waste = bytes - n * stride;
+		/* the unused tail; the header and bitmaps are paid for per object */
+		waste = bytes - align_up(meta_bytes(n), align) - n * stride;
 		/* fewer wasted bytes per slab byte than the best so far? */
 		if (!best_n || waste * ((uint64_t)SP_PAGE_SIZE << best) < best_waste * bytes) {
 			best = k;
@@ -361,6 +362,15 @@ void sp_cache_unlock(struct sp_cache *c)
 	sp_unlock(&c->lock);
 }
 
+/* Bits of bitmap word @w that stand for objects: the last word's high bits
+ * are padding beyond objperslab and always clear, never a free object. */
+static uint64_t obj_bits(const struct sp_cache *c, uint32_t w)
+{
+	uint32_t left = c->objperslab - w * 64;
+
+	return left >= 64 ? ~0ull : (1ull << left) - 1;
+}
+
 static void check_poison(struct sp_cache *c, const uint8_t *obj)
 {
 	for (uint32_t i = 0; i < c->obj_size; i++) {
@@ -415,12 +425,12 @@ int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, 
 	slab = sp_slab_at(s, c, pfn);
 	w = slab->hint < c->bitmap_words ? slab->hint : 0;
 	for (uint32_t i = 0; i < c->bitmap_words; i++, w = (w + 1 == c->bitmap_words ? 0 : w + 1))
-		if (~slab->bitmap[w])
+		if (~slab->bitmap[w] & obj_bits(c, w))
 			break;
 	word = slab->bitmap[w];
-	bit = (uint32_t)__builtin_ctzll(~word);
+	bit = (~word & obj_bits(c, w)) ? (uint32_t)__builtin_ctzll(~word & obj_bits(c, w)) : 64;
 	idx = w * 64 + bit;
-	if (sp_unlikely(!~word || idx >= c->objperslab)) {
+	if (sp_unlikely(bit == 64 || idx >= c->objperslab)) {
 		sp_cache_recover_locked(s, c);
 		return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap", c->name);
 	}

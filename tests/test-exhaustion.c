@@ -120,6 +120,7 @@ static int fill_pages(void *arg)
 	}
 	printf("# %u of %u pages allocated and written before the 4 MiB tmpfs was full\n", n,
 	       s->hdr->nr_pages);
+	fflush(stdout);
 	/* kmalloc and pools fail cleanly too */
 	{
 		sp_off_t off;
