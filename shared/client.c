@@ -57,7 +57,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	rc = sp_registry_lock(s);
 	if (rc)
 		return rc;
-	rc = sp_err(-ENFILE, "client table full (%u slots)", s->hdr->max_clients);
+	rc = -ENFILE;
 	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 
@@ -79,6 +79,9 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		break;
 	}
 	sp_registry_unlock(s);
+	if (rc)
+		sp_err(rc, "client table full (%u slots, dead ones count until released)",
+		       s->hdr->max_clients);
 	return rc;
 }
 

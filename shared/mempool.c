@@ -702,7 +702,7 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 	if (p->state != SP_DESC_LIVE) {
 		rc = sp_err(-ENOENT, "pool was destroyed");
 	} else if (new_min_nr > p->min_nr) {
-		uint32_t old_min = p->min_nr, old_curr = p->curr_nr;
+		uint32_t old_min = p->min_nr, old_curr = p->curr_nr, old_cap = p->elements_cap;
 
 		if (new_min_nr > p->elements_cap)
 			rc = set_elements_cap(s, p, new_min_nr);
@@ -713,6 +713,11 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 		if (rc) {
 			drain_reserve_locked(s, p, old_curr > old_min ? old_min : old_curr);
 			p->min_nr = old_min;
+			/* give back what the attempt took: the larger array, empty slabs */
+			if (p->elements_cap > old_cap)
+				set_elements_cap(s, p, old_cap);
+			if (pool_cache(s, p))
+				sp_cache_shrink(s, pool_cache(s, p));
 			rc = sp_err(-ENOMEM, "pool %s: %u reserved elements do not fit", p->name,
 				    new_min_nr);
 		}
@@ -731,7 +736,8 @@ out:
  * @s: segment.  @id: the pool.
  *
  * May sleep.
- * Return: 0; -EBUSY while elements are out or processes wait; -ENOENT.
+ * Processes sleeping in sp_pool_alloc() on it wake up with -ENOENT.
+ * Return: 0; -EBUSY while elements are out; -ENOENT.
  */
 int sp_pool_destroy(struct sp_seg *s, uint32_t id)
 {
@@ -749,15 +755,16 @@ int sp_pool_destroy(struct sp_seg *s, uint32_t id)
 	rc = sp_pool_lock(s, p);
 	if (rc)
 		goto out;
-	if (__atomic_load_n(&p->nr_waiters, __ATOMIC_RELAXED)) {
-		rc = sp_err(-EBUSY, "pool %s has waiting processes", p->name);
-	} else {
-		memcpy(name, p->name, sizeof(name));
-		rc = sp_pool_teardown_locked(s, p);
-		if (!rc) {
-			sp_hash_remove_locked(s, true, name);
-			s->hdr->nr_live_pools--;
-		}
+	memcpy(name, p->name, sizeof(name));
+	rc = sp_pool_teardown_locked(s, p);
+	if (!rc) {
+		sp_hash_remove_locked(s, true, name);
+		s->hdr->nr_live_pools--;
+		/* sleepers (nr_waiters is advisory: a killed waiter leaves it
+		 * high) wake up, find the pool gone and return -ENOENT */
+		__atomic_store_n(&p->nr_waiters, 0, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
+		sp_futex_wake(&p->wait_seq, INT_MAX);
 	}
 	sp_pool_unlock(p);
 out:

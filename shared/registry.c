@@ -165,6 +165,11 @@ void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name)
 		if (e != SP_HASH_TOMB &&
 		    strncmp(desc_name(s, pools, e - 1, &ok), name, SP_NAME_MAX + 1) == 0) {
 			t[i] = SP_HASH_TOMB;
+			/* a tombstone before an empty entry ends no probe: clear the run */
+			while (t[i] == SP_HASH_TOMB && !t[(i + 1) & (size - 1)]) {
+				t[i] = 0;
+				i = (i - 1) & (size - 1);
+			}
 			return;
 		}
 	}
