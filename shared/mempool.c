@@ -113,8 +113,8 @@ static int backing_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp
 	rc = sp_buddy_lock(s);
 	if (rc)
 		return rc;
-	if (p->state == SP_DESC_DESTROYING)
-		rc = sp_err(-ENOENT, "pool %s is being destroyed", p->name);
+	if (p->state != SP_DESC_LIVE && p->state != SP_DESC_CREATING)
+		rc = sp_err(-ENOENT, "pool %s was destroyed", p->name);
 	else if (p->max_nr && p->nr_pages_out >= p->max_nr)
 		rc = sp_err(-ENOMEM, "pool %s reached max_nr %u", p->name, p->max_nr);
 	else
