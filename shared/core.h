@@ -269,6 +269,7 @@ int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 
 int sp_name_check(const char *name);
 uint32_t sp_name_hash(const char *name);
+int sp_registry_lookup(struct sp_seg *s, bool pools, const char *name, uint32_t *id);
 int sp_registry_lock(struct sp_seg *s);
 void sp_registry_unlock(struct sp_seg *s);
 int sp_hash_insert_locked(struct sp_seg *s, bool pools, const char *name, uint32_t id);

@@ -141,93 +141,103 @@ static const char *holder_why(uint16_t expect)
 	return expect ? "not held by the expected owner" : "free or in the reserve (double free?)";
 }
 
-/* Free an element to the backing if holder_ok(its tag, @expect). */
-static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+/*
+ * Lock the backing of @p and find the owner tag of element @off: the slab
+ * owner[] entry of an allocated object, or the head page's slot.  On
+ * success the backing stays locked (*c is the cache for a slab backing,
+ * NULL for pages, whose lock is the buddy lock) until unlock_backing().
+ */
+static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct sp_cache **c,
+		     uint16_t **tag, uint32_t *pfn)
 {
-	struct sp_cache *c;
-	uint32_t pfn;
+	struct sp_slab *slab;
+	uint32_t idx;
 	int rc;
 
+	*c = NULL;
 	if (p->backing == SP_BACK_SLAB) {
-		struct sp_slab *slab;
-		uint32_t idx;
-
-		c = pool_cache(s, p);
-		if (!c)
-			return sp_err(-EFAULT, "pool %s lost its cache", p->name);
-		rc = sp_cache_lock(s, c);
+		*c = pool_cache(s, p);
+		if (!*c)
+			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
+		rc = sp_cache_lock(s, *c);
 		if (rc)
 			return rc;
-		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
-		if (!rc && !holder_ok(sp_slab_owners(c, slab)[idx], expect))
-			rc = sp_err(-EINVAL, "element %#llx of pool %s is %s",
-				    (unsigned long long)off, p->name, holder_why(expect));
-		if (!rc)
-			rc = sp_cache_free_locked(s, c, off);
-		sp_cache_unlock(c);
-		return rc;
+		rc = sp_cache_obj_locate(s, *c, off, &slab, &idx);
+		if (!rc && !(slab->bitmap[idx / 64] >> (idx % 64) & 1))
+			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
+				    (unsigned long long)off, p->name);
+		if (rc) {
+			sp_cache_unlock(*c);
+			return rc;
+		}
+		*tag = &sp_slab_owners(*c, slab)[idx];
+		return 0;
 	}
 	rc = sp_buddy_lock(s);
 	if (rc)
 		return rc;
-	rc = page_elem(s, p, off, &pfn);
-	if (!rc && !holder_ok(s->pages[pfn].slot, expect))
-		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
-			    p->name, holder_why(expect));
-	if (!rc) {
-		sp_buddy_free_locked(s, pfn);
-		p->nr_pages_out--;
+	rc = page_elem(s, p, off, pfn);
+	if (rc) {
+		sp_buddy_unlock(s);
+		return rc;
 	}
-	sp_buddy_unlock(s);
-	return rc;
+	*tag = &s->pages[*pfn].slot;
+	return 0;
 }
 
-/*
- * Read or change an element's owner tag.  With @from non-zero the change
- * happens only if the tag is @from (or, for SP_OWNER_NONE as @from, any
- * holder but the reserve).  Takes the backing's lock.
- */
-static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to, bool any_holder,
-		 uint16_t *old)
+static void unlock_backing(struct sp_seg *s, struct sp_cache *c)
 {
-	uint16_t *tag;
-	uint32_t pfn, idx;
-	struct sp_cache *c = NULL;
-	int rc;
-
-	if (p->backing == SP_BACK_SLAB) {
-		struct sp_slab *slab;
-
-		c = pool_cache(s, p);
-		if (!c)
-			return sp_err(-EFAULT, "pool %s lost its cache", p->name);
-		rc = sp_cache_lock(s, c);
-		if (rc)
-			return rc;
-		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
-		if (!rc && !(slab->bitmap[idx / 64] >> (idx % 64) & 1))
-			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
-				    (unsigned long long)off, p->name);
-		tag = rc ? NULL : &sp_slab_owners(c, slab)[idx];
-	} else {
-		rc = sp_buddy_lock(s);
-		if (rc)
-			return rc;
-		rc = page_elem(s, p, off, &pfn);
-		tag = rc ? NULL : &s->pages[pfn].slot;
-	}
-	if (!rc) {
-		*old = *tag;
-		if (any_holder && (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_NONE))
-			rc = sp_err(-EINVAL, "element %#llx of pool %s is already free",
-				    (unsigned long long)off, p->name);
-		else if (to)
-			__atomic_store_n(tag, to, __ATOMIC_RELEASE);
-	}
 	if (c)
 		sp_cache_unlock(c);
 	else
 		sp_buddy_unlock(s);
+}
+
+/* Free an element to the backing if holder_ok(its tag, @expect). */
+static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+{
+	struct sp_cache *c;
+	uint16_t *tag;
+	uint32_t pfn;
+	int rc = lock_elem(s, p, off, &c, &tag, &pfn);
+
+	if (rc)
+		return rc;
+	if (!holder_ok(*tag, expect)) {
+		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
+			    p->name, holder_why(expect));
+	} else if (c) {
+		rc = sp_cache_free_locked(s, c, off);
+	} else {
+		sp_buddy_free_locked(s, pfn);
+		p->nr_pages_out--;
+	}
+	unlock_backing(s, c);
+	return rc;
+}
+
+/*
+ * Read an element's owner tag into *@old and, with @to non-zero, change it.
+ * With @any_holder the element must be held by someone (not free, not in
+ * the reserve).  Takes the backing's lock.
+ */
+static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to, bool any_holder,
+		 uint16_t *old)
+{
+	struct sp_cache *c;
+	uint16_t *tag;
+	uint32_t pfn;
+	int rc = lock_elem(s, p, off, &c, &tag, &pfn);
+
+	if (rc)
+		return rc;
+	*old = *tag;
+	if (any_holder && (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_NONE))
+		rc = sp_err(-EINVAL, "element %#llx of pool %s is already free",
+			    (unsigned long long)off, p->name);
+	else if (to)
+		__atomic_store_n(tag, to, __ATOMIC_RELEASE);
+	unlock_backing(s, c);
 	return rc;
 }
 
@@ -667,16 +677,7 @@ out:
  */
 int sp_pool_lookup(struct sp_seg *s, const char *name, uint32_t *id)
 {
-	int rc = sp_name_check(name);
-
-	if (rc)
-		return rc;
-	rc = sp_registry_lock(s);
-	if (rc)
-		return rc;
-	rc = sp_hash_lookup_locked(s, true, name, id);
-	sp_registry_unlock(s);
-	return rc ? sp_err(-ENOENT, "no pool named %s", name) : 0;
+	return sp_registry_lookup(s, true, name, id);
 }
 
 /**

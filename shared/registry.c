@@ -251,6 +251,28 @@ void sp_registry_recover_locked(struct sp_seg *s)
 }
 
 /**
+ * sp_registry_lookup() - find a pool's or a named cache's id by name.
+ * @s: segment.  @pools: pool table, else cache table.
+ * @name: the name.  @id: its id.
+ *
+ * May sleep.
+ * Return: 0, -EINVAL / -ENAMETOOLONG (bad name) or -ENOENT.
+ */
+int sp_registry_lookup(struct sp_seg *s, bool pools, const char *name, uint32_t *id)
+{
+	int rc = sp_name_check(name);
+
+	if (rc)
+		return rc;
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_hash_lookup_locked(s, pools, name, id);
+	sp_registry_unlock(s);
+	return rc ? sp_err(-ENOENT, "no %s named %s", pools ? "pool" : "cache", name) : 0;
+}
+
+/**
  * sp_registry_lock() - take the registry lock, recovering it if needed.
  * @s: segment.
  *

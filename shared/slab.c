@@ -736,16 +736,7 @@ out:
  */
 int sp_cache_lookup(struct sp_seg *s, const char *name, uint32_t *id)
 {
-	int rc = sp_name_check(name);
-
-	if (rc)
-		return rc;
-	rc = sp_registry_lock(s);
-	if (rc)
-		return rc;
-	rc = sp_hash_lookup_locked(s, false, name, id);
-	sp_registry_unlock(s);
-	return rc ? sp_err(-ENOENT, "no cache named %s", name) : 0;
+	return sp_registry_lookup(s, false, name, id);
 }
 
 /**
