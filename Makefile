@@ -17,7 +17,7 @@ setup = test -f $(1)/build.ninja || $(MESON) setup $(1) $(2)
 # $(call meson_test,DIR)
 meson_test = $(MESON) test -C $(1) --print-errorlogs --num-processes 2
 
-.PHONY: all deps build run test asan fault bench clean help
+.PHONY: all deps build run demo test asan fault bench clean help
 
 all: build
 
@@ -28,8 +28,14 @@ build: deps
 	@$(call setup,$(BUILD))
 	$(MESON) compile -C $(BUILD)
 
-# The demo creates a segment and exercises every allocator from two processes.
+# The daemon in the foreground with its built-in defaults; its first lines
+# name the socket and the segment.  Ctrl-C stops it and keeps the segment.
 run: build
+	@echo "shmpoold in the foreground: Ctrl-C stops it (the segment stays for the next start)"
+	./$(BUILD)/daemon/shmpoold
+
+# The demo creates a segment and exercises every allocator from two processes.
+demo: build
 	./$(BUILD)/tests/shmpool-demo
 
 test: build
@@ -54,7 +60,8 @@ clean:
 	rm -rf build build-asan build-fault build-bench
 
 help:
-	@echo "make run    build, then run the two-process demo (build/tests/shmpool-demo)"
+	@echo "make run    build, then run the daemon shmpoold in the foreground (default socket and segment)"
+	@echo "make demo   build, then run the two-process demo of the core (build/tests/shmpool-demo)"
 	@echo "make test   build, then run the test suite"
 	@echo "make build  install missing packages, configure build/ once, compile"
 	@echo "make deps   install missing Debian packages (scripts/deps.sh)"

@@ -41,6 +41,7 @@
 	X(EBADMSG, "segment header is invalid")                                           \
 	X(EPROTONOSUPPORT, "unsupported layout or protocol version")                      \
 	X(EMSGSIZE, "message too long")                                                   \
+	X(EOPNOTSUPP, "operation not supported by the daemon")                            \
 	X(ENOTCONN, "not connected to the daemon")                                        \
 	X(ECONNREFUSED, "connection refused by the daemon")                               \
 	X(ETIMEDOUT, "timed out")                                                         \

@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * owner.c - the segment the daemon owns.
+ *
+ * At start the daemon creates its segment, or re-attaches the one a
+ * previous daemon left (after a crash or a clean stop) with everything in
+ * it: pools, caches, the elements clients hold, the client table.  It never
+ * re-initialises a segment that exists: only --reset unlinks it and creates
+ * a new one.  A segment that fails validation (bad magic, other layout
+ * version, corrupted header, wrong size) stops the daemon with the reason
+ * and a hint to use --reset.  The core validates; this file decides.
+ *
+ * One daemon per segment: the daemon holds flock(LOCK_EX) on a private
+ * descriptor of the shm object (not the one passed to clients, whose copies
+ * would keep the lock after the daemon died).
+ *
+ * Client slots after a restart: a slot whose process died while the daemon
+ * was down is marked dead (sp_client_reap()); one whose process still runs
+ * stays ALIVE, waiting for the process to reconnect and resume it (rpc.c
+ * checks pid, start time and token).  Such unconnected slots are reaped
+ * every SPD_REAP_INTERVAL_MS until they resume or die.
+ *
+ * A dead client: its slot is marked DEAD, the elements of pools created
+ * with the reclaim-on-exit flag go back to their pools, and whatever else it
+ * held stays allocated as orphans attributed to the slot (visible in Stats)
+ * until a Reclaim.  Locks it held are recovered by the core (robust mutexes).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmpoold.h"
+
+static int lock_segment(struct spd_daemon *d)
+{
+	const char *name = d->cfg.shm_name;
+	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+
+	if (fd < 0) {
+		spd_error("segment %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EWOULDBLOCK) {
+			spd_error("segment %s is in use by another shmpoold; stop it first or pass "
+				  "another --shm-name", name);
+			return -EBUSY;
+		}
+		spd_error("segment %s: flock: %s", name, strerror(err));
+		return -err;
+	}
+	d->seg_lock_fd = fd;
+	return 0;
+}
+
+static void unlock_segment(struct spd_daemon *d)
+{
+	if (d->seg_lock_fd >= 0)
+		close(d->seg_lock_fd);
+	d->seg_lock_fd = -1;
+}
+
+static int create_segment(struct spd_daemon *d)
+{
+	struct sp_seg_params p;
+	int rc;
+
+	sp_seg_params_default(&p);
+	p.size = d->cfg.size;
+	if (d->cfg.max_clients_set)
+		p.max_clients = d->cfg.max_clients;
+	rc = sp_seg_create(d->cfg.shm_name, -1, &p, &d->seg);
+	if (rc) {
+		spd_error("cannot create segment %s of %" PRIu64 " bytes: %s", d->cfg.shm_name,
+			  d->cfg.size, sp_errmsg());
+		return rc;
+	}
+	rc = lock_segment(d);
+	if (rc)
+		return rc;
+	spd_info("created segment %s: %" PRIu64 " MiB, %u pages of %u bytes, %u client slots, "
+		 "%u pools, %u caches", d->cfg.shm_name, d->seg->size >> 20, d->seg->hdr->nr_pages,
+		 SP_PAGE_SIZE, d->seg->hdr->max_clients, d->seg->hdr->max_pools,
+		 d->seg->hdr->max_caches);
+	return 0;
+}
+
+/* Log what a re-attached segment holds.  An unlocked snapshot. */
+static void report_found(struct spd_daemon *d)
+{
+	struct sp_seg *s = d->seg;
+	struct sp_header *h = s->hdr;
+	uint64_t objects = 0, pool_out = 0;
+	unsigned alive = 0, dead = 0;
+	time_t created = (time_t)h->created_time;
+	char when[64] = "?";
+	struct tm tm;
+
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++) {
+		struct sp_cache *c = sp_cache_get(s, i);
+
+		if (c)
+			objects += c->active_objs;
+	}
+	for (uint32_t i = 0; i < h->max_pools; i++) {
+		struct sp_pool *p = sp_pool_get(s, i);
+
+		if (p)
+			pool_out += sp_pool_nr_out(s, p);
+	}
+	for (uint32_t i = 0; i < h->max_clients; i++) {
+		alive += sp_clients(s)[i].state == SP_CLIENT_ALIVE;
+		dead += sp_clients(s)[i].state == SP_CLIENT_DEAD;
+	}
+	if (localtime_r(&created, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	spd_info("re-attached segment %s: %" PRIu64 " MiB, layout %u, created %s; %u pools "
+		 "(%" PRIu64 " elements out), %u caches, %" PRIu64 " live objects, %" PRIu64
+		 " of %u pages in use; client slots: %u alive, %u dead",
+		 d->cfg.shm_name, s->size >> 20, h->layout_version, when, h->nr_live_pools, pool_out,
+		 h->nr_live_caches, objects, (uint64_t)h->nr_pages - h->buddy.free_pages,
+		 h->nr_pages, alive, dead);
+	if (d->cfg.size_set && d->cfg.size != s->size)
+		spd_warn("--size %" PRIu64 " ignored: the existing segment has %" PRIu64
+			 " bytes (--reset recreates it)", d->cfg.size, s->size);
+	if (d->cfg.max_clients_set && d->cfg.max_clients != h->max_clients)
+		spd_warn("--max-clients %u ignored: the existing segment has %u slots (--reset "
+			 "recreates it)", d->cfg.max_clients, h->max_clients);
+}
+
+/**
+ * spd_owner_client_died() - a client is gone without Goodbye.
+ * @d: the daemon.  @slot: its slot (ALIVE, or already marked DEAD).
+ * @why: for the log.
+ *
+ * Marks the slot DEAD, gives the elements of reclaim-on-exit pools back,
+ * logs what stays orphaned.  The slot is freed when nothing is left.
+ * May sleep (shared locks, bounded by the lock timeout).
+ */
+void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why)
+{
+	struct sp_seg *s = d->seg;
+	struct sp_client *cl = &sp_clients(s)[slot];
+	struct sp_holdings before, after;
+	char name[SP_CLIENT_NAME_MAX + 1];
+	int pid = (int)cl->pid, rc;
+
+	spd_sanitize(name, sizeof(name), cl->name, SP_CLIENT_NAME_MAX);
+	rc = sp_client_mark_dead(s, slot);
+	if (rc && rc != -ESRCH) {
+		spd_error("client slot %u (pid %d): cannot mark it dead: %s", slot, pid,
+			  sp_errmsg());
+		return;
+	}
+	rc = sp_slot_release(s, slot, true, &before);
+	if (!rc)
+		rc = sp_slot_holdings(s, slot, &after);
+	if (rc) {
+		spd_error("client slot %u (pid %d): cannot release its holdings: %s", slot, pid,
+			  sp_errmsg());
+		return;
+	}
+	if (!after.objects && !after.pages) {
+		spd_info("client slot %u (pid %d \"%s\") gone without Goodbye (%s): %" PRIu64
+			 " pool elements reclaimed, nothing orphaned; slot freed", slot, pid, name,
+			 why, before.pool_elems);
+		return;
+	}
+	spd_warn("client slot %u (pid %d \"%s\") gone without Goodbye (%s): %" PRIu64
+		 " pool elements "
+		 "reclaimed; orphaned, attributed to the slot: %" PRIu64 " objects, %" PRIu64
+		 " pool elements, %" PRIu64 " large blocks, %" PRIu64 " bytes", slot, pid, name,
+		 why, before.pool_elems - after.pool_elems, after.objects, after.pool_elems,
+		 after.large_blocks, after.bytes);
+}
+
+/* Mark slots of processes that are gone; handle each one newly dead. */
+static void reap(struct spd_daemon *d, const char *why)
+{
+	struct sp_seg *s = d->seg;
+	uint32_t n = s->hdr->max_clients;
+	uint8_t *was_alive = calloc(n, 1);
+	int rc;
+
+	if (!was_alive)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		was_alive[i] = sp_clients(s)[i].state == SP_CLIENT_ALIVE;
+	rc = sp_client_reap(s);
+	if (rc < 0)
+		spd_error("reaping dead clients: %s", sp_errmsg());
+	for (uint32_t i = 0; rc > 0 && i < n; i++) {
+		if (!was_alive[i] || sp_clients(s)[i].state != SP_CLIENT_DEAD)
+			continue;
+		/* a connection inherited by another process outlived the slot's
+		 * process: it no longer speaks for the slot (which may be reused) */
+		if (d->by_slot[i])
+			spd_session_unbind(d->by_slot[i]);
+		spd_owner_client_died(d, i, why);
+	}
+	free(was_alive);
+}
+
+/* After a restart: reap, finish any interrupted reclaim, list who may resume. */
+static void recover_clients(struct spd_daemon *d)
+{
+	struct sp_seg *s = d->seg;
+
+	reap(d, "exited while the daemon was down");
+	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+		struct sp_client *cl = &sp_clients(s)[i];
+		char name[SP_CLIENT_NAME_MAX + 1];
+
+		spd_sanitize(name, sizeof(name), cl->name, SP_CLIENT_NAME_MAX);
+		if (cl->state == SP_CLIENT_DEAD) /* a daemon killed mid-reclaim */
+			sp_slot_release(s, i, true, NULL);
+		else if (cl->state == SP_CLIENT_ALIVE)
+			spd_info("client slot %u (pid %u \"%s\") is alive: it may resume its "
+				 "session", i, cl->pid, name);
+	}
+}
+
+static void check_at_start(struct spd_daemon *d)
+{
+	struct sp_report r = { .cap = 5 };
+	struct sp_violation v[5];
+	int n;
+
+	r.v = v;
+	n = sp_check(d->seg, 0, &r);
+	if (n < 0) {
+		spd_warn("the checker could not run: %s", sp_errmsg());
+	} else if (n > 0) {
+		spd_warn("the checker found %d violations in the re-attached segment", n);
+		for (unsigned i = 0; i < r.nr && i < r.cap; i++)
+			spd_warn("  violation: %s", v[i].what);
+	} else {
+		spd_info("the checker found the segment consistent");
+	}
+}
+
+/**
+ * spd_owner_open() - create, re-attach or (--reset) re-create the segment.
+ * @d: the daemon, options parsed.
+ *
+ * May sleep.
+ * Return: 0, or a negative errno after logging why (with a hint to use
+ * --reset when the existing segment is invalid).
+ */
+int spd_owner_open(struct spd_daemon *d)
+{
+	const char *name = d->cfg.shm_name;
+	bool reattached = false;
+	int fd, rc;
+
+	fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0 && errno != ENOENT) {
+		spd_error("segment %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	if (fd < 0) {
+		rc = create_segment(d);
+	} else {
+		close(fd);
+		rc = lock_segment(d);
+		if (rc)
+			return rc;
+		if (d->cfg.reset) {
+			spd_warn("--reset: discarding segment %s and everything in it", name);
+			rc = sp_seg_unlink(name);
+			unlock_segment(d);
+			if (rc) {
+				spd_error("%s", sp_errmsg());
+				return rc;
+			}
+			rc = create_segment(d);
+		} else {
+			rc = sp_seg_attach(name, -1, 0, &d->seg);
+			if (rc) {
+				spd_error("segment %s cannot be used: %s (%s); start with --reset to "
+					  "discard it and create a new one", name, sp_errmsg(),
+					  sp_err_name(rc));
+				return rc;
+			}
+			d->seg->lock_timeout_ms = SPD_LOCK_TIMEOUT_MS;
+			reattached = true;
+			report_found(d);
+		}
+	}
+	if (rc)
+		return rc;
+	d->seg->lock_timeout_ms = SPD_LOCK_TIMEOUT_MS;
+	d->by_slot = calloc(d->seg->hdr->max_clients, sizeof(*d->by_slot));
+	if (!d->by_slot) {
+		spd_error("out of memory");
+		return -ENOMEM;
+	}
+	if (reattached) { /* clients may be waiting to resume */
+		recover_clients(d);
+		check_at_start(d);
+	}
+	return 0;
+}
+
+/**
+ * spd_owner_close() - unmap the segment; it stays for the next start.
+ * @d: the daemon.
+ *
+ * Does not sleep.
+ */
+void spd_owner_close(struct spd_daemon *d)
+{
+	sp_seg_detach(d->seg);
+	d->seg = NULL;
+	free(d->by_slot);
+	d->by_slot = NULL;
+	unlock_segment(d);
+}
+
+static bool unconnected_alive(struct spd_daemon *d)
+{
+	for (uint32_t i = 0; i < d->seg->hdr->max_clients; i++)
+		if (sp_clients(d->seg)[i].state == SP_CLIENT_ALIVE && !d->by_slot[i])
+			return true;
+	return false;
+}
+
+static void on_reap(uv_timer_t *t)
+{
+	struct spd_daemon *d = t->data;
+
+	if (!d->stopping && unconnected_alive(d))
+		reap(d, "exited while not connected");
+}
+
+/**
+ * spd_owner_start_reaper() - watch unconnected slots for their process' death.
+ * @d: the daemon.
+ *
+ * Does not sleep.
+ * Return: 0 or a negative errno.
+ */
+int spd_owner_start_reaper(struct spd_daemon *d)
+{
+	int rc = uv_timer_init(d->loop, &d->reaper);
+
+	if (rc)
+		return rc;
+	d->reaper.data = d;
+	uv_unref((uv_handle_t *)&d->reaper);
+	return uv_timer_start(&d->reaper, on_reap, SPD_REAP_INTERVAL_MS, SPD_REAP_INTERVAL_MS);
+}
