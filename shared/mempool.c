@@ -707,10 +707,16 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 
 		if (new_min_nr > p->elements_cap)
 			rc = set_elements_cap(s, p, new_min_nr);
-		if (!rc) {
-			p->min_nr = new_min_nr;
+		/*
+		 * Fill first, raise min_nr last (the commit): if we die in between,
+		 * recovery clamps curr_nr to the old min_nr and gives the extra
+		 * elements back, so a resize is all or nothing, never a raised
+		 * min_nr with a reserve that nobody will fill.
+		 */
+		if (!rc)
 			rc = grow_reserve_locked(s, p, new_min_nr);
-		}
+		if (!rc)
+			p->min_nr = new_min_nr;
 		if (rc) {
 			drain_reserve_locked(s, p, old_curr > old_min ? old_min : old_curr);
 			p->min_nr = old_min;
@@ -895,7 +901,14 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 	uint16_t old;
 	int rc;
 
-	if (__atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE) < p->min_nr) {
+	/*
+	 * A reclaim (@expect set) always goes through the pool lock: if the
+	 * dead holder died inside a reserve take, recovery must roll that take
+	 * back (the element returns to the reserve) before the element could
+	 * be freed to the backing and handed out again while still listed in
+	 * elements[].
+	 */
+	if (expect || __atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE) < p->min_nr) {
 		rc = sp_pool_lock(s, p);
 		if (rc)
 			return rc;
@@ -915,6 +928,18 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 					wake_one(p);
 			} else {
 				p->nr_bad_free++;
+			}
+			sp_pool_unlock(p);
+			return rc;
+		}
+		if (expect) {
+			rc = backing_free(s, p, off, expect);
+			if (rc) {
+				p->nr_bad_free++;
+			} else {
+				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
+					wake_one(p);
 			}
 			sp_pool_unlock(p);
 			return rc;

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cache.c - named slab caches: created and opened through the daemon,
+ * allocated from and freed to directly in the mapping (shared/slab.c).
+ *
+ * As for pools (pool.c), a handle keeps the cache's table id and
+ * generation from the daemon's CacheInfo, and every data call checks that
+ * the descriptor is still LIVE with that generation.  A cache has no
+ * reserve and never sleeps for memory: an exhausted segment is ENOMEM at
+ * once, whatever the flags.  The init template travels inside the
+ * CacheCreate frame, so it is limited to somewhat less than the 64 KiB
+ * frame size (-EMSGSIZE beyond).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/*
+ * struct shmp_cache - a handle to a named cache.  Process-private;
+ * immutable after open.
+ */
+struct shmp_cache {
+	shmp_client *c;		/* holds a reference */
+	uint32_t id;		/* index in the cache table */
+	uint32_t gen;
+	uint32_t obj_size;
+	char name[SP_NAME_MAX + 1];
+};
+
+static int cache_desc(shmp_cache *k, struct sp_cache **out)
+{
+	struct sp_cache *d;
+	int rc;
+
+	if (sp_unlikely(!k))
+		return sp_err(-EINVAL, "NULL cache handle");
+	rc = shmp__usable(k->c);
+	if (sp_unlikely(rc))
+		return rc;
+	d = sp_cache_get(k->c->seg, k->id);
+	if (sp_unlikely(!d || __atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen))
+		return sp_err(-ENOENT, "cache %s was destroyed", k->name);
+	*out = d;
+	return 0;
+}
+
+static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_cache **out)
+{
+	const Shmpool__CacheInfo *info = resp->cache;
+	struct sp_cache *d;
+	shmp_cache *k;
+
+	if (resp->payload_case != SHMPOOL__RESPONSE__PAYLOAD_CACHE || !info)
+		return sp_err(-EPROTO, "daemon answered without a CacheInfo");
+	d = sp_cache_get(c->seg, info->id);
+	if (!d || d->gen != info->gen || strncmp(d->name, info->name, sizeof(d->name)))
+		return sp_err(-ENOENT, "cache %s (id %u, gen %u) is not in the segment: destroyed "
+				       "meanwhile?",
+			      info->name, info->id, info->gen);
+	if (d->flags & (SP_CACHE_KMALLOC | SP_CACHE_ANON))
+		return sp_err(-EPROTO, "cache %s is internal, not a named cache", d->name);
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return sp_err(-ENOMEM, "out of process memory");
+	k->c = c;
+	k->id = info->id;
+	k->gen = info->gen;
+	k->obj_size = d->obj_size;
+	memcpy(k->name, d->name, sizeof(k->name));
+	k->name[SP_NAME_MAX] = '\0';
+	shmp__client_get(c);
+	*out = k;
+	return 0;
+}
+
+static int name_args(shmp_client *c, const char *name)
+{
+	int rc = shmp__usable(c);
+
+	if (rc)
+		return rc;
+	if (!name)
+		return sp_err(-EINVAL, "NULL cache name");
+	return sp_name_check(name);
+}
+
+int shmp_cache_create(shmp_client *c, const char *name, size_t obj_size, size_t align,
+		      const void *init_template, shmp_cache **out)
+{
+	return shmp_cache_create_ex(c, name, obj_size, align, init_template, NULL, out);
+}
+
+int shmp_cache_create_ex(shmp_client *c, const char *name, size_t obj_size, size_t align,
+			 const void *init_template, const struct shmp_cache_opts *opts,
+			 shmp_cache **out)
+{
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__CacheCreate cc = SHMPOOL__CACHE_CREATE__INIT;
+	Shmpool__Response *resp;
+	int rc;
+
+	if (!out)
+		return sp_err(-EINVAL, "NULL out pointer");
+	*out = NULL;
+	rc = name_args(c, name);
+	if (rc)
+		return rc;
+	if (!obj_size || obj_size > UINT32_MAX)
+		return sp_err(-EINVAL, "object size %zu is not allowed", obj_size);
+	if (align > UINT32_MAX || (align & (align - 1)))
+		return sp_err(-EINVAL, "alignment %zu is not a power of two", align);
+	cc.name = (char *)name;
+	cc.obj_size = obj_size;
+	cc.align = (uint32_t)align;
+	cc.flags = opts ? opts->debug : 0;
+	cc.mode = opts ? opts->mode : 0;
+	if (init_template) {
+		cc.init_template.data = (uint8_t *)init_template;
+		cc.init_template.len = obj_size;
+	}
+	req.op_case = SHMPOOL__REQUEST__OP_CACHE_CREATE;
+	req.cache_create = &cc;
+	rc = shmp__rpc(c, &req, &resp);
+	if (rc)
+		return rc;
+	rc = handle_from_info(c, resp, out);
+	shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+static int name_request(shmp_client *c, const char *name, Shmpool__Request__OpCase op,
+			Shmpool__Response **resp)
+{
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__NameRef ref = SHMPOOL__NAME_REF__INIT;
+	int rc = name_args(c, name);
+
+	*resp = NULL;
+	if (rc)
+		return rc;
+	ref.name = (char *)name;
+	req.op_case = op;
+	if (op == SHMPOOL__REQUEST__OP_CACHE_OPEN)
+		req.cache_open = &ref;
+	else
+		req.cache_destroy = &ref;
+	return shmp__rpc(c, &req, resp);
+}
+
+int shmp_cache_open(shmp_client *c, const char *name, shmp_cache **out)
+{
+	Shmpool__Response *resp;
+	int rc;
+
+	if (!out)
+		return sp_err(-EINVAL, "NULL out pointer");
+	*out = NULL;
+	rc = name_request(c, name, SHMPOOL__REQUEST__OP_CACHE_OPEN, &resp);
+	if (rc)
+		return rc;
+	rc = handle_from_info(c, resp, out);
+	shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+int shmp_cache_destroy(shmp_client *c, const char *name)
+{
+	Shmpool__Response *resp;
+	int rc = name_request(c, name, SHMPOOL__REQUEST__OP_CACHE_DESTROY, &resp);
+
+	if (!rc)
+		shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+void shmp_cache_close(shmp_cache *k)
+{
+	if (!k)
+		return;
+	shmp__client_put(k->c);
+	free(k);
+}
+
+/* ---- the data path ---------------------------------------------------------- */
+
+void *shmp_cache_alloc(shmp_cache *k, int flags)
+{
+	struct sp_cache *d;
+	sp_off_t off;
+	int rc;
+
+	if (sp_unlikely(flags & ~SHMP_NOWAIT))
+		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
+	rc = cache_desc(k, &d);
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	rc = sp_cache_alloc(k->c->seg, d, k->c->seg->owner, &off);
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	return sp_ptr(k->c->seg, off);
+}
+
+int shmp_cache_free(shmp_cache *k, void *obj)
+{
+	struct sp_cache *d;
+	sp_off_t off;
+	int rc = cache_desc(k, &d);
+
+	if (sp_unlikely(rc))
+		return rc;
+	if (sp_unlikely(!obj))
+		return sp_err(-EINVAL, "free of a NULL object to cache %s", k->name);
+	off = sp_off(k->c->seg, obj);
+	if (sp_unlikely(!off))
+		return sp_err(-EINVAL, "%p is not inside the segment: not an object of cache %s",
+			      obj, k->name);
+	return sp_cache_free(k->c->seg, d, off);
+}
+
+int shmp_cache_alloc_bulk(shmp_cache *k, int flags, void **v, unsigned n)
+{
+	unsigned i;
+
+	if (!v && n)
+		return sp_err(-EINVAL, "NULL object array");
+	if (n > INT_MAX)
+		return sp_err(-EINVAL, "bulk count %u is too large", n);
+	for (i = 0; i < n; i++) {
+		v[i] = shmp_cache_alloc(k, flags);
+		if (!v[i]) {
+			int rc = -errno;
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s", sp_errmsg());
+			while (i--)
+				shmp_cache_free(k, v[i]);
+			return sp_err(rc, "%s", msg);
+		}
+	}
+	return (int)n;
+}
+
+int shmp_cache_free_bulk(shmp_cache *k, void *const *v, unsigned n)
+{
+	int first = 0;
+
+	if (!v && n)
+		return sp_err(-EINVAL, "NULL object array");
+	for (unsigned i = 0; i < n; i++) {
+		int rc = shmp_cache_free(k, v[i]);
+
+		if (rc && !first)
+			first = rc;
+	}
+	return first;
+}
+
+int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)
+{
+	struct sp_cache *d;
+	int rc = cache_desc(k, &d);
+
+	if (rc)
+		return rc;
+	if (!st)
+		return sp_err(-EINVAL, "NULL stats pointer");
+#define LOAD(f) __atomic_load_n(&d->f, __ATOMIC_RELAXED)
+	st->obj_size = d->obj_size;
+	st->active_objs = LOAD(active_objs);
+	st->total_objs = LOAD(total_objs);
+	st->nr_slabs = LOAD(nr_slabs);
+	st->nr_alloc = LOAD(nr_alloc);
+	st->nr_free = LOAD(nr_free);
+	st->nr_fail = LOAD(nr_fail);
+	st->nr_bad_free = LOAD(nr_bad_free);
+#undef LOAD
+	return 0;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - libshmpool's private types and cross-file functions.
+ * Not installed.  Everything here is process-private.
+ *
+ * Files:
+ *   client.c   sessions: connect, Hello, the segment fd, reconnect and
+ *              resume, Goodbye, fork detection, errors
+ *   wire.c     framing on the control socket
+ *   rpc.c      one control request and its response, under the session lock
+ *   pool.c     named pools: control via the daemon, data path in process
+ *   cache.c    named caches: likewise
+ *   malloc.c   kmalloc, offsets and pointers, segment statistics
+ *
+ * Lifetime: a session is referenced by the application (until
+ * shmp_disconnect) and by every open pool or cache handle; the memory goes
+ * when the last reference does.  shmp_disconnect unmaps the segment at
+ * once (seg = NULL), so the handles that outlive it fail with -ENOTCONN.
+ *
+ * Locking: shmp_client.lock serialises the control socket, reconnects and
+ * the session fields marked "under lock".  The data path never takes it:
+ * it reads the immutable fields and seg, and relies on the segment's own
+ * process-shared locks.
+ */
+#ifndef SHMPOOL_CLIENT_INTERNAL_H
+#define SHMPOOL_CLIENT_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core.h"
+#include "shmpool.h"
+#include "shmpool.pb-c.h"
+
+#define SHMP_PROTOCOL_VERSION	1u
+#define SHMP_FRAME_MAX		65536u	/* protobuf bytes per frame */
+#define SHMP_DEFAULT_TIMEOUT_MS	30000
+
+/*
+ * struct shmp_client - one session.  Process-private.
+ */
+struct shmp_client {
+	/* immutable after connect */
+	unsigned fork_gen;	/* shmp__fork_gen at connect: differs in a child */
+	pid_t pid;		/* getpid() at connect (for messages) */
+	char *socket_path;
+	char name[SP_CLIENT_NAME_MAX + 1];
+	int timeout_ms;		/* per reply; < 0: none */
+	/* under lock */
+	pthread_mutex_t lock;
+	int sock;		/* -1: broken; the next control call reconnects */
+	unsigned pending;	/* responses still due to requests that timed out */
+	bool stale;		/* the daemon came back with another segment */
+	uint64_t next_id;	/* Request.id */
+	uint32_t slot;		/* client slot (also in seg->slot) */
+	uint64_t token;		/* session token for resume */
+	char seg_name[256];
+	uint64_t seg_size;
+	dev_t seg_dev;		/* identity of the mapped segment file */
+	ino_t seg_ino;
+	/* data path: NULL once disconnected */
+	struct sp_seg *seg;
+	unsigned refs;		/* atomic: 1 for the app + 1 per open handle */
+};
+
+/* Bumped in every child by a pthread_atfork() handler (client.c). */
+extern unsigned shmp__fork_gen;
+
+/*
+ * shmp__usable() - may this process use @c right now?  Does not sleep.
+ * Return: 0, -EINVAL (NULL), -ECHILD (inherited across fork), -ENOTCONN
+ * (disconnected); the message is recorded.
+ */
+int shmp__usable_slow(const shmp_client *c);
+
+static inline int shmp__usable(const shmp_client *c)
+{
+	if (sp_likely(c && c->fork_gen == __atomic_load_n(&shmp__fork_gen, __ATOMIC_RELAXED) &&
+		      c->seg))
+		return 0;
+	return shmp__usable_slow(c);
+}
+
+/* Set errno from a negative code and return NULL (pointer-returning calls). */
+static inline void *shmp__fail_ptr(int rc)
+{
+	errno = -rc;
+	return NULL;
+}
+
+void shmp__client_get(shmp_client *c);
+void shmp__client_put(shmp_client *c);
+
+/* wire.c */
+int shmp__wire_send(int sock, const Shmpool__Request *req);
+int shmp__wire_recv(int sock, Shmpool__Response **resp, int *fd);
+
+/* rpc.c */
+int shmp__rpc(shmp_client *c, Shmpool__Request *req, Shmpool__Response **resp);
+int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **resp);
+
+/* client.c */
+int shmp__session_open_locked(shmp_client *c, bool resume);
+void shmp__session_break_locked(shmp_client *c);
+
+#endif /* SHMPOOL_CLIENT_INTERNAL_H */

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * malloc.c - general allocations (the core's kmalloc), offsets and
+ * pointers, and the segment's statistics.  All in process, no daemon.
+ *
+ * shmp_malloc() is sp_kmalloc() tagged with this session's slot: size
+ * classes of 8 .. 8192 bytes from slab caches, whole buddy blocks above.
+ * shmp_free() does what sp_kfree() does, but refuses memory the segment
+ * uses for its own metadata (owner tag SP_OWNER_INTERNAL: pool reserve
+ * arrays, cache templates), which the core's sp_kfree() must be able to
+ * free and an application never may.  The check and the free happen under
+ * the same lock (the class cache's, or the buddy lock for large blocks), so
+ * a refused free changes nothing.
+ *
+ * Offsets: every process maps the segment at its own address; shmp_off()
+ * and shmp_ptr() convert, and refuse anything outside [1, size).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void *shmp_malloc(shmp_client *c, size_t size)
+{
+	sp_off_t off;
+	int rc = shmp__usable(c);
+
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	if (sp_unlikely(!size))
+		return shmp__fail_ptr(sp_err(-EINVAL, "shmp_malloc of 0 bytes"));
+	rc = sp_kmalloc(c->seg, size, &off);
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	return sp_ptr(c->seg, off);
+}
+
+void *shmp_calloc(shmp_client *c, size_t n, size_t size)
+{
+	void *p;
+
+	if (size && n > SIZE_MAX / size)
+		return shmp__fail_ptr(sp_err(-ENOMEM, "shmp_calloc: %zu * %zu bytes overflows", n,
+					     size));
+	p = shmp_malloc(c, n * size);
+	if (p)
+		memset(p, 0, n * size);
+	return p;
+}
+
+/*
+ * Find the kmalloc class cache (*c) or the large block (*c = NULL, *head)
+ * holding @off.  Unlocked: the caller re-checks under the lock.
+ */
+static int kmalloc_locate(struct sp_seg *s, sp_off_t off, struct sp_cache **c, uint32_t *head)
+{
+	uint32_t pfn, info;
+
+	if (!off || !sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, head))
+		return sp_err(-EINVAL, "offset %#llx is not a shmp_malloc allocation",
+			      (unsigned long long)off);
+	info = s->pages[*head].info;
+	if (SP_PG_KIND(info) == SP_KIND_LARGE) {
+		*c = NULL;
+		return 0;
+	}
+	if (SP_PG_KIND(info) == SP_KIND_SLAB && s->pages[*head].owner < s->hdr->nr_kmalloc) {
+		*c = &sp_caches(s)[s->pages[*head].owner];
+		return 0;
+	}
+	return sp_err(-EINVAL, "offset %#llx is not a shmp_malloc allocation (pool or cache "
+			       "memory?)",
+		      (unsigned long long)off);
+}
+
+/*
+ * Under the lock that protects it: is @off a live user allocation?  Its
+ * usable size in *@size.  With @do_free, free it.
+ */
+static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *size)
+{
+	struct sp_cache *c = NULL;
+	uint32_t head = 0, info;
+	int rc = kmalloc_locate(s, off, &c, &head);
+
+	if (rc)
+		return rc;
+	if (c) {
+		struct sp_slab *slab;
+		uint32_t idx;
+		uint16_t tag;
+
+		rc = sp_cache_lock(s, c);
+		if (rc)
+			return rc;
+		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+		if (!rc) {
+			tag = sp_slab_owners(c, slab)[idx];
+			if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || tag == SP_OWNER_NONE)
+				rc = sp_err(-EINVAL, "%s object at %#llx is not allocated "
+						     "(double free?)",
+					    c->name, (unsigned long long)off);
+			else if (tag == SP_OWNER_INTERNAL)
+				rc = sp_err(-EINVAL, "offset %#llx is segment metadata, not a "
+						     "shmp_malloc allocation",
+					    (unsigned long long)off);
+		}
+		if (!rc && do_free)
+			rc = sp_cache_free_locked(s, c, off);
+		*size = c->obj_size;
+		sp_cache_unlock(c);
+		return rc;
+	}
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
+	info = s->pages[head].info;
+	if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_KIND(info) != SP_KIND_LARGE ||
+	    sp_pfn_off(s, head) != off)
+		rc = sp_err(-EINVAL, "offset %#llx is not the start of a live large allocation "
+				     "(double free, or a pointer into its middle?)",
+			    (unsigned long long)off);
+	else if (s->pages[head].slot == SP_OWNER_INTERNAL)
+		rc = sp_err(-EINVAL, "offset %#llx is segment metadata, not a shmp_malloc "
+				     "allocation",
+			    (unsigned long long)off);
+	*size = (uint64_t)SP_PAGE_SIZE << SP_PG_ORDER(info);
+	if (!rc && do_free)
+		sp_buddy_free_locked(s, head);
+	sp_buddy_unlock(s);
+	return rc;
+}
+
+int shmp_free_checked(shmp_client *c, void *p)
+{
+	uint64_t size;
+	sp_off_t off;
+	int rc = shmp__usable(c);
+
+	if (sp_unlikely(rc))
+		return rc;
+	if (!p)
+		return 0;
+	off = sp_off(c->seg, p);
+	if (sp_unlikely(!off))
+		return sp_err(-EINVAL, "shmp_free: %p is not inside the segment", p);
+	return kmalloc_op(c->seg, off, true, &size);
+}
+
+void shmp_free(shmp_client *c, void *p)
+{
+	int rc = shmp_free_checked(c, p);
+
+	if (rc)
+		errno = -rc;
+}
+
+size_t shmp_malloc_usable_size(shmp_client *c, const void *p)
+{
+	uint64_t size = 0;
+	sp_off_t off;
+	int rc = shmp__usable(c);
+
+	if (rc) {
+		errno = -rc;
+		return 0;
+	}
+	off = sp_off(c->seg, p);
+	if (!off) {
+		errno = EINVAL;
+		sp_err(-EINVAL, "%p is not inside the segment", p);
+		return 0;
+	}
+	rc = kmalloc_op(c->seg, off, false, &size);
+	if (rc) {
+		errno = -rc;
+		return 0;
+	}
+	return (size_t)size;
+}
+
+shmp_off_t shmp_off(shmp_client *c, const void *p)
+{
+	sp_off_t off;
+	int rc = shmp__usable(c);
+
+	if (sp_unlikely(rc)) {
+		errno = -rc;
+		return 0;
+	}
+	if (!p)
+		return 0;
+	off = sp_off(c->seg, p);
+	if (sp_unlikely(!off)) {
+		errno = EINVAL;
+		sp_err(-EINVAL, "%p is not inside the segment", p);
+	}
+	return off;
+}
+
+void *shmp_ptr(shmp_client *c, shmp_off_t off)
+{
+	int rc = shmp__usable(c);
+
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	if (!off)
+		return NULL;
+	if (sp_unlikely(off >= c->seg->size))
+		return shmp__fail_ptr(sp_err(-EINVAL, "offset %#llx is outside the %llu-byte segment",
+					     (unsigned long long)off,
+					     (unsigned long long)c->seg->size));
+	return c->seg->base + off;
+}
+
+int shmp_segment_stats(shmp_client *c, struct shmp_segment_stats *st)
+{
+	const struct sp_header *h;
+	int rc = shmp__usable(c);
+
+	if (rc)
+		return rc;
+	if (!st)
+		return sp_err(-EINVAL, "NULL stats pointer");
+	h = c->seg->hdr;
+	memset(st, 0, sizeof(*st));
+	st->size = c->seg->size;
+	st->page_size = SP_PAGE_SIZE;
+	st->slot = c->seg->slot;
+	st->nr_pages = h->nr_pages;
+	st->free_pages = __atomic_load_n(&h->buddy.free_pages, __ATOMIC_RELAXED);
+	st->max_alloc = (uint64_t)SP_PAGE_SIZE << h->max_order;
+	st->connected = __atomic_load_n(&c->sock, __ATOMIC_RELAXED) >= 0;
+	snprintf(st->name, sizeof(st->name), "%s", c->seg_name);
+	return 0;
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.c - named pools: the control path through the daemon, the data path
+ * straight into the core's mempool (shared/mempool.c) on the mapping.
+ *
+ * Creating, opening, resizing and destroying a pool are daemon requests:
+ * the daemon owns the registry and checks permissions.  Its PoolInfo names
+ * the pool's table id and generation; the handle keeps both.  Every data
+ * call first checks, without a lock, that the descriptor at that id is
+ * still LIVE with that generation, so a handle to a destroyed pool fails
+ * with -ENOENT instead of touching a pool recreated in the same slot.  (A
+ * destroy racing with an alloc in flight is caught by the core, which sees
+ * the descriptor leave LIVE.)  Allocation and free then run entirely in
+ * this process under the pool's and backing's process-shared locks,
+ * tagging elements with this session's slot.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+_Static_assert(SHMP_BACKING_SLAB == SP_BACK_SLAB && SHMP_BACKING_PAGES == SP_BACK_PAGES,
+	       "public backing values mirror the core's");
+_Static_assert(SHMP_POOL_RECLAIM_ON_EXIT == SP_POOL_RECLAIM_ON_EXIT,
+	       "public pool flags mirror the core's");
+_Static_assert(SHMP_HWCACHE_ALIGN == SP_CACHE_HWCACHE_ALIGN &&
+		       SHMP_DEBUG_POISON == SP_CACHE_POISON && SHMP_DEBUG_REDZONE == SP_CACHE_REDZONE,
+	       "public debug flags mirror the core's");
+
+/*
+ * struct shmp_pool - a handle to a named pool.  Process-private; immutable
+ * after open.
+ */
+struct shmp_pool {
+	shmp_client *c;		/* holds a reference */
+	uint32_t id;		/* index in the pool table */
+	uint32_t gen;		/* the descriptor's generation at open */
+	uint64_t elem_size;
+	char name[SP_NAME_MAX + 1];
+};
+
+/* The LIVE descriptor this handle names, or why not.  Does not sleep. */
+static int pool_desc(shmp_pool *p, struct sp_pool **out)
+{
+	struct sp_pool *d;
+	int rc;
+
+	if (sp_unlikely(!p))
+		return sp_err(-EINVAL, "NULL pool handle");
+	rc = shmp__usable(p->c);
+	if (sp_unlikely(rc))
+		return rc;
+	d = sp_pool_get(p->c->seg, p->id);
+	if (sp_unlikely(!d || __atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen))
+		return sp_err(-ENOENT, "pool %s was destroyed", p->name);
+	*out = d;
+	return 0;
+}
+
+/* A handle for the pool the daemon described, checked against the segment. */
+static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_pool **out)
+{
+	const Shmpool__PoolInfo *info = resp->pool;
+	struct sp_pool *d;
+	shmp_pool *p;
+
+	if (resp->payload_case != SHMPOOL__RESPONSE__PAYLOAD_POOL || !info)
+		return sp_err(-EPROTO, "daemon answered without a PoolInfo");
+	d = sp_pool_get(c->seg, info->id);
+	if (!d || d->gen != info->gen || strncmp(d->name, info->name, sizeof(d->name)))
+		return sp_err(-ENOENT, "pool %s (id %u, gen %u) is not in the segment: destroyed "
+				       "meanwhile?",
+			      info->name, info->id, info->gen);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return sp_err(-ENOMEM, "out of process memory");
+	p->c = c;
+	p->id = info->id;
+	p->gen = info->gen;
+	p->elem_size = d->elem_size;
+	memcpy(p->name, d->name, sizeof(p->name));
+	p->name[SP_NAME_MAX] = '\0';
+	shmp__client_get(c);
+	*out = p;
+	return 0;
+}
+
+/* Common checks of the control calls taking a name. */
+static int name_args(shmp_client *c, const char *name)
+{
+	int rc = shmp__usable(c);
+
+	if (rc)
+		return rc;
+	if (!name)
+		return sp_err(-EINVAL, "NULL pool name");
+	return sp_name_check(name);
+}
+
+int shmp_pool_create(shmp_client *c, const char *name, size_t elem_size, unsigned min_nr,
+		     shmp_pool **out)
+{
+	return shmp_pool_create_ex(c, name, elem_size, min_nr, NULL, out);
+}
+
+int shmp_pool_create_ex(shmp_client *c, const char *name, size_t elem_size, unsigned min_nr,
+			const struct shmp_pool_opts *opts, shmp_pool **out)
+{
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__PoolCreate pc = SHMPOOL__POOL_CREATE__INIT;
+	Shmpool__Response *resp;
+	struct shmp_pool_opts none = { 0 };
+	int rc;
+
+	if (!out)
+		return sp_err(-EINVAL, "NULL out pointer");
+	*out = NULL;
+	rc = name_args(c, name);
+	if (rc)
+		return rc;
+	if (!opts)
+		opts = &none;
+	if (!elem_size || elem_size > c->seg->size)
+		return sp_err(-EINVAL, "element size %zu is outside 1..%llu (the segment size)",
+			      elem_size, (unsigned long long)c->seg->size);
+	if (opts->align > UINT32_MAX || (opts->align & (opts->align - 1)))
+		return sp_err(-EINVAL, "alignment %zu is not a power of two", opts->align);
+	pc.name = (char *)name;
+	pc.elem_size = elem_size;
+	pc.min_nr = min_nr;
+	pc.max_nr = opts->max_nr;
+	pc.backing = opts->backing;
+	pc.flags = opts->flags;
+	pc.cache_flags = opts->debug;
+	pc.align = (uint32_t)opts->align;
+	pc.mode = opts->mode;
+	req.op_case = SHMPOOL__REQUEST__OP_POOL_CREATE;
+	req.pool_create = &pc;
+	rc = shmp__rpc(c, &req, &resp);
+	if (rc)
+		return rc;
+	rc = handle_from_info(c, resp, out);
+	shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+/* A request carrying only a name (open, destroy). */
+static int name_request(shmp_client *c, const char *name, Shmpool__Request__OpCase op,
+			Shmpool__Response **resp)
+{
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__NameRef ref = SHMPOOL__NAME_REF__INIT;
+	int rc = name_args(c, name);
+
+	*resp = NULL;
+	if (rc)
+		return rc;
+	ref.name = (char *)name;
+	req.op_case = op;
+	if (op == SHMPOOL__REQUEST__OP_POOL_OPEN)
+		req.pool_open = &ref;
+	else
+		req.pool_destroy = &ref;
+	return shmp__rpc(c, &req, resp);
+}
+
+int shmp_pool_open(shmp_client *c, const char *name, shmp_pool **out)
+{
+	Shmpool__Response *resp;
+	int rc;
+
+	if (!out)
+		return sp_err(-EINVAL, "NULL out pointer");
+	*out = NULL;
+	rc = name_request(c, name, SHMPOOL__REQUEST__OP_POOL_OPEN, &resp);
+	if (rc)
+		return rc;
+	rc = handle_from_info(c, resp, out);
+	shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+int shmp_pool_destroy(shmp_client *c, const char *name)
+{
+	Shmpool__Response *resp;
+	int rc = name_request(c, name, SHMPOOL__REQUEST__OP_POOL_DESTROY, &resp);
+
+	if (!rc)
+		shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+int shmp_pool_resize(shmp_pool *p, unsigned new_min_nr)
+{
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__PoolResize pr = SHMPOOL__POOL_RESIZE__INIT;
+	Shmpool__Response *resp;
+	struct sp_pool *d;
+	int rc = pool_desc(p, &d);
+
+	if (rc)
+		return rc;
+	pr.name = p->name;
+	pr.min_nr = new_min_nr;
+	req.op_case = SHMPOOL__REQUEST__OP_POOL_RESIZE;
+	req.pool_resize = &pr;
+	rc = shmp__rpc(p->c, &req, &resp);
+	if (!rc)
+		shmpool__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
+void shmp_pool_close(shmp_pool *p)
+{
+	if (!p)
+		return;
+	shmp__client_put(p->c);
+	free(p);
+}
+
+/* ---- the data path ---------------------------------------------------------- */
+
+static void *pool_alloc(shmp_pool *p, int flags, int timeout_ms)
+{
+	struct sp_pool *d;
+	sp_off_t off;
+	int rc = pool_desc(p, &d);
+
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	rc = sp_pool_alloc(p->c->seg, d, flags, timeout_ms, &off);
+	if (sp_unlikely(rc))
+		return shmp__fail_ptr(rc);
+	return sp_ptr(p->c->seg, off);
+}
+
+void *shmp_pool_alloc(shmp_pool *p, int flags)
+{
+	if (sp_unlikely(flags & ~SHMP_NOWAIT))
+		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
+	return pool_alloc(p, flags & SHMP_NOWAIT ? SP_ALLOC_NOWAIT : 0, -1);
+}
+
+void *shmp_pool_alloc_timeout(shmp_pool *p, int timeout_ms)
+{
+	return pool_alloc(p, 0, timeout_ms < 0 ? -1 : timeout_ms);
+}
+
+int shmp_pool_free(shmp_pool *p, void *elem)
+{
+	struct sp_pool *d;
+	sp_off_t off;
+	int rc = pool_desc(p, &d);
+
+	if (sp_unlikely(rc))
+		return rc;
+	if (sp_unlikely(!elem))
+		return sp_err(-EINVAL, "free of a NULL element to pool %s", p->name);
+	off = sp_off(p->c->seg, elem);
+	if (sp_unlikely(!off))
+		return sp_err(-EINVAL, "%p is not inside the segment: not an element of pool %s",
+			      elem, p->name);
+	return sp_pool_free(p->c->seg, d, off);
+}
+
+int shmp_pool_alloc_bulk(shmp_pool *p, int flags, void **v, unsigned n)
+{
+	unsigned i;
+
+	if (!v && n)
+		return sp_err(-EINVAL, "NULL element array");
+	if (n > INT_MAX)
+		return sp_err(-EINVAL, "bulk count %u is too large", n);
+	for (i = 0; i < n; i++) {
+		v[i] = shmp_pool_alloc(p, flags);
+		if (!v[i]) {
+			int rc = -errno;
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s", sp_errmsg());
+			while (i--)
+				shmp_pool_free(p, v[i]);
+			return sp_err(rc, "%s", msg);
+		}
+	}
+	return (int)n;
+}
+
+int shmp_pool_free_bulk(shmp_pool *p, void *const *v, unsigned n)
+{
+	int first = 0;
+
+	if (!v && n)
+		return sp_err(-EINVAL, "NULL element array");
+	for (unsigned i = 0; i < n; i++) {
+		int rc = shmp_pool_free(p, v[i]);
+
+		if (rc && !first)
+			first = rc;
+	}
+	return first;
+}
+
+int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)
+{
+	struct sp_pool *d;
+	int rc = pool_desc(p, &d);
+
+	if (rc)
+		return rc;
+	if (!st)
+		return sp_err(-EINVAL, "NULL stats pointer");
+#define LOAD(f) __atomic_load_n(&d->f, __ATOMIC_RELAXED)
+	st->elem_size = (size_t)d->elem_size;
+	st->min_nr = LOAD(min_nr);
+	st->curr_nr = LOAD(curr_nr);
+	st->max_nr = d->max_nr;
+	st->nr_waiters = LOAD(nr_waiters);
+	st->nr_out = sp_pool_nr_out(p->c->seg, d);
+	st->nr_alloc = LOAD(nr_alloc);
+	st->nr_free = LOAD(nr_free);
+	st->nr_reserve_alloc = LOAD(nr_reserve_alloc);
+	st->nr_fail = LOAD(nr_fail);
+	st->nr_wait = LOAD(nr_wait);
+	st->nr_bad_free = LOAD(nr_bad_free);
+#undef LOAD
+	return 0;
+}
