@@ -10,19 +10,21 @@
  *   segment  "/shmpool" as root, else "/shmpool-$UID"; 64 MiB when created
  *   allowed  the daemon's own uid and root (--allow-uid/--allow-gid add more)
  *
- * Start: parse the command line (a bad value: message, exit 2); check the
- * socket path (a live daemon there: exit 1; a stale socket is removed); open
- * the segment (owner.c: create, re-attach or --reset; an invalid one: exit
- * 1); listen; run the loop.  SIGTERM/SIGINT stop the loop cleanly: the
+ * --config FILE (config.c) is read before the other flags, which override
+ * it.  Under systemd the listening socket may be inherited (socket
+ * activation, systemd.c); the daemon then neither creates nor removes it.
+ *
+ * Start: parse the command line and the file (a bad value: message, exit
+ * 2); check the socket path (a live daemon there: exit 1; a stale socket is
+ * removed); open the segment (owner.c: create, re-attach or --reset; an
+ * invalid one: exit 1); create the predeclared pools; listen; tell systemd
+ * READY=1; run the loop.  SIGTERM/SIGINT stop the loop cleanly: the
  * socket is unlinked, the segment stays for the next start, and connected
  * clients keep their slots so they can resume.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,8 @@ static void usage(FILE *f)
 		"Usage: shmpoold [OPTION]...\n"
 		"Own a shmpool shared-memory segment and serve its clients on a Unix socket.\n"
 		"\n"
+		"  --config FILE          read settings and predeclared pools from FILE (INI,\n"
+		"                         see shmpoold(8)); the flags below override it\n"
 		"  --socket PATH          listening socket (default: $SHMPOOL_SOCKET, else\n"
 		"                         /run/shmpool/shmpool.sock as root, else\n"
 		"                         $XDG_RUNTIME_DIR/shmpool/shmpool.sock, else\n"
@@ -61,82 +65,15 @@ static void usage(FILE *f)
 		"\n"
 		"An existing valid segment is re-attached with everything in it; it is never\n"
 		"re-initialised without --reset.  SIGTERM or SIGINT shut down cleanly and leave\n"
-		"the segment for the next start.\n"
-		"Exit status: 0 clean shutdown, 1 failure, 2 bad command line.\n");
+		"the segment for the next start.  Started by systemd, it accepts an inherited\n"
+		"listening socket (socket activation) and reports readiness (Type=notify).\n"
+		"Exit status: 0 clean shutdown, 1 failure, 2 bad command line or configuration.\n");
 }
 
 static int bad_value(const char *opt, const char *val, const char *why)
 {
 	fprintf(stderr, "shmpoold: invalid value '%s' for %s: %s\n", val, opt, why);
 	fprintf(stderr, "Try 'shmpoold --help'.\n");
-	return -EINVAL;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-/* N, NK, NM or NG (powers of 1024; an optional trailing "iB" or "B"). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-		end += strlen(end);
-	if (*end || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-static int parse_id(const char *s, bool user, uint32_t *out)
-{
-	uint64_t v;
-
-	if (parse_u64(s, &v) == 0 && v < UINT32_MAX) {
-		*out = (uint32_t)v;
-		return 0;
-	}
-	if (user) {
-		struct passwd *pw = getpwnam(s);
-
-		if (pw) {
-			*out = pw->pw_uid;
-			return 0;
-		}
-	} else {
-		struct group *gr = getgrnam(s);
-
-		if (gr) {
-			*out = gr->gr_gid;
-			return 0;
-		}
-	}
 	return -EINVAL;
 }
 
@@ -171,18 +108,9 @@ static int default_socket(struct spd_config *c)
 	return 0;
 }
 
-static int check_shm_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 2 || s[0] != '/' || strchr(s + 1, '/') || n > 255)
-		return -EINVAL;
-	return 0;
-}
-
 enum {
 	OPT_SOCKET = 256, OPT_SHM_NAME, OPT_SIZE, OPT_RESET, OPT_LOG_LEVEL, OPT_FRAME_TIMEOUT,
-	OPT_MAX_CLIENTS, OPT_MAX_CONNECTIONS, OPT_ALLOW_UID, OPT_ALLOW_GID,
+	OPT_MAX_CLIENTS, OPT_MAX_CONNECTIONS, OPT_ALLOW_UID, OPT_ALLOW_GID, OPT_CONFIG,
 };
 
 static const struct option long_options[] = {
@@ -196,27 +124,25 @@ static const struct option long_options[] = {
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
 	{ "allow-gid", required_argument, NULL, OPT_ALLOW_GID },
+	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Return: 0 to run, 1 to exit successfully (--help), or -EINVAL (usage). */
-static int parse_options(int argc, char **argv, struct spd_config *c)
+/*
+ * First pass over the command line: --help, --version and --config only
+ * (the file is loaded before the flags, which override it).
+ * Return: 0 to go on, 1 to exit successfully, or -EINVAL (usage or a bad
+ * configuration file).
+ */
+static int first_pass(int argc, char **argv, struct spd_config *c)
 {
-	bool have_socket = false, have_shm = false;
-	uint64_t v;
+	const char *config = NULL;
 	int opt;
 
-	memset(c, 0, sizeof(*c));
-	c->size = DEFAULT_SIZE;
-	c->log_level = SPD_LOG_INFO;
-	c->frame_timeout_ms = DEFAULT_FRAME_TIMEOUT;
-	c->max_connections = DEFAULT_MAX_CONNECTIONS;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "hV", long_options, NULL)) != -1) {
-		const char *a = optarg;
-
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -225,21 +151,70 @@ static int parse_options(int argc, char **argv, struct spd_config *c)
 			printf("shmpoold %s (protocol %u, segment layout %u)\n", SHMPOOL_VERSION,
 			       SPD_PROTOCOL_VERSION, SP_LAYOUT_VERSION);
 			return 1;
+		case OPT_CONFIG:
+			config = optarg;
+			break;
+		default:
+			break; /* reported by the second pass */
+		}
+	}
+	optind = 0; /* GNU: start over for the second pass */
+	if (config && spd_config_load(config, c))
+		return -EINVAL;
+	return 0;
+}
+
+/* Return: 0 to run, 1 to exit successfully (--help), or -EINVAL (usage). */
+static int parse_options(int argc, char **argv, struct spd_config *c)
+{
+	bool cmd_uid = false, cmd_gid = false;
+	uint64_t v;
+	int opt, rc;
+
+	memset(c, 0, sizeof(*c));
+	c->size = DEFAULT_SIZE;
+	c->log_level = SPD_LOG_INFO;
+	c->frame_timeout_ms = DEFAULT_FRAME_TIMEOUT;
+	c->max_connections = DEFAULT_MAX_CONNECTIONS;
+	c->socket_mode = 0660;
+	c->listen_fd = -1;
+	{
+		struct sp_seg_params def;
+
+		sp_seg_params_default(&def);
+		c->max_clients = def.max_clients;
+		c->max_pools = def.max_pools;
+		c->max_caches = def.max_caches;
+		c->max_order = def.max_order;
+		c->kmalloc_prefill = def.kmalloc_prefill;
+	}
+	rc = first_pass(argc, argv, c);
+	if (rc)
+		return rc;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hV", long_options, NULL)) != -1) {
+		const char *a = optarg;
+
+		switch (opt) {
+		case 'h':
+		case 'V':
+		case OPT_CONFIG:
+			break; /* the first pass did these */
 		case OPT_SOCKET:
 			if (!*a || set_path(c->socket_path, sizeof(c->socket_path), a))
 				return bad_value("--socket", a, *a ? "longer than a Unix socket path "
 							       "may be (107 bytes)" : "empty");
-			have_socket = true;
+			c->socket_set = true;
 			break;
 		case OPT_SHM_NAME:
-			if (check_shm_name(a))
+			if (spd_check_shm_name(a))
 				return bad_value("--shm-name", a, "must be '/' followed by 1..254 "
 								  "characters other than '/'");
 			snprintf(c->shm_name, sizeof(c->shm_name), "%s", a);
-			have_shm = true;
+			c->shm_name_set = true;
 			break;
 		case OPT_SIZE:
-			if (parse_size(a, &v) || v < (1u << 20) || v > (1ull << 40))
+			if (spd_parse_size(a, &v) || v < (1u << 20) || v > (1ull << 40))
 				return bad_value("--size", a, "expected N, NK, NM or NG between 1M "
 							      "and 1024G");
 			c->size = v;
@@ -254,31 +229,37 @@ static int parse_options(int argc, char **argv, struct spd_config *c)
 								   "debug");
 			break;
 		case OPT_FRAME_TIMEOUT:
-			if (parse_u64(a, &v) || v < 1 || v > 3600000)
+			if (spd_parse_u64(a, &v) || v < 1 || v > 3600000)
 				return bad_value("--frame-timeout-ms", a, "expected 1..3600000");
 			c->frame_timeout_ms = (unsigned)v;
 			break;
 		case OPT_MAX_CLIENTS:
-			if (parse_u64(a, &v) || v < 1 || v > SP_MAX_CLIENTS_LIMIT)
+			if (spd_parse_u64(a, &v) || v < 1 || v > SP_MAX_CLIENTS_LIMIT)
 				return bad_value("--max-clients", a, "expected 1..65520");
 			c->max_clients = (uint32_t)v;
 			c->max_clients_set = true;
 			break;
 		case OPT_MAX_CONNECTIONS:
-			if (parse_u64(a, &v) || v < 1 || v > 1000000)
+			if (spd_parse_u64(a, &v) || v < 1 || v > 1000000)
 				return bad_value("--max-connections", a, "expected 1..1000000");
 			c->max_connections = (unsigned)v;
 			break;
 		case OPT_ALLOW_UID:
+			if (!cmd_uid) /* the command line's list replaces the file's */
+				c->nr_allow_uid = 0;
+			cmd_uid = true;
 			if (c->nr_allow_uid == SPD_MAX_ALLOW ||
-			    parse_id(a, true, &c->allow_uid[c->nr_allow_uid]))
+			    spd_parse_id(a, true, &c->allow_uid[c->nr_allow_uid]))
 				return bad_value("--allow-uid", a, "expected a uid or user name (at "
 								   "most 64 of them)");
 			c->nr_allow_uid++;
 			break;
 		case OPT_ALLOW_GID:
+			if (!cmd_gid)
+				c->nr_allow_gid = 0;
+			cmd_gid = true;
 			if (c->nr_allow_gid == SPD_MAX_ALLOW ||
-			    parse_id(a, false, &c->allow_gid[c->nr_allow_gid]))
+			    spd_parse_id(a, false, &c->allow_gid[c->nr_allow_gid]))
 				return bad_value("--allow-gid", a, "expected a gid or group name (at "
 								   "most 64 of them)");
 			c->nr_allow_gid++;
@@ -298,9 +279,9 @@ static int parse_options(int argc, char **argv, struct spd_config *c)
 			argv[optind]);
 		return -EINVAL;
 	}
-	if (!have_socket && default_socket(c))
+	if (!c->socket_set && default_socket(c))
 		return -EINVAL;
-	if (!have_shm) {
+	if (!c->shm_name_set) {
 		if (geteuid() == 0)
 			snprintf(c->shm_name, sizeof(c->shm_name), "/shmpool");
 		else
@@ -326,6 +307,7 @@ static void shutdown_daemon(struct spd_daemon *d, const char *why)
 	d->stopping = true;
 	spd_info("%s: shutting down (segment %s stays for the next start)", why,
 		 d->cfg.shm_name);
+	spd_systemd_stopping(d);
 	spd_server_stop(d);
 	if (!uv_is_closing((uv_handle_t *)&d->reaper))
 		uv_close((uv_handle_t *)&d->reaper, on_close_handle);
@@ -353,9 +335,14 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.seg_lock_fd = -1;
 	rc = parse_options(argc, argv, &d.cfg);
-	if (rc)
+	if (rc) {
+		spd_config_free(&d.cfg);
 		return rc > 0 ? SPD_EXIT_OK : SPD_EXIT_USAGE;
+	}
 	spd_log_set_level(d.cfg.log_level);
+	if (d.cfg.config_path[0])
+		spd_info("configuration read from %s (%u predeclared pools)", d.cfg.config_path,
+			 d.cfg.nr_pools);
 	signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error code, not a death */
 	d.loop = uv_default_loop();
 	d.start_ms = sp_now_ms();
@@ -369,13 +356,19 @@ int main(int argc, char **argv)
 		spd_error("cannot catch SIGTERM/SIGINT");
 		goto out;
 	}
-	if (spd_server_check_path(&d) || spd_owner_open(&d))
+	d.cfg.listen_fd = spd_systemd_listen_fd();
+	if (d.cfg.listen_fd < -1)
+		goto out;
+	if ((d.cfg.listen_fd < 0 && spd_server_check_path(&d)) || spd_owner_open(&d) ||
+	    spd_owner_predeclare(&d))
 		goto out;
 	if (spd_server_start(&d) || spd_owner_start_reaper(&d))
 		goto out;
-	spd_info("shmpoold %s ready: socket %s, segment %s (%" PRIu64 " MiB, %u client slots)",
-		 SHMPOOL_VERSION, d.cfg.socket_path, d.cfg.shm_name, d.seg->size >> 20,
-		 d.seg->hdr->max_clients);
+	spd_info("shmpoold %s ready: socket %s%s, segment %s (%" PRIu64 " MiB, %u client "
+		 "slots)", SHMPOOL_VERSION, d.cfg.socket_path,
+		 d.cfg.listen_fd >= 0 ? " (from systemd)" : "", d.cfg.shm_name,
+		 d.seg->size >> 20, d.seg->hdr->max_clients);
+	spd_systemd_ready(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	exit_code = SPD_EXIT_OK;
 out:
@@ -387,6 +380,7 @@ out:
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);
 	spd_owner_close(&d);
+	spd_config_free(&d.cfg);
 	if (exit_code == SPD_EXIT_OK)
 		spd_info("stopped");
 	return exit_code;

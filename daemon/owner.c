@@ -76,8 +76,11 @@ static int create_segment(struct spd_daemon *d)
 
 	sp_seg_params_default(&p);
 	p.size = d->cfg.size;
-	if (d->cfg.max_clients_set)
-		p.max_clients = d->cfg.max_clients;
+	p.max_clients = d->cfg.max_clients;
+	p.max_pools = d->cfg.max_pools;
+	p.max_caches = d->cfg.max_caches;
+	p.max_order = d->cfg.max_order;
+	p.kmalloc_prefill = d->cfg.kmalloc_prefill;
 	rc = sp_seg_create(d->cfg.shm_name, -1, &p, &d->seg);
 	if (rc) {
 		spd_error("cannot create segment %s of %" PRIu64 " bytes: %s", d->cfg.shm_name,
@@ -135,6 +138,14 @@ static void report_found(struct spd_daemon *d)
 	if (d->cfg.max_clients_set && d->cfg.max_clients != h->max_clients)
 		spd_warn("--max-clients %u ignored: the existing segment has %u slots (--reset "
 			 "recreates it)", d->cfg.max_clients, h->max_clients);
+	if (d->cfg.geometry_set &&
+	    (d->cfg.max_pools != h->max_pools || d->cfg.max_caches != h->max_caches ||
+	     d->cfg.max_order != h->max_order || d->cfg.kmalloc_prefill != h->kmalloc_prefill))
+		spd_warn("max_pools %u, max_caches %u, max_order %u, kmalloc_prefill %u of %s "
+			 "ignored: the existing segment has %u, %u, %u, %u (--reset recreates it)",
+			 d->cfg.max_pools, d->cfg.max_caches, d->cfg.max_order,
+			 d->cfg.kmalloc_prefill, d->cfg.config_path, h->max_pools, h->max_caches,
+			 h->max_order, h->kmalloc_prefill);
 }
 
 /**
@@ -307,6 +318,67 @@ int spd_owner_open(struct spd_daemon *d)
 	if (reattached) { /* clients may be waiting to resume */
 		recover_clients(d);
 		check_at_start(d);
+	}
+	return 0;
+}
+
+/* A predeclared pool that exists: say where it differs from the file. */
+static void compare_pool(struct spd_daemon *d, const struct spd_pool_decl *pd,
+			 const struct sp_pool *p)
+{
+	if (p->elem_size != pd->elem_size || p->min_nr != pd->min_nr || p->max_nr != pd->max_nr ||
+	    p->backing != pd->backing || p->flags != pd->flags)
+		spd_warn("pool %s (%s line %u) exists with elem_size %" PRIu64 ", min_nr %u, "
+			 "max_nr %u, %s backing, flags %#x; the file says %" PRIu64 ", %u, %u, %s, "
+			 "%#x: kept as it is (destroy it to have it recreated)", pd->name,
+			 d->cfg.config_path, pd->line, p->elem_size, p->min_nr, p->max_nr,
+			 p->backing ? "page" : "slab", p->flags, pd->elem_size, pd->min_nr,
+			 pd->max_nr, pd->backing ? "page" : "slab", pd->flags);
+	else
+		spd_info("pool %s (%s line %u) exists", pd->name, d->cfg.config_path, pd->line);
+}
+
+/**
+ * spd_owner_predeclare() - create the configuration file's pools that are missing.
+ * @d: the daemon, segment open.
+ *
+ * A pool that exists is kept as it is (with a warning where it differs
+ * from the file); a missing one is created with the daemon's uid as its
+ * creator.  May sleep.
+ * Return: 0, or the negative errno of a pool that cannot be created
+ * (logged with the file and line): the start fails.
+ */
+int spd_owner_predeclare(struct spd_daemon *d)
+{
+	for (unsigned i = 0; i < d->cfg.nr_pools; i++) {
+		const struct spd_pool_decl *pd = &d->cfg.pools[i];
+		struct sp_pool_params pp = {
+			.elem_size = pd->elem_size,
+			.min_nr = pd->min_nr,
+			.max_nr = pd->max_nr,
+			.backing = pd->backing,
+			.cache_flags = pd->cache_flags,
+			.flags = pd->flags,
+			.align = pd->align,
+			.uid = (uint32_t)geteuid(),
+			.mode = pd->mode,
+		};
+		uint32_t id;
+		int rc = sp_pool_lookup(d->seg, pd->name, &id);
+
+		if (rc == 0 && sp_pool_get(d->seg, id)) {
+			compare_pool(d, pd, sp_pool_get(d->seg, id));
+			continue;
+		}
+		rc = sp_pool_create(d->seg, pd->name, &pp, &id);
+		if (rc) {
+			spd_error("%s:%u: cannot create pool %s: %s (%s)", d->cfg.config_path,
+				  pd->line, pd->name, sp_errmsg(), sp_err_name(rc));
+			return rc;
+		}
+		spd_info("created predeclared pool %s: %" PRIu64 "-byte elements, min_nr %u, "
+			 "max_nr %u, %s backing, flags %#x, mode %04o", pd->name, pd->elem_size,
+			 pd->min_nr, pd->max_nr, pd->backing ? "page" : "slab", pd->flags, pd->mode);
 	}
 	return 0;
 }

@@ -105,10 +105,14 @@ static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 {
 	struct sp_seg *s = x->s;
 	uint32_t slot = h->resume_slot;
-	uint64_t start = sp_proc_start_time(x->ss->pid);
+	uint64_t start = 0;
 	struct sp_client cl;
-	int rc;
+	int rc = sp_proc_start_time_ex(x->ss->pid, &start);
 
+	/* not -EPERM: a refused resume is final, and the client can try again */
+	if (rc && rc != -ESRCH)
+		return fail(x, rc, "cannot resume slot %u now: reading /proc/%d/stat failed: %s",
+			    slot, x->ss->pid, strerror(-rc));
 	if (slot >= s->hdr->max_clients)
 		return fail(x, -EPERM, "cannot resume slot %u: the table has %u slots", slot,
 			    s->hdr->max_clients);

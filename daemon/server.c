@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * server.c - the listening socket: one Unix stream socket, mode 0660.
+ * server.c - the listening socket: one Unix stream socket, mode 0660 (or
+ * the configuration's mode and group), or the one systemd passed (socket
+ * activation, systemd.c: used as it is and never unlinked).
  *
  * Before the segment is touched, spd_server_check_path() makes sure no
  * other daemon serves the path: a socket file that accepts a connection
@@ -17,6 +19,9 @@
  * a new connection is closed at once.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,12 +31,34 @@
 
 #include "shmpoold.h"
 
+/* Is one of @uid's supplementary groups (user database) on the allow-list? */
+static bool supplementary_allowed(const struct spd_daemon *d, uint32_t uid)
+{
+	struct passwd pw, *res = NULL;
+	gid_t groups[256];
+	int ng = 256;
+	char buf[4096];
+
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) || !res)
+		return false;
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &ng) < 0)
+		ng = 256; /* more than fit: look at those that did */
+	for (int k = 0; k < ng && k < 256; k++)
+		for (unsigned i = 0; i < d->cfg.nr_allow_gid; i++)
+			if (d->cfg.allow_gid[i] == (uint32_t)groups[k])
+				return true;
+	return false;
+}
+
 /**
  * spd_server_allowed() - may this peer use the daemon?
  * @d: the daemon.  @uid: @gid: the peer's credentials (SO_PEERCRED).
  *
- * Does not sleep.
- * Return: true when @uid or @gid is on the allow-list.
+ * A group on the allow-list admits its members: the peer's primary gid,
+ * or a supplementary group of the peer's user in the user database.
+ * May sleep (a user database lookup, only when groups are allowed and the
+ * primary gid did not match).
+ * Return: true when @uid or one of its groups is on the allow-list.
  */
 bool spd_server_allowed(const struct spd_daemon *d, uint32_t uid, uint32_t gid)
 {
@@ -41,7 +68,7 @@ bool spd_server_allowed(const struct spd_daemon *d, uint32_t uid, uint32_t gid)
 	for (unsigned i = 0; i < d->cfg.nr_allow_gid; i++)
 		if (d->cfg.allow_gid[i] == gid)
 			return true;
-	return false;
+	return d->cfg.nr_allow_gid && supplementary_allowed(d, uid);
 }
 
 /* Create the last directory of a default socket path, or check the one there. */
@@ -186,9 +213,34 @@ static void on_connection(uv_stream_t *listener, int status)
 		spd_session_close(ss, "cannot read");
 }
 
+/* Serve on the socket systemd bound; learn its path for the log and Stats. */
+static int adopt_socket(struct spd_daemon *d)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	int rc = uv_pipe_open(&d->listener, d->cfg.listen_fd);
+
+	if (rc) {
+		spd_error("cannot use the socket systemd passed: %s", uv_strerror(rc));
+		return rc;
+	}
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(d->cfg.listen_fd, (struct sockaddr *)&sa, &len) == 0 &&
+	    len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0]) {
+		if (d->cfg.socket_set && strcmp(d->cfg.socket_path, sa.sun_path) != 0)
+			spd_warn("the configured socket %s is ignored: systemd passed %s",
+				 d->cfg.socket_path, sa.sun_path);
+		snprintf(d->cfg.socket_path, sizeof(d->cfg.socket_path), "%.*s",
+			 (int)(sizeof(sa.sun_path) - 1), sa.sun_path);
+	}
+	return 0;
+}
+
 /**
- * spd_server_start() - bind the socket (mode 0660) and listen.
- * @d: the daemon; spd_server_check_path() succeeded.
+ * spd_server_start() - bind the socket (its mode and group) and listen, or
+ * adopt the socket systemd passed.
+ * @d: the daemon; spd_server_check_path() succeeded (not needed for an
+ *     inherited socket).
  *
  * Does not sleep.
  * Return: 0 or a negative errno, logged.
@@ -204,6 +256,13 @@ int spd_server_start(struct spd_daemon *d)
 		return rc;
 	}
 	d->listener.data = d;
+	if (d->cfg.listen_fd >= 0) {
+		rc = adopt_socket(d);
+		if (rc)
+			return rc;
+		d->listening = true;
+		goto listen;
+	}
 	d->listening = true;
 	rc = uv_pipe_bind(&d->listener, path);
 	if (rc) {
@@ -211,12 +270,18 @@ int spd_server_start(struct spd_daemon *d)
 		d->listening = false; /* never unlink a path we did not create */
 		return rc;
 	}
-	/* nobody can connect before listen(), so the mode is set in time */
-	if (chmod(path, 0660) < 0) {
+	/* nobody can connect before listen(), so mode and group are set in time */
+	if (d->cfg.socket_gid_set && chown(path, (uid_t)-1, d->cfg.socket_gid) < 0) {
 		rc = -errno;
-		spd_error("chmod 0660 %s: %s", path, strerror(errno));
+		spd_error("chown :%u %s: %s", d->cfg.socket_gid, path, strerror(errno));
 		return rc;
 	}
+	if (chmod(path, d->cfg.socket_mode) < 0) {
+		rc = -errno;
+		spd_error("chmod %04o %s: %s", d->cfg.socket_mode, path, strerror(errno));
+		return rc;
+	}
+listen:
 	rc = uv_listen((uv_stream_t *)&d->listener, 128, on_connection);
 	if (rc) {
 		spd_error("listen on %s: %s", path, uv_strerror(rc));
@@ -242,7 +307,7 @@ void spd_server_stop(struct spd_daemon *d)
 	if (d->listening) {
 		d->listening = false;
 		uv_close((uv_handle_t *)&d->listener, on_listener_closed);
-		if (unlink(d->cfg.socket_path) < 0 && errno != ENOENT)
+		if (d->cfg.listen_fd < 0 && unlink(d->cfg.socket_path) < 0 && errno != ENOENT)
 			spd_warn("cannot remove socket %s: %s", d->cfg.socket_path,
 				 strerror(errno));
 	}

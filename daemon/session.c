@@ -177,7 +177,7 @@ static void update_flow(struct spd_session *ss)
 {
 	bool want = !ss->writes_pending && !ss->close_after_write;
 
-	if (ss->closing)
+	if (ss->closing || ss->sink)
 		return;
 	if (want && !ss->reading) {
 		if (uv_read_start((uv_stream_t *)&ss->pipe, on_alloc, on_read) < 0) {
@@ -286,6 +286,13 @@ int spd_session_send(struct spd_session *ss, const Shmpool__Response *resp, int 
 	frame[2] = (uint8_t)(n >> 8);
 	frame[3] = (uint8_t)n;
 	shmpool__response__pack(resp, frame + 4);
+	if (ss->sink) { /* no socket: the frame is handed over whole */
+		ss->sink(ss, frame, 4 + n, pass_fd);
+		free(frame);
+		if (then_close)
+			spd_session_close(ss, "closed by the daemon after its last response");
+		return 0;
+	}
 	if (pass_fd >= 0) {
 		rc = send_with_fd(ss, frame, 4 + n, pass_fd);
 		if (rc == -EAGAIN) /* only a peer that never read its earlier replies */
@@ -410,6 +417,34 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	ss->len += (size_t)nread;
 	uv_timer_stop(&ss->idle); /* progress: the idle clock starts again */
 	process(ss);
+}
+
+/**
+ * spd_session_input() - bytes of a session without a socket (ss->sink set).
+ * @ss: the session.  @data: @len: the bytes, split anywhere.
+ *
+ * Handles them exactly as bytes read from a socket: framing, one request at
+ * a time, a close when a frame is malformed.  The fuzz target feeds the
+ * daemon's request path this way.  May sleep (as spd_rpc_handle()).
+ */
+void spd_session_input(struct spd_session *ss, const uint8_t *data, size_t len)
+{
+	while (len && !ss->closing && !ss->close_after_write) {
+		uv_buf_t room;
+		size_t n;
+
+		on_alloc((uv_handle_t *)&ss->pipe, len, &room);
+		if (!room.len) {
+			spd_session_close(ss, "out of memory");
+			return;
+		}
+		n = len < room.len ? len : room.len;
+		memcpy(room.base, data, n);
+		data += n;
+		len -= n;
+		ss->len += n;
+		process(ss);
+	}
 }
 
 /**

@@ -4,6 +4,8 @@
  *
  * Files (one subsystem each):
  *   main.c     options, defaults, --help/--version, exit codes, signals
+ *   config.c   the configuration file (--config), value parsers
+ *   systemd.c  socket activation and readiness (sd_listen_fds, sd_notify)
  *   log.c      one line per event on stderr, filtered by --log-level
  *   owner.c    the segment the daemon owns: create, re-attach, --reset,
  *              what it found, reaping dead clients
@@ -18,7 +20,8 @@
  * whose calls may sleep on a shared lock for at most SPD_LOCK_TIMEOUT_MS.
  *
  * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 failure at start or run
- * time (bad segment, socket in use, ...), 2 bad command line.
+ * time (bad segment, socket in use, ...), 2 bad command line or
+ * configuration file.
  */
 #ifndef SHMPOOLD_H
 #define SHMPOOLD_H
@@ -56,11 +59,37 @@ void spd_sanitize(char *dst, size_t size, const char *src, size_t max);
 
 /* ---- the daemon ----------------------------------------------------------- */
 
-/* struct spd_config - the command line after defaults are applied. */
+/*
+ * struct spd_pool_decl - a [pool NAME] of the configuration file: created
+ * at start when missing.  Process-private.
+ */
+struct spd_pool_decl {
+	char name[SP_NAME_MAX + 1];
+	uint64_t elem_size;
+	uint32_t min_nr, max_nr;
+	uint32_t backing;	/* enum sp_backing */
+	uint32_t flags;		/* SP_POOL_* */
+	uint32_t cache_flags;	/* SP_CACHE_USER_FLAGS */
+	uint32_t align;
+	uint32_t mode;
+	unsigned line;		/* of its section header, for messages */
+};
+
+/*
+ * struct spd_config - built-in defaults, then the configuration file, then
+ * the command line.  Process-private.
+ */
 struct spd_config {
+	char config_path[4096];	/* the file read, "" for none */
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool socket_set;	/* by the file or a flag */
 	bool socket_default;	/* a default path: create its directory */
+	uint32_t socket_mode;	/* permission bits of the socket (0660) */
+	uint32_t socket_gid;	/* group of the socket, if socket_gid_set */
+	bool socket_gid_set;
+	int listen_fd;		/* socket activation: the inherited socket, else -1 */
 	char shm_name[256];
+	bool shm_name_set;
 	uint64_t size;		/* bytes of a new segment */
 	bool size_set;
 	bool reset;		/* unlink an existing segment and create anew */
@@ -68,12 +97,26 @@ struct spd_config {
 	unsigned frame_timeout_ms; /* a partial frame idle this long closes */
 	uint32_t max_clients;	/* slot table of a new segment */
 	bool max_clients_set;
+	uint32_t max_pools, max_caches, max_order, kmalloc_prefill; /* of a new segment */
+	bool geometry_set;	/* one of the four above came from the file */
 	unsigned max_connections;
 	uint32_t allow_uid[SPD_MAX_ALLOW + 2]; /* + the daemon's uid and root */
 	unsigned nr_allow_uid;
 	uint32_t allow_gid[SPD_MAX_ALLOW];
 	unsigned nr_allow_gid;
+	struct spd_pool_decl *pools; /* predeclared pools (config file) */
+	unsigned nr_pools;
 };
+
+/* ---- config.c ------------------------------------------------------------- */
+
+int spd_parse_u64(const char *s, uint64_t *out);
+int spd_parse_size(const char *s, uint64_t *out);
+int spd_parse_id(const char *s, bool user, uint32_t *out);
+int spd_parse_mode(const char *s, uint32_t *out);
+int spd_check_shm_name(const char *s);
+int spd_config_load(const char *path, struct spd_config *c);
+void spd_config_free(struct spd_config *c);
 
 struct spd_session;
 
@@ -87,6 +130,8 @@ struct spd_daemon {
 	bool listening;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t reaper;
+	uv_timer_t sd_status;		/* systemd.c: STATUS= updates */
+	bool sd_notify;			/* started by systemd with NOTIFY_SOCKET */
 	struct spd_session *sessions;	/* every open connection */
 	unsigned nr_sessions;
 	struct spd_session **by_slot;	/* [max_clients]: connection of each slot */
@@ -98,9 +143,16 @@ struct spd_daemon {
 /* ---- owner.c -------------------------------------------------------------- */
 
 int spd_owner_open(struct spd_daemon *d);
+int spd_owner_predeclare(struct spd_daemon *d);
 void spd_owner_close(struct spd_daemon *d);
 int spd_owner_start_reaper(struct spd_daemon *d);
 void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why);
+
+/* ---- systemd.c ------------------------------------------------------------ */
+
+int spd_systemd_listen_fd(void);
+void spd_systemd_ready(struct spd_daemon *d);
+void spd_systemd_stopping(struct spd_daemon *d);
 
 /* ---- server.c ------------------------------------------------------------- */
 
@@ -137,6 +189,9 @@ struct spd_session {
 	bool close_after_write;		/* close once the last response is out */
 	bool closing;
 	unsigned handles_open;
+	/* no socket (the fuzz target): every response frame goes here instead,
+	 * and requests come in through spd_session_input() */
+	void (*sink)(struct spd_session *ss, const uint8_t *frame, size_t len, int pass_fd);
 };
 
 struct spd_session *spd_session_create(struct spd_daemon *d);
@@ -146,6 +201,7 @@ int spd_session_send(struct spd_session *ss, const Shmpool__Response *resp, int 
 void spd_session_close(struct spd_session *ss, const char *why);
 void spd_session_bind(struct spd_session *ss, uint32_t slot);
 void spd_session_unbind(struct spd_session *ss);
+void spd_session_input(struct spd_session *ss, const uint8_t *data, size_t len);
 
 /* ---- rpc.c ---------------------------------------------------------------- */
 

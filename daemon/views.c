@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shmpoold.h"
 
@@ -154,6 +155,8 @@ Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c
 	v->mode = c->mode;
 	v->kmalloc = (c->flags & SP_CACHE_KMALLOC) != 0;
 	v->pool_id = c->pool_id;
+	v->nr_poison_err = c->nr_poison_err;
+	v->nr_redzone_err = c->nr_redzone_err;
 	return v;
 }
 
@@ -228,7 +231,11 @@ static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon
 	v->max_pools = h->max_pools;
 	v->created_time = h->created_time;
 	v->daemon_uptime_s = (sp_now_ms() - d->start_ms) / 1000;
-	return v->name && v->daemon_version ? v : NULL;
+	v->daemon_pid = (int32_t)getpid();
+	v->socket_path = spd_arena_str(a, d->cfg.socket_path, strlen(d->cfg.socket_path));
+	v->kmalloc_prefill = h->kmalloc_prefill;
+	v->protocol_version = SPD_PROTOCOL_VERSION;
+	return v->name && v->daemon_version && v->socket_path ? v : NULL;
 }
 
 static Shmpool__BuddyInfo *buddy_info(struct spd_arena *a, struct sp_seg *s)
@@ -277,6 +284,9 @@ static Shmpool__ClientInfo **clients(struct spd_arena *a, struct spd_daemon *d, 
 		c->uid = cl->uid;
 		c->name = spd_arena_str(a, cl->name, SP_CLIENT_NAME_MAX);
 		c->state = state == SP_CLIENT_ALIVE ? "alive" : "dead";
+		c->gid = cl->gid;
+		c->attach_time = cl->attach_time;
+		c->death_time = state == SP_CLIENT_DEAD ? cl->death_time : 0;
 		if (!c->name)
 			return NULL;
 		if (sp_slot_holdings(s, i, &h) == 0) {

@@ -6,9 +6,18 @@ set -euo pipefail
 # Build: build-essential (gcc), meson, ninja-build, pkg-config, python3 (meson, .ci/run).
 # Libraries: cmocka (tests), libuv, protobuf-c (+ compiler), inih, json-c, libsystemd.
 # Docs: scdoc (man pages). Later tooling: clang (fuzzing), valgrind.
+# Tests of the CLI and the units (tests/ctl): python3-prometheus-client (the
+# metrics parser), systemd (systemd-analyze, systemd-socket-activate,
+# systemd-sysusers: not always there in a container image).
+# The benchmark's peers (build-bench, -Dbench=true, only; the normal build
+# never needs them and the benchmark skips one that is missing): g++ and
+# libboost-dev (Boost.Interprocess), libjemalloc-dev, libmimalloc-dev,
+# libgoogle-perftools-dev (tcmalloc).
 PACKAGES="build-essential meson ninja-build pkg-config python3
 	libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-	libinih-dev libjson-c-dev libsystemd-dev scdoc clang valgrind"
+	libinih-dev libjson-c-dev libsystemd-dev scdoc clang valgrind
+	python3-prometheus-client systemd
+	g++ libboost-dev libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev"
 
 missing=()
 for pkg in $PACKAGES; do

@@ -185,8 +185,10 @@ void sp_buddy_init(struct sp_seg *s)
  * Pass 1 walks heads from pfn 0 and rewrites every tail; a page where a
  * head should be but whose info is impossible (only corruption produces
  * one) is kept out of circulation as an allocated order-0 block with no
- * owner, for the checker to report: never handed out twice.  Pass 2 puts
- * the free heads back on the lists, merging buddies.
+ * owner, for the checker to report: never handed out twice.  Pass 1 also
+ * recounts nr_pages_out of every page-backed pool (it is under this lock
+ * too, and a process killed in a pool's backing alloc or free leaves it off
+ * by one).  Pass 2 puts the free heads back on the lists, merging buddies.
  * Does not sleep.
  */
 void sp_buddy_recover_locked(struct sp_seg *s)
@@ -197,6 +199,8 @@ void sp_buddy_recover_locked(struct sp_seg *s)
 	sp_assert(sp_lock_held(&z->lock));
 	z->max_order = s->hdr->max_order;
 	z->nr_pages = n;
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+		sp_pools(s)[i].nr_pages_out = 0;
 	for (pfn = 0; pfn < n;) {
 		uint32_t info = s->pages[pfn].info;
 		unsigned st = SP_PG_STATE(info), o = SP_PG_ORDER(info);
@@ -208,6 +212,10 @@ void sp_buddy_recover_locked(struct sp_seg *s)
 			s->pages[pfn].slot = 0;
 			s->pages[pfn].info = SP_PG_INFO(SP_PG_ALLOC, 0, SP_KIND_NONE);
 			o = 0;
+		} else if (st == SP_PG_ALLOC && SP_PG_KIND(info) == SP_KIND_POOL &&
+			   s->pages[pfn].owner < s->hdr->max_pools &&
+			   sp_pools(s)[s->pages[pfn].owner].page_order == o) {
+			sp_pools(s)[s->pages[pfn].owner].nr_pages_out++;
 		}
 		set_tails(s, pfn, o);
 		pfn += 1u << o;

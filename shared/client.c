@@ -49,11 +49,14 @@ static uint64_t random_token(void)
 int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
 		       uint32_t *slot)
 {
-	uint64_t start = sp_proc_start_time(pid);
-	int rc;
+	uint64_t start;
+	int rc = sp_proc_start_time_ex(pid, &start);
 
-	if (!start)
-		return sp_err(-ESRCH, "process %d does not exist", pid);
+	if (rc == -ESRCH)
+		return sp_err(rc, "process %d does not exist", pid);
+	if (rc) /* e.g. -EMFILE: the caller is out of file descriptors */
+		return sp_err(rc, "cannot read /proc/%d/stat to identify the process: %s", pid,
+			      strerror(-rc));
 	rc = sp_registry_lock(s);
 	if (rc)
 		return rc;
@@ -132,7 +135,8 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
  * @s: segment.
  *
  * A slot is gone when its pid no longer exists or now has another start
- * time (reused).  May sleep.
+ * time (reused); one whose process cannot be looked up (/proc unreadable,
+ * e.g. no file descriptor left) is left alone.  May sleep.
  * Return: the number of slots marked, or a negative errno.
  */
 int sp_client_reap(struct sp_seg *s)
@@ -141,9 +145,13 @@ int sp_client_reap(struct sp_seg *s)
 
 	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
+		uint64_t start = 0;
+		int rc;
 
-		if (cl->state == SP_CLIENT_ALIVE &&
-		    sp_proc_start_time((int)cl->pid) != cl->start_time &&
+		if (cl->state != SP_CLIENT_ALIVE)
+			continue;
+		rc = sp_proc_start_time_ex((int)cl->pid, &start);
+		if ((rc == -ESRCH || (rc == 0 && start != cl->start_time)) &&
 		    sp_client_mark_dead(s, i) == 0)
 			n++;
 	}

@@ -166,6 +166,7 @@ int sp_prim_reserve(int fd, uint64_t off, uint64_t len);
 int sp_futex_wait(uint32_t *word, uint32_t expected, int timeout_ms);
 void sp_futex_wake(uint32_t *word, int n);
 uint64_t sp_proc_start_time(int pid);
+int sp_proc_start_time_ex(int pid, uint64_t *start);
 uint64_t sp_now_ms(void);
 uint64_t sp_realtime_s(void);
 

@@ -10,6 +10,7 @@
  * The list below is the catalogue the tests iterate over; check it matches
  * the code with tests/test-crash.c, which greps shared/ for SP_CRASH_POINT.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,13 @@ static const char *armed;
 static unsigned long countdown;
 static int parsed;
 
+/* A forked child reads its own environment again: it may arm another point. */
+static void crash_point_forked(void)
+{
+	parsed = 0;
+	armed = NULL;
+}
+
 /**
  * sp_crash_point() - die here if this point is armed for this process.
  * @name: the crash point's name (one of sp_crash_points).
@@ -54,7 +62,12 @@ void sp_crash_point(const char *name)
 	if (!parsed) {
 		const char *e = getenv("SHMPOOL_CRASH_POINT");
 		static char buf[128];
+		static int atfork_done;
 
+		if (!atfork_done) {
+			atfork_done = 1;
+			pthread_atfork(NULL, NULL, crash_point_forked);
+		}
 		parsed = 1;
 		if (e && strlen(e) < sizeof(buf)) {
 			char *colon;

@@ -363,7 +363,8 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 	if (p->curr_nr > p->min_nr)
 		p->curr_nr = p->min_nr;
 	/* keep valid, distinct entries (their order in the reserve is free) */
-	qsort(el, p->curr_nr, sizeof(*el), cmp_off);
+	if (p->curr_nr) /* el may be NULL: no array */
+		qsort(el, p->curr_nr, sizeof(*el), cmp_off);
 	for (i = 0; i < p->curr_nr; i++) {
 		if (i && el[i] == el[i - 1])
 			continue;
@@ -374,7 +375,8 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 	if (reserve_tagged(s, p, &tagged, &ntag) == 0) {
 		sorted = malloc((n ? n : 1) * sizeof(*sorted));
 		if (sorted) {
-			memcpy(sorted, el, n * sizeof(*sorted));
+			if (n)
+				memcpy(sorted, el, n * sizeof(*sorted));
 			qsort(sorted, n, sizeof(*sorted), cmp_off);
 			for (i = 0; i < ntag; i++) {
 				if (bsearch(&tagged[i], sorted, n, sizeof(*sorted), cmp_off))
@@ -445,6 +447,8 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 	sp_off_t *el = elements(s, p), off;
 	int rc;
 
+	if (!el && p->curr_nr < target)
+		return sp_err(-EFAULT, "pool %s: reserve array is corrupted", p->name);
 	while (p->curr_nr < target) {
 		rc = backing_alloc(s, p, SP_OWNER_RESERVE, &off);
 		if (rc)
@@ -460,6 +464,10 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 {
 	sp_off_t *el = elements(s, p);
 
+	if (p->curr_nr > p->elements_cap) { /* corrupted: recovery clamps it */
+		sp_pool_recover_locked(s, p);
+		el = elements(s, p);
+	}
 	while (el && p->curr_nr > target) {
 		sp_off_t off = el[p->curr_nr - 1];
 
@@ -473,14 +481,16 @@ static int set_elements_cap(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
 {
 	sp_off_t off = 0, old = p->elements_off;
 	sp_off_t *el = elements(s, p);
+	uint32_t n;
 	int rc;
 
 	if (cap) {
 		rc = sp_kmalloc_owner(s, (uint64_t)cap * sizeof(sp_off_t), SP_OWNER_INTERNAL, &off);
 		if (rc)
 			return rc;
-		if (el && p->curr_nr)
-			memcpy(sp_ptr(s, off), el, (size_t)p->curr_nr * sizeof(sp_off_t));
+		n = p->curr_nr < p->elements_cap ? p->curr_nr : p->elements_cap;
+		if (el && n) /* never more than either array holds */
+			memcpy(sp_ptr(s, off), el, (size_t)(n < cap ? n : cap) * sizeof(sp_off_t));
 	}
 	p->elements_off = off;
 	p->elements_cap = cap;
@@ -790,8 +800,12 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 
 	if (!el || !p->curr_nr)
 		return -ENOMEM;
-	rc = retag(s, p, el[p->curr_nr - 1], s->owner, false, &old);
-	if (rc) { /* a corrupted entry: rebuild and let the caller retry */
+	/* a corrupted entry or count: rebuild and let the caller retry */
+	if (p->curr_nr > p->min_nr || p->min_nr > p->elements_cap)
+		rc = -EFAULT;
+	else
+		rc = retag(s, p, el[p->curr_nr - 1], s->owner, false, &old);
+	if (rc) {
 		sp_pool_recover_locked(s, p);
 		return -EAGAIN;
 	}

@@ -88,36 +88,61 @@ void sp_futex_wake(uint32_t *word, int n)
  *
  * With the pid, it names a process uniquely: a recycled pid has another
  * start time.  Reads /proc; may sleep.
- * Return: the start time, or 0 when the process does not exist.
+ * Return: the start time, or 0 when the process does not exist or /proc
+ * cannot be read (see sp_proc_start_time_ex() to tell them apart).
  */
 uint64_t sp_proc_start_time(int pid)
 {
+	uint64_t start;
+
+	return sp_proc_start_time_ex(pid, &start) ? 0 : start;
+}
+
+/**
+ * sp_proc_start_time_ex() - sp_proc_start_time(), telling "gone" from
+ * "cannot tell".
+ * @pid: the process.  @start: its start time (never 0).
+ *
+ * Reading /proc needs a file descriptor: a process at its RLIMIT_NOFILE
+ * (a daemon with every connection open) cannot tell whether another
+ * process exists, and must not conclude that it died.  May sleep.
+ * Return: 0; -ESRCH when the process does not exist or is a zombie;
+ * another negative errno (-EMFILE, -ENFILE, -ENOMEM, ...) when /proc could
+ * not be read: the process may well be alive.
+ */
+int sp_proc_start_time_ex(int pid, uint64_t *start)
+{
 	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
+	unsigned long long v = 0;
 	ssize_t n;
 	int fd, field;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return errno == ENOENT || errno == ESRCH ? -ESRCH : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0)
+		n = errno == ESRCH ? 0 : -errno; /* exited since the open */
 	close(fd);
-	if (n <= 0)
-		return 0;
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return -ESRCH;
 	buf[n] = '\0';
 	p = strrchr(buf, ')'); /* the command name may hold spaces */
 	if (!p)
-		return 0;
+		return -ESRCH;
 	/* after ") " comes field 3 (state); start time is field 22 */
 	for (field = 2; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%llu", &start) != 1)
-		return 0;
+	if (!p || sscanf(p + 1, "%llu", &v) != 1)
+		return -ESRCH;
 	/* a zombie has exited: it holds no lock and allocates nothing more */
 	if (strstr(buf, ") Z ") || strstr(buf, ") X "))
-		return 0;
-	return start ? start : 1;
+		return -ESRCH;
+	*start = v ? v : 1;
+	return 0;
 }
 
 uint64_t sp_now_ms(void)

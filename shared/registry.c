@@ -16,6 +16,7 @@
  * rebuilt from the LIVE descriptors.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
@@ -205,9 +206,97 @@ static void rebuild_tables(struct sp_seg *s)
 	}
 }
 
+static int cmp_off(const void *a, const void *b)
+{
+	sp_off_t x = *(const sp_off_t *)a, y = *(const sp_off_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Free the INTERNAL allocations no descriptor references: a reserve array or
+ * a template whose maker died before storing its offset, or before freeing
+ * the one it replaced.  Every INTERNAL allocation is made, referenced and
+ * freed under the registry lock, so with it held none is in flight and the
+ * descriptors' elements_off and tmpl_off are the truth.
+ */
+static void sweep_internal(struct sp_seg *s)
+{
+	uint32_t n = s->hdr->nr_pages, nref = 0, ndead = 0, dcap = 0, pfn;
+	sp_off_t *ref = malloc(((size_t)s->hdr->max_pools + sp_nr_cache_slots(s) + 1) *
+			       sizeof(*ref)), *dead = NULL;
+
+	if (!ref)
+		return;
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+		if (sp_pools(s)[i].elements_off)
+			ref[nref++] = sp_pools(s)[i].elements_off;
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
+		if (sp_caches(s)[i].tmpl_off)
+			ref[nref++] = sp_caches(s)[i].tmpl_off;
+	qsort(ref, nref, sizeof(*ref), cmp_off);
+	for (uint32_t id = 0; id < s->hdr->nr_kmalloc; id++) {
+		struct sp_cache *c = &sp_caches(s)[id];
+
+		if (sp_cache_lock(s, c))
+			continue;
+		if (sp_buddy_lock(s) == 0) {
+			for (pfn = 0; pfn < n;) {
+				uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
+
+				if (sp_slab_valid(s, c, pfn)) {
+					struct sp_slab *slab = sp_slab_at(s, c, pfn);
+					uint16_t *own = sp_slab_owners(c, slab);
+
+					for (uint32_t i = 0; i < c->objperslab; i++) {
+						sp_off_t off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+
+						if (!(slab->bitmap[i / 64] >> (i % 64) & 1) ||
+						    own[i] != SP_OWNER_INTERNAL ||
+						    bsearch(&off, ref, nref, sizeof(*ref), cmp_off))
+							continue;
+						if (ndead == dcap) {
+							sp_off_t *nd = realloc(dead, (dcap ? 2 * dcap : 16) *
+										    sizeof(*nd));
+							if (!nd)
+								continue;
+							dead = nd;
+							dcap = dcap ? 2 * dcap : 16;
+						}
+						dead[ndead++] = off;
+					}
+				}
+				pfn += 1u << (o > s->hdr->max_order ? 0 : o);
+			}
+			sp_buddy_unlock(s);
+		}
+		while (ndead)
+			sp_cache_free_locked(s, c, dead[--ndead]);
+		sp_cache_unlock(c);
+	}
+	if (sp_buddy_lock(s) == 0) {
+		for (pfn = 0; pfn < n;) {
+			uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
+			sp_off_t off = sp_pfn_off(s, pfn);
+
+			if (o > s->hdr->max_order)
+				o = 0;
+			if (SP_PG_STATE(info) == SP_PG_ALLOC && SP_PG_KIND(info) == SP_KIND_LARGE &&
+			    s->pages[pfn].slot == SP_OWNER_INTERNAL &&
+			    !bsearch(&off, ref, nref, sizeof(*ref), cmp_off))
+				sp_buddy_free_locked(s, pfn); /* merged: the walk steps over tails */
+			pfn += 1u << o;
+		}
+		sp_buddy_unlock(s);
+	}
+	free(dead);
+	free(ref);
+}
+
 /**
  * sp_registry_recover_locked() - finish or undo what a dead process was
- * doing under the registry lock, then rebuild the name tables.
+ * doing under the registry lock, free INTERNAL memory no descriptor
+ * references, then rebuild the name tables.
  * @s: segment; registry lock held.
  *
  * May sleep (takes pool, cache and buddy locks).
@@ -241,12 +330,16 @@ void sp_registry_recover_locked(struct sp_seg *s)
 				continue;
 			}
 		}
-		if (c->tmpl_off)
-			sp_kfree(s, c->tmpl_off);
-		c->tmpl_off = 0;
+		if (c->tmpl_off) { /* forget it first: dying here leaks, never frees twice */
+			sp_off_t old_tmpl = c->tmpl_off;
+
+			c->tmpl_off = 0;
+			sp_kfree(s, old_tmpl);
+		}
 		c->magic = 0;
 		c->state = SP_DESC_FREE;
 	}
+	sweep_internal(s);
 	rebuild_tables(s);
 }
 

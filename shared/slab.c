@@ -209,6 +209,15 @@ static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *sl
 	slab->list = want;
 }
 
+/* The truth, not inuse: may this slab go back to the buddy allocator? */
+static bool slab_empty(const struct sp_cache *c, const struct sp_slab *slab)
+{
+	for (uint32_t w = 0; w < c->bitmap_words; w++)
+		if (slab->bitmap[w])
+			return false;
+	return true;
+}
+
 static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t pfn)
 {
 	struct sp_slab *slab = sp_slab_at(s, c, pfn);
@@ -573,8 +582,12 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 		slab_relist(s, c, slab, pfn);
 	/* keep one empty slab (and the kmalloc stock); give the rest back */
 	if (slab->inuse == 0 && c->nr_list[SP_LIST_EMPTY] > 1 &&
-	    c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab)
-		slab_release_locked(s, c, pfn);
+	    c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
+		if (slab_empty(c, slab))
+			slab_release_locked(s, c, pfn);
+		else /* inuse lied: never give back a slab whose bitmap is in use */
+			sp_cache_recover_locked(s, c);
+	}
 	return 0;
 }
 
@@ -605,7 +618,7 @@ int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
  */
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 {
-	int rc = sp_cache_lock(s, c), n = 0;
+	int rc = sp_cache_lock(s, c), n = 0, recovered = 0;
 
 	if (rc)
 		return rc;
@@ -613,7 +626,10 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
 		uint32_t pfn = c->list_head[SP_LIST_EMPTY] - 1;
 
-		if (!sp_slab_valid(s, c, pfn)) {
+		/* a corrupted list or count: rebuild once from the bitmaps */
+		if (!sp_slab_valid(s, c, pfn) || !slab_empty(c, sp_slab_at(s, c, pfn))) {
+			if (recovered++)
+				break;
 			sp_cache_recover_locked(s, c);
 			continue;
 		}
@@ -633,6 +649,8 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
  */
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 {
+	bool recovered = false;
+
 	sp_assert(sp_lock_held(&c->lock));
 	if (c->active_objs)
 		return sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
@@ -641,8 +659,13 @@ int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 		while (c->list_head[l]) {
 			uint32_t pfn = c->list_head[l] - 1;
 
-			if (!sp_slab_valid(s, c, pfn)) {
+			/* never trust active_objs alone: the bitmap must be empty */
+			if (!sp_slab_valid(s, c, pfn) || !slab_empty(c, sp_slab_at(s, c, pfn))) {
+				if (recovered)
+					return sp_err(-EFAULT, "cache %s: slab lists corrupted",
+						      c->name);
 				sp_cache_recover_locked(s, c);
+				recovered = true;
 				if (c->active_objs)
 					return sp_err(-EBUSY, "cache %s still has live objects",
 						      c->name);
@@ -708,9 +731,12 @@ int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint6
 	if (!rc)
 		rc = sp_hash_insert_locked(s, false, name, i);
 	if (rc) {
-		if (c->tmpl_off)
-			sp_kfree(s, c->tmpl_off);
-		c->tmpl_off = 0;
+		if (c->tmpl_off) { /* forget it first: dying here leaks, never frees twice */
+			sp_off_t old_tmpl = c->tmpl_off;
+
+			c->tmpl_off = 0;
+			sp_kfree(s, old_tmpl);
+		}
 		c->state = SP_DESC_FREE;
 		c->magic = 0;
 		goto out;
@@ -780,9 +806,12 @@ int sp_cache_destroy(struct sp_seg *s, uint32_t id)
 		c->state = SP_DESC_LIVE;
 		goto out;
 	}
-	if (c->tmpl_off)
-		sp_kfree(s, c->tmpl_off);
-	c->tmpl_off = 0;
+	if (c->tmpl_off) { /* forget it first: dying here leaks, never frees twice */
+		sp_off_t old_tmpl = c->tmpl_off;
+
+		c->tmpl_off = 0;
+		sp_kfree(s, old_tmpl);
+	}
 	sp_hash_remove_locked(s, false, c->name);
 	c->magic = 0;
 	__atomic_store_n(&c->state, SP_DESC_FREE, __ATOMIC_RELEASE);

@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * offline.c - post-mortem: a segment read without a daemon (--segment).
+ *
+ * The segment is mapped read-only (SP_ATTACH_RDONLY: PROT_READ, no lock is
+ * ever taken, nothing written), after sp_seg_attach() validated the
+ * header: magic, layout version, struct sizes, checksum, file size and
+ * every region.  Past the header nothing is trusted - the daemon may have
+ * died in the middle of an update, or the segment may be scribbled on:
+ *   - tables are walked by the validated header's bounds, descriptors are
+ *     taken only through sp_cache_get()/sp_pool_get() (state, magic, id);
+ *   - names are copied bounded and sanitized (printable ASCII);
+ *   - the page walk steps by block order capped at max_order, so it ends;
+ *   - a slab is read only if sp_slab_valid() accepts its head and its
+ *     bitmap, owner array and objects fit inside its block.
+ * The check runs sp_check() with SP_CHECK_NOLOCK (read-only implies it).
+ *
+ * What a slot holds is counted here in one pass over the pages (the core's
+ * sp_slot_holdings() takes locks, which a read-only mapping cannot): cache
+ * objects by their owner tags, large blocks and page-pool elements by the
+ * head page's slot.  Counters are a snapshot: on a live segment they may
+ * be a moment old, never unsafe.
+ *
+ * The replies are the daemon's messages (Stats, Check), built in an arena,
+ * packed and unpacked again: the caller cannot tell the sources apart
+ * except by the empty daemon fields (version, uptime, socket, pid).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+/* ---- an arena: every message of one reply, freed at once ---------------- */
+
+struct chunk {
+	struct chunk *next;
+	max_align_t data[];
+};
+
+struct arena {
+	struct chunk *head;
+	bool failed;
+};
+
+static void *alloc(struct arena *a, size_t size)
+{
+	struct chunk *c = calloc(1, sizeof(*c) + size);
+
+	if (!c) {
+		a->failed = true;
+		return NULL;
+	}
+	c->next = a->head;
+	a->head = c;
+	return c->data;
+}
+
+/* A sanitized copy of at most @max bytes of untrusted text. */
+static char *str(struct arena *a, const char *src, size_t max)
+{
+	char *s = alloc(a, max + 1);
+	size_t i;
+
+	if (!s)
+		return (char *)"";
+	for (i = 0; i < max && src[i]; i++)
+		s[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	return s;
+}
+
+static void arena_free(struct arena *a)
+{
+	while (a->head) {
+		struct chunk *c = a->head;
+
+		a->head = c->next;
+		free(c);
+	}
+}
+
+/* ---- opening ---------------------------------------------------------------- */
+
+/**
+ * ctl_offline_open() - map a segment read-only.
+ * @name: a POSIX shm name ("/shmpool"; the leading '/' may be left out),
+ *        or the path of a file holding a segment (a copy of /dev/shm/...).
+ * @out: the handle.
+ *
+ * Does not sleep.
+ * Return: 0, or a negative errno with sp_errmsg() saying why (not found,
+ * not a shmpool segment, corrupted header, ...).
+ */
+int ctl_offline_open(const char *name, struct sp_seg **out)
+{
+	char shm[256];
+	int fd;
+
+	if (!*name)
+		return sp_err(-EINVAL, "empty segment name");
+	/* a path: a file, or /dev/shm/NAME */
+	if (strchr(name + 1, '/') || (name[0] != '/' && access(name, F_OK) == 0)) {
+		fd = open(name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return sp_err(-errno, "%s: %s", name, strerror(errno));
+		return sp_seg_attach(NULL, fd, SP_ATTACH_RDONLY, out);
+	}
+	if (strlen(name) > 250)
+		return sp_err(-ENAMETOOLONG, "segment name too long");
+	snprintf(shm, sizeof(shm), "%s%s", name[0] == '/' ? "" : "/", name);
+	return sp_seg_attach(shm, -1, SP_ATTACH_RDONLY, out);
+}
+
+/* ---- holdings: one pass over the pages ----------------------------------- */
+
+/* Does the slab of @c at @pfn hold its bitmap, owners and objects inside its block? */
+static bool slab_fits(const struct sp_seg *s, const struct sp_cache *c, const struct sp_slab *sl)
+{
+	uint64_t block = (uint64_t)SP_PAGE_SIZE << c->order;
+	uint64_t meta = sizeof(struct sp_slab) + (uint64_t)c->bitmap_words * 8 +
+			(uint64_t)c->objperslab * 2;
+
+	(void)s;
+	return c->order <= s->hdr->max_order && c->objperslab &&
+	       (uint64_t)c->bitmap_words * 64 >= c->objperslab && meta <= block &&
+	       (uint64_t)c->obj_start + sl->colour + (uint64_t)c->objperslab * c->stride <= block;
+}
+
+static void count_slab(struct sp_seg *s, const struct sp_cache *c, uint32_t pfn,
+		       struct sp_holdings *h, uint32_t nslots)
+{
+	struct sp_slab *sl;
+	const uint16_t *own;
+
+	if (!sp_slab_valid(s, c, pfn))
+		return;
+	sl = sp_slab_at(s, c, pfn);
+	if (!slab_fits(s, c, sl))
+		return;
+	own = sp_slab_owners(c, sl);
+	for (uint32_t i = 0; i < c->objperslab; i++) {
+		uint16_t tag = own[i];
+
+		if (!tag || tag > nslots || !(sl->bitmap[i / 64] >> (i % 64) & 1))
+			continue;
+		h[tag - 1].objects++;
+		h[tag - 1].bytes += c->obj_size;
+		if (c->pool_id)
+			h[tag - 1].pool_elems++;
+	}
+}
+
+/* What every slot holds; @h has nslots entries, zeroed. */
+static void holdings(struct sp_seg *s, struct sp_holdings *h, uint32_t nslots)
+{
+	uint32_t n = s->hdr->nr_pages, max = s->hdr->max_order;
+
+	for (uint32_t pfn = 0; pfn < n;) {
+		const struct sp_page *pg = &s->pages[pfn];
+		uint32_t info = pg->info, o = SP_PG_ORDER(info), kind = SP_PG_KIND(info);
+
+		if (o > max)
+			o = 0;
+		if (SP_PG_STATE(info) == SP_PG_ALLOC) {
+			if (kind == SP_KIND_SLAB) {
+				struct sp_cache *c = sp_cache_get(s, pg->owner);
+
+				if (c)
+					count_slab(s, c, pfn, h, nslots);
+			} else if ((kind == SP_KIND_LARGE || kind == SP_KIND_RAW ||
+				    kind == SP_KIND_POOL) && pg->slot && pg->slot <= nslots) {
+				struct sp_holdings *x = &h[pg->slot - 1];
+
+				x->pages += 1u << o;
+				x->bytes += (uint64_t)SP_PAGE_SIZE << o;
+				if (kind == SP_KIND_POOL)
+					x->pool_elems++;
+				else
+					x->large_blocks++;
+			}
+		}
+		pfn += 1u << o;
+	}
+}
+
+/* ---- the Stats reply ------------------------------------------------------ */
+
+static Shmpool__PoolInfo *pool_info(struct arena *a, struct sp_seg *s, struct sp_pool *p)
+{
+	Shmpool__PoolInfo *v = alloc(a, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	shmpool__pool_info__init(v);
+	v->name = str(a, p->name, SP_NAME_MAX);
+	v->id = p->id;
+	v->gen = p->gen;
+	v->elem_size = p->elem_size;
+	v->min_nr = p->min_nr;
+	v->curr_nr = p->curr_nr;
+	v->max_nr = p->max_nr;
+	v->nr_out = sp_pool_nr_out(s, p);
+	v->backing = p->backing;
+	v->flags = p->flags;
+	v->creator_uid = p->creator_uid;
+	v->mode = p->mode;
+	v->nr_alloc = p->nr_alloc;
+	v->nr_free = p->nr_free;
+	v->nr_reserve_alloc = p->nr_reserve_alloc;
+	v->nr_fail = p->nr_fail;
+	v->nr_wait = p->nr_wait;
+	v->nr_waiters = p->nr_waiters;
+	v->cache_id = p->cache_id;
+	return v;
+}
+
+static Shmpool__CacheInfo *cache_info(struct arena *a, const struct sp_cache *c)
+{
+	Shmpool__CacheInfo *v = alloc(a, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	shmpool__cache_info__init(v);
+	v->name = str(a, c->name, SP_NAME_MAX);
+	v->id = c->id;
+	v->gen = c->gen;
+	v->obj_size = c->obj_size;
+	v->align = c->align;
+	v->flags = c->flags;
+	v->active_objs = c->active_objs;
+	v->num_objs = c->total_objs;
+	v->objperslab = c->objperslab;
+	v->pagesperslab = c->order < 32 ? 1u << c->order : 0;
+	v->active_slabs = c->nr_list[SP_LIST_PARTIAL] + c->nr_list[SP_LIST_FULL];
+	v->num_slabs = c->nr_slabs;
+	v->nr_alloc = c->nr_alloc;
+	v->nr_free = c->nr_free;
+	v->nr_fail = c->nr_fail;
+	v->nr_bad_free = c->nr_bad_free;
+	v->creator_uid = c->creator_uid;
+	v->mode = c->mode;
+	v->kmalloc = (c->flags & SP_CACHE_KMALLOC) != 0;
+	v->pool_id = c->pool_id;
+	v->nr_poison_err = c->nr_poison_err;
+	v->nr_redzone_err = c->nr_redzone_err;
+	return v;
+}
+
+static Shmpool__SegmentInfo *segment_info(struct arena *a, struct sp_seg *s)
+{
+	Shmpool__SegmentInfo *v = alloc(a, sizeof(*v));
+	struct sp_header *h = s->hdr;
+
+	if (!v)
+		return NULL;
+	shmpool__segment_info__init(v);
+	v->name = str(a, s->name, sizeof(s->name) - 1);
+	v->size = s->size;
+	v->layout_version = h->layout_version;
+	v->nr_pages = h->nr_pages;
+	v->free_pages = h->buddy.free_pages;
+	v->max_order = h->max_order;
+	v->max_clients = h->max_clients;
+	v->max_caches = h->max_caches;
+	v->max_pools = h->max_pools;
+	v->created_time = h->created_time;
+	v->kmalloc_prefill = h->kmalloc_prefill;
+	return v;
+}
+
+static Shmpool__BuddyInfo *buddy_info(struct arena *a, struct sp_seg *s)
+{
+	Shmpool__BuddyInfo *v = alloc(a, sizeof(*v));
+	struct sp_buddy *z = &s->hdr->buddy;
+	unsigned orders = s->hdr->max_order + 1; /* validated <= SP_MAX_ORDER_LIMIT */
+
+	if (!v)
+		return NULL;
+	shmpool__buddy_info__init(v);
+	v->nr_free = alloc(a, orders * sizeof(*v->nr_free));
+	if (!v->nr_free)
+		return NULL;
+	v->n_nr_free = orders;
+	for (unsigned o = 0; o < orders; o++)
+		v->nr_free[o] = z->nr_free[o];
+	v->nr_alloc = z->nr_alloc;
+	v->nr_free_calls = z->nr_free_calls;
+	v->nr_fail = z->nr_fail;
+	v->nr_backing_fail = z->nr_backing_fail;
+	return v;
+}
+
+static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
+{
+	uint32_t nslots = s->hdr->max_clients, ncache = sp_nr_cache_slots(s);
+	struct sp_holdings *h = calloc(nslots, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	v->segment = segment_info(a, s);
+	v->buddy = buddy_info(a, s);
+	v->caches = alloc(a, (ncache + 1) * sizeof(*v->caches));
+	v->pools = alloc(a, (s->hdr->max_pools + 1) * sizeof(*v->pools));
+	v->clients = alloc(a, (nslots + 1) * sizeof(*v->clients));
+	if (!v->caches || !v->pools || !v->clients) {
+		free(h);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < ncache; i++) {
+		struct sp_cache *c = sp_cache_get(s, i);
+
+		if (c)
+			v->caches[v->n_caches++] = cache_info(a, c);
+	}
+	for (uint32_t i = 0; i < s->hdr->max_pools; i++) {
+		struct sp_pool *p = sp_pool_get(s, i);
+
+		if (p)
+			v->pools[v->n_pools++] = pool_info(a, s, p);
+	}
+	holdings(s, h, nslots);
+	for (uint32_t i = 0; i < nslots; i++) {
+		const struct sp_client *cl = &sp_clients(s)[i];
+		Shmpool__ClientInfo *c;
+
+		if (cl->state != SP_CLIENT_ALIVE && cl->state != SP_CLIENT_DEAD)
+			continue;
+		c = alloc(a, sizeof(*c));
+		if (!c)
+			break;
+		shmpool__client_info__init(c);
+		c->slot = i;
+		c->pid = (int32_t)cl->pid;
+		c->uid = cl->uid;
+		c->gid = cl->gid;
+		c->name = str(a, cl->name, SP_CLIENT_NAME_MAX);
+		c->state = cl->state == SP_CLIENT_ALIVE ? "alive" : "dead";
+		c->objects = h[i].objects;
+		c->pool_elems = h[i].pool_elems;
+		c->large_blocks = h[i].large_blocks;
+		c->bytes = h[i].bytes;
+		c->attach_time = cl->attach_time;
+		c->death_time = cl->state == SP_CLIENT_DEAD ? cl->death_time : 0;
+		v->clients[v->n_clients++] = c;
+	}
+	free(h);
+	return a->failed ? -ENOMEM : 0;
+}
+
+static int check(struct arena *a, struct sp_seg *s, Shmpool__CheckReply *v)
+{
+	struct sp_report r = { .cap = 100 };
+	int n;
+
+	r.v = alloc(a, r.cap * sizeof(*r.v));
+	v->violations = alloc(a, (r.cap + 1) * sizeof(*v->violations));
+	if (!r.v || !v->violations)
+		return -ENOMEM;
+	n = sp_check(s, SP_CHECK_NOLOCK, &r);
+	if (n < 0)
+		return n;
+	v->nr_violations = r.nr;
+	for (unsigned i = 0; i < r.nr && i < r.cap; i++)
+		v->violations[v->n_violations++] = str(a, r.v[i].what, sizeof(r.v[i].what) - 1);
+	return 0;
+}
+
+/**
+ * ctl_offline_call() - answer a request from a read-only segment.
+ * @s: the segment.  @q: Stats or Check.  @out: the response, as the
+ *     daemon would send it (free with shmpool__response__free_unpacked()).
+ *
+ * Does not sleep (no lock is taken).
+ * Return: 0; -EROFS for a request that would change the segment (with a
+ * message); -ENOMEM; the checker's negative errno.
+ */
+int ctl_offline_call(struct sp_seg *s, const Shmpool__Request *q, Shmpool__Response **out)
+{
+	Shmpool__Response r = SHMPOOL__RESPONSE__INIT;
+	Shmpool__StatsReply sv = SHMPOOL__STATS_REPLY__INIT;
+	Shmpool__CheckReply cv = SHMPOOL__CHECK_REPLY__INIT;
+	struct arena a = { 0 };
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	r.id = q->id;
+	switch (q->op_case) {
+	case SHMPOOL__REQUEST__OP_STATS:
+		rc = stats(&a, s, &sv);
+		r.payload_case = SHMPOOL__RESPONSE__PAYLOAD_STATS;
+		r.stats = &sv;
+		break;
+	case SHMPOOL__REQUEST__OP_CHECK:
+		rc = check(&a, s, &cv);
+		r.payload_case = SHMPOOL__RESPONSE__PAYLOAD_CHECK;
+		r.check = &cv;
+		break;
+	default:
+		return sp_err(-EROFS, "this needs the daemon: --segment maps the segment "
+			      "read-only, for inspection only");
+	}
+	if (rc) {
+		arena_free(&a);
+		return rc == -ENOMEM ? sp_err(rc, "out of process memory") : rc;
+	}
+	len = shmpool__response__get_packed_size(&r);
+	buf = malloc(len ? len : 1);
+	if (!buf) {
+		arena_free(&a);
+		return sp_err(-ENOMEM, "out of process memory");
+	}
+	shmpool__response__pack(&r, buf);
+	arena_free(&a);
+	*out = shmpool__response__unpack(NULL, len, buf);
+	free(buf);
+	return *out ? 0 : sp_err(-ENOMEM, "out of process memory");
+}
