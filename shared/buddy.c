@@ -360,10 +360,12 @@ void sp_buddy_free_locked(struct sp_seg *s, uint32_t pfn)
 
 	sp_assert(sp_lock_held(&zone(s)->lock));
 	sp_assert(SP_PG_STATE(info) == SP_PG_ALLOC);
-	s->pages[pfn].owner = 0;
-	s->pages[pfn].slot = 0;
 	__atomic_store_n(&s->pages[pfn].info, SP_PG_INFO(SP_PG_FREE, order, SP_KIND_NONE),
 			 __ATOMIC_RELEASE);
+	/* after the commit: dying before it must leave the block allocated and
+	 * still attributed, not an ALLOC block with no owner for ever */
+	s->pages[pfn].owner = 0;
+	s->pages[pfn].slot = 0;
 	SP_CRASH_POINT("buddy.free.linked");
 	merge_insert(s, pfn, order, false);
 	zone(s)->nr_free_calls++;

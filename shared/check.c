@@ -15,6 +15,8 @@
  * read-only mapping, or a quiescent segment) it reads without locks.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -470,36 +472,79 @@ static void check_registry(struct ctx *x)
 	}
 }
 
-static void unlock_all(struct sp_seg *s, uint8_t *mine);
-
 /*
- * Stop the world: take the registry lock, then the locks of the pools and
- * caches that are not FREE (one stays FREE while the registry lock is
- * held), then the buddy lock.  @mine records what was taken, for
- * unlock_all().
+ * Stopping the world takes the registry lock, then the locks of the pools
+ * and caches that are not FREE (one stays FREE while the registry lock is
+ * held), in table order, then the buddy lock.
  *
- * Only those: when a thread dies the kernel releases its robust mutexes
- * from its robust list, newest first and at most ROBUST_LIST_LIMIT (2048)
- * of them.  Holding the lock of every table slot (about 2,300 with the
- * default geometry) meant that a daemon killed during a Check left the
- * registry lock and the first pools' locks owned by a dead thread for
- * ever: every later locker timed out or hung (found by
- * tests/reliability/test-rel-restarts.c).  With more than about 2,000
- * pools and caches in use that risk remains (see docs/RELIABILITY.md).
- * Return: 0, or a negative errno (reported; nothing held).
+ * Never more than SP_LOCKS_PER_THREAD of them in one thread: when a thread
+ * dies the kernel releases its robust mutexes from its robust list, newest
+ * first and at most ROBUST_LIST_LIMIT (2048) of them, and the rest stay
+ * owned by a dead thread for ever.  A daemon killed during a Check while
+ * holding the lock of every table slot (about 2,300 with the default
+ * geometry) wedged the registry lock and the first pools' locks: every
+ * later locker timed out or hung (found by
+ * tests/reliability/test-rel-restarts.c).  So the pools and caches in use
+ * are cut into ranges of at most SP_LOCKS_PER_THREAD locks; the calling
+ * thread takes the first range, and each further range is taken, in turn,
+ * by a holder thread that keeps its locks until unlock_all() tells it to
+ * release them.  Taking them one range after another keeps the lock order
+ * across threads; a process killed meanwhile has every lock released, as
+ * each thread's list stays short.
  */
-static int lock_all(struct sp_seg *s, struct sp_report *r, uint8_t *mine)
-{
-	uint32_t np = s->hdr->max_pools, n = np + sp_nr_cache_slots(s);
-	int rc = sp_registry_lock(s);
+#define SP_LOCKS_PER_THREAD 1024u
 
-	if (rc) {
-		V("registry lock: %s", sp_errmsg());
-		return rc;
+struct holder {
+	pthread_t tid;
+	struct sp_seg *s;
+	struct sp_report *r;
+	uint8_t *mine;
+	uint32_t from, to;	/* its range of table indexes */
+	int rc;			/* taking them: 0 or a negative errno */
+	sem_t locked;		/* holder -> caller: rc is set */
+	sem_t release;		/* caller -> holder: unlock and exit */
+};
+
+/* struct world - what one stopped world holds.  Process-private. */
+struct world {
+	uint8_t *mine;		/* [pools + caches + 1]: locks taken, buddy last */
+	uint32_t end0;		/* the caller's own range is [0, end0) */
+	struct holder *h;	/* holders of the further ranges */
+	unsigned nh;		/* holders running */
+};
+
+/* Table index i: pool i below max_pools, else cache i - max_pools. */
+static uint32_t desc_state(struct sp_seg *s, uint32_t i)
+{
+	uint32_t np = s->hdr->max_pools;
+
+	return i < np ? sp_pools(s)[i].state : sp_caches(s)[i - np].state;
+}
+
+static void unlock_range(struct sp_seg *s, uint8_t *mine, uint32_t from, uint32_t to)
+{
+	uint32_t np = s->hdr->max_pools;
+
+	for (uint32_t i = to; i-- > from;) {
+		if (!mine[i])
+			continue;
+		if (i < np)
+			sp_pool_unlock(&sp_pools(s)[i]);
+		else
+			sp_cache_unlock(&sp_caches(s)[i - np]);
+		mine[i] = 0;
 	}
-	sp_lock_allow_same_level(true);
-	for (uint32_t i = 0; !rc && i < n; i++) {
-		if ((i < np ? sp_pools(s)[i].state : sp_caches(s)[i - np].state) == SP_DESC_FREE)
+}
+
+/* Lock what is in use in [from, to); on failure nothing of it stays held. */
+static int lock_range(struct sp_seg *s, struct sp_report *r, uint8_t *mine, uint32_t from,
+		      uint32_t to)
+{
+	uint32_t np = s->hdr->max_pools;
+	int rc = 0;
+
+	for (uint32_t i = from; !rc && i < to; i++) {
+		if (desc_state(s, i) == SP_DESC_FREE)
 			continue;
 		rc = i < np ? sp_pool_lock(s, &sp_pools(s)[i]) : sp_cache_lock(s, &sp_caches(s)[i - np]);
 		if (rc)
@@ -507,35 +552,108 @@ static int lock_all(struct sp_seg *s, struct sp_report *r, uint8_t *mine)
 		else
 			mine[i] = 1;
 	}
+	if (rc)
+		unlock_range(s, mine, from, to);
+	return rc;
+}
+
+static void *holder_main(void *arg)
+{
+	struct holder *h = arg;
+
+	sp_lock_allow_same_level(true);
+	h->rc = lock_range(h->s, h->r, h->mine, h->from, h->to);
+	sem_post(&h->locked);
+	if (!h->rc) {
+		while (sem_wait(&h->release) < 0)
+			;
+		unlock_range(h->s, h->mine, h->from, h->to);
+	}
+	sp_lock_allow_same_level(false);
+	return NULL;
+}
+
+static void unlock_all(struct sp_seg *s, struct world *w)
+{
+	uint32_t n = s->hdr->max_pools + sp_nr_cache_slots(s);
+
+	if (w->mine[n])
+		sp_buddy_unlock(s);
+	w->mine[n] = 0;
+	while (w->nh) {
+		struct holder *h = &w->h[--w->nh];
+
+		if (!h->rc)
+			sem_post(&h->release);
+		pthread_join(h->tid, NULL);
+		sem_destroy(&h->locked);
+		sem_destroy(&h->release);
+	}
+	free(w->h);
+	w->h = NULL;
+	unlock_range(s, w->mine, 0, w->end0);
+	sp_lock_allow_same_level(false);
+	sp_registry_unlock(s);
+}
+
+/* Start a holder for [from, to) and wait until it holds its locks. */
+static int start_holder(struct sp_seg *s, struct sp_report *r, struct world *w, uint32_t from,
+			uint32_t to)
+{
+	struct holder *h = &w->h[w->nh];
+	int rc;
+
+	*h = (struct holder){ .s = s, .r = r, .mine = w->mine, .from = from, .to = to };
+	sem_init(&h->locked, 0, 0);
+	sem_init(&h->release, 0, 0);
+	rc = pthread_create(&h->tid, NULL, holder_main, h);
+	if (rc) {
+		sem_destroy(&h->locked);
+		sem_destroy(&h->release);
+		V("cannot start a lock holder thread: %s", strerror(rc));
+		return -rc;
+	}
+	w->nh++;
+	while (sem_wait(&h->locked) < 0)
+		;
+	return h->rc;
+}
+
+/* Stop the world (see above).  Return: 0, or a negative errno (reported;
+ * nothing held). */
+static int lock_all(struct sp_seg *s, struct sp_report *r, struct world *w)
+{
+	uint32_t n = s->hdr->max_pools + sp_nr_cache_slots(s), from, count = 0, i;
+	int rc = sp_registry_lock(s);
+
+	if (rc) {
+		V("registry lock: %s", sp_errmsg());
+		return rc;
+	}
+	sp_lock_allow_same_level(true);
+	/* the caller's range: the first SP_LOCKS_PER_THREAD - 2 in use */
+	for (i = 0; i < n && count < SP_LOCKS_PER_THREAD - 2; i++)
+		count += desc_state(s, i) != SP_DESC_FREE;
+	w->end0 = i;
+	w->h = calloc(n / SP_LOCKS_PER_THREAD + 2, sizeof(*w->h));
+	rc = w->h ? lock_range(s, r, w->mine, 0, w->end0) : -ENOMEM;
+	for (from = i; !rc && from < n; from = i) {
+		for (count = 0; i < n && count < SP_LOCKS_PER_THREAD; i++)
+			count += desc_state(s, i) != SP_DESC_FREE;
+		rc = start_holder(s, r, w, from, i);
+	}
 	if (!rc) {
 		rc = sp_buddy_lock(s);
 		if (rc)
 			V("buddy lock: %s", sp_errmsg());
 		else
-			mine[n] = 1;
+			w->mine[n] = 1;
 	}
+	if (rc == -ENOMEM && !w->h)
+		V("out of process memory to stop the world");
 	if (rc)
-		unlock_all(s, mine);
+		unlock_all(s, w);
 	return rc;
-}
-
-static void unlock_all(struct sp_seg *s, uint8_t *mine)
-{
-	uint32_t np = s->hdr->max_pools, n = np + sp_nr_cache_slots(s);
-
-	if (mine[n])
-		sp_buddy_unlock(s);
-	for (uint32_t i = n; i-- > 0;) {
-		if (!mine[i])
-			continue;
-		if (i < np)
-			sp_pool_unlock(&sp_pools(s)[i]);
-		else
-			sp_cache_unlock(&sp_caches(s)[i - np]);
-	}
-	memset(mine, 0, n + 1);
-	sp_lock_allow_same_level(false);
-	sp_registry_unlock(s);
 }
 
 /**
@@ -553,7 +671,7 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 {
 	bool locked = !(flags & SP_CHECK_NOLOCK) && !s->readonly;
 	struct ctx x = { .s = s, .r = r };
-	uint8_t *mine;
+	struct world w = { 0 };
 	int rc;
 
 	r->nr = 0;
@@ -564,14 +682,14 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 	}
 	x.slabs_per_cache = calloc(sp_nr_cache_slots(s), sizeof(*x.slabs_per_cache));
 	x.reserve_pages = calloc(s->hdr->max_pools + 1, sizeof(*x.reserve_pages));
-	mine = locked ? calloc(sp_nr_cache_slots(s) + s->hdr->max_pools + 1, 1) : NULL;
-	if (!x.slabs_per_cache || !x.reserve_pages || (locked && !mine)) {
+	w.mine = locked ? calloc(sp_nr_cache_slots(s) + s->hdr->max_pools + 1, 1) : NULL;
+	if (!x.slabs_per_cache || !x.reserve_pages || (locked && !w.mine)) {
 		free(x.slabs_per_cache);
 		free(x.reserve_pages);
-		free(mine);
+		free(w.mine);
 		return sp_err(-ENOMEM, "out of process memory");
 	}
-	if (locked && lock_all(s, r, mine))
+	if (locked && lock_all(s, r, &w))
 		locked = false; /* reported; check what can be read */
 	check_clients(&x);
 	check_buddy(&x);
@@ -585,9 +703,9 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 			check_pool(&x, &sp_pools(s)[i], i);
 	check_registry(&x);
 	if (locked)
-		unlock_all(s, mine);
+		unlock_all(s, &w);
 	free(x.slabs_per_cache);
 	free(x.reserve_pages);
-	free(mine);
+	free(w.mine);
 	return (int)r->nr;
 }

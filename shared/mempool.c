@@ -522,8 +522,13 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 		if (rc)
 			return rc;
 		out = c->active_objs > p->curr_nr ? c->active_objs - p->curr_nr : 0;
-		if (!live || !out)
+		if (!live || !out) {
+			/* the pool first: dying between the two stores must not leave
+			 * a LIVE pool whose cache refuses every allocation; a
+			 * DESTROYING pool is finished by registry recovery */
+			p->state = SP_DESC_DESTROYING;
 			c->state = SP_DESC_DESTROYING;
+		}
 		sp_cache_unlock(c);
 	} else if (p->backing == SP_BACK_PAGES) {
 		rc = sp_buddy_lock(s);
