@@ -214,8 +214,8 @@ static void reap(struct spd_daemon *d, const char *why)
 			continue;
 		/* a connection inherited by another process outlived the slot's
 		 * process: it no longer speaks for the slot (which may be reused) */
-		if (d->by_slot[i])
-			spd_session_unbind(d->by_slot[i]);
+		if (spd_slot_session(d, i))
+			spd_session_unbind(spd_slot_session(d, i));
 		spd_owner_client_died(d, i, why);
 	}
 	free(was_alive);
@@ -310,7 +310,8 @@ int spd_owner_open(struct spd_daemon *d)
 	if (rc)
 		return rc;
 	d->seg->lock_timeout_ms = SPD_LOCK_TIMEOUT_MS;
-	d->by_slot = calloc(d->seg->hdr->max_clients, sizeof(*d->by_slot));
+	d->nr_by_slot = d->seg->hdr->max_clients;
+	d->by_slot = calloc(d->nr_by_slot, sizeof(*d->by_slot));
 	if (!d->by_slot) {
 		spd_error("out of memory");
 		return -ENOMEM;
@@ -400,8 +401,8 @@ void spd_owner_close(struct spd_daemon *d)
 
 static bool unconnected_alive(struct spd_daemon *d)
 {
-	for (uint32_t i = 0; i < d->seg->hdr->max_clients; i++)
-		if (sp_clients(d->seg)[i].state == SP_CLIENT_ALIVE && !d->by_slot[i])
+	for (uint32_t i = 0; i < d->nr_by_slot; i++)
+		if (sp_clients(d->seg)[i].state == SP_CLIENT_ALIVE && !spd_slot_session(d, i))
 			return true;
 	return false;
 }

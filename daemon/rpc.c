@@ -113,9 +113,9 @@ static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 	if (rc && rc != -ESRCH)
 		return fail(x, rc, "cannot resume slot %u now: reading /proc/%d/stat failed: %s",
 			    slot, x->ss->pid, strerror(-rc));
-	if (slot >= s->hdr->max_clients)
+	if (slot >= s->hdr->max_clients || slot >= x->d->nr_by_slot)
 		return fail(x, -EPERM, "cannot resume slot %u: the table has %u slots", slot,
-			    s->hdr->max_clients);
+			    x->d->nr_by_slot);
 	rc = sp_registry_lock(s);
 	if (rc)
 		return core_fail(x, rc);
@@ -130,9 +130,9 @@ static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 	if ((int)cl.pid != x->ss->pid || !start || cl.start_time != start)
 		return fail(x, -EPERM, "cannot resume slot %u: it belongs to pid %u, not to the "
 				       "connecting process %d", slot, cl.pid, x->ss->pid);
-	if (x->d->by_slot[slot])
+	if (spd_slot_session(x->d, slot))
 		return fail(x, -EBUSY, "cannot resume slot %u: connection %llu holds it", slot,
-			    (unsigned long long)x->d->by_slot[slot]->conn_id);
+			    (unsigned long long)spd_slot_session(x->d, slot)->conn_id);
 	return 0;
 }
 
@@ -165,6 +165,13 @@ static int op_hello(struct rpc *x, const Shmpool__Hello *h)
 				    s->hdr->max_clients);
 		if (rc)
 			return core_fail(x, rc);
+		/* the core walked the shared header's max_clients: never trusted */
+		if (slot >= x->d->nr_by_slot) {
+			sp_client_mark_dead(s, slot);
+			return fail(x, -EBADMSG, "the segment's client table no longer has the %u "
+				    "slots it had when the daemon attached it: its header was "
+				    "overwritten", x->d->nr_by_slot);
+		}
 	}
 	spd_session_bind(ss, slot);
 	r = spd_arena_alloc(x->a, sizeof(*r));

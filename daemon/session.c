@@ -105,7 +105,8 @@ void spd_session_bind(struct spd_session *ss, uint32_t slot)
 {
 	ss->has_slot = true;
 	ss->slot = slot;
-	ss->d->by_slot[slot] = ss;
+	if (slot < ss->d->nr_by_slot) /* rpc.c refuses any other */
+		ss->d->by_slot[slot] = ss;
 }
 
 /**
@@ -116,7 +117,7 @@ void spd_session_bind(struct spd_session *ss, uint32_t slot)
  */
 void spd_session_unbind(struct spd_session *ss)
 {
-	if (ss->has_slot && ss->d->by_slot[ss->slot] == ss)
+	if (ss->has_slot && spd_slot_session(ss->d, ss->slot) == ss)
 		ss->d->by_slot[ss->slot] = NULL;
 	ss->has_slot = false;
 }

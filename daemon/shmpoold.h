@@ -134,7 +134,8 @@ struct spd_daemon {
 	bool sd_notify;			/* started by systemd with NOTIFY_SOCKET */
 	struct spd_session *sessions;	/* every open connection */
 	unsigned nr_sessions;
-	struct spd_session **by_slot;	/* [max_clients]: connection of each slot */
+	struct spd_session **by_slot;	/* [nr_by_slot]: connection of each slot */
+	uint32_t nr_by_slot;		/* max_clients when attached (see spd_slot_session) */
 	uint64_t next_conn_id;
 	uint64_t start_ms;
 	bool stopping;			/* shutting down: slots stay ALIVE to resume */
@@ -202,6 +203,19 @@ void spd_session_close(struct spd_session *ss, const char *why);
 void spd_session_bind(struct spd_session *ss, uint32_t slot);
 void spd_session_unbind(struct spd_session *ss);
 void spd_session_input(struct spd_session *ss, const uint8_t *data, size_t len);
+
+/*
+ * spd_slot_session() - the connection holding @slot, or NULL.
+ *
+ * Bounded by the table size the daemon validated at attach: any client can
+ * rewrite the shared header's max_clients later, and a slot number read or
+ * derived from the segment must never index this process's memory beyond
+ * what it allocated.  Does not sleep.
+ */
+static inline struct spd_session *spd_slot_session(const struct spd_daemon *d, uint32_t slot)
+{
+	return slot < d->nr_by_slot ? d->by_slot[slot] : NULL;
+}
 
 /* ---- rpc.c ---------------------------------------------------------------- */
 

@@ -295,7 +295,7 @@ static Shmpool__ClientInfo **clients(struct spd_arena *a, struct spd_daemon *d, 
 			c->large_blocks = h.large_blocks;
 			c->bytes = h.bytes;
 		}
-		c->connected = d->by_slot[i] != NULL;
+		c->connected = spd_slot_session(d, i) != NULL;
 		v[(*n)++] = c;
 	}
 	return v;
