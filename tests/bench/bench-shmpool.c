@@ -105,15 +105,15 @@ BENCH_TRACE_DEFINE(kmalloc_trace, shmp_client *, kmalloc_alloc, kmalloc_free)
  */
 static double bulk_pairs(shmp_pool *p, shmp_cache *k, uint64_t n)
 {
-	uint64_t rounds = n / 256 ? n / 256 : 1, t0 = 0;
+	uint64_t rounds = n / 256 ? n / 256 : 1, t0 = bench_now_ns(), r = 0;
 	void *v[256];
 
 	for (unsigned pass = 0; pass < 2; pass++) {
-		uint64_t r, nr = pass ? rounds : rounds / 8 + 1; /* warm-up first */
+		uint64_t nr = pass ? rounds : rounds / 8 + 1; /* warm-up first */
 
 		if (pass)
 			t0 = bench_now_ns();
-		for (r = 0; r < nr; r++) {
+		for (r = 0; r < nr;) {
 			int rc = p ? shmp_pool_alloc_bulk(p, 0, v, 256)
 				   : shmp_cache_alloc_bulk(k, 0, v, 256);
 
@@ -124,9 +124,11 @@ static double bulk_pairs(shmp_pool *p, shmp_cache *k, uint64_t n)
 			rc = p ? shmp_pool_free_bulk(p, v, 256) : shmp_cache_free_bulk(k, v, 256);
 			if (rc)
 				bench_die("bulk free: %s", shmp_errmsg());
+			if (++r % 16 == 0 && bench_now_ns() - t0 > bench_case_budget_ns)
+				break; /* r rounds done */
 		}
 	}
-	return (double)(bench_now_ns() - t0) / (double)(rounds * 256);
+	return (double)(bench_now_ns() - t0) / (double)(r * 256);
 }
 
 static shmp_pool *make_pool(shmp_client *c, const char *what, size_t size)
@@ -162,6 +164,7 @@ static int scale_worker(void *arg, unsigned idx)
 	uint64_t t0;
 	int rc;
 
+	bench_case_budget_ns = UINT64_MAX; /* the count below must be exact */
 	rc = shmp_connect(opts.socket, "bench-scale", &c);
 	if (!rc)
 		rc = use_cache ? shmp_cache_open(c, scale_cache, &k)

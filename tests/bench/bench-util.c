@@ -22,6 +22,7 @@
 #include "bench-util.h"
 
 const size_t bench_sizes[3] = { 64, 256, 4096 };
+uint64_t bench_case_budget_ns = 1000000000ull;
 const unsigned bench_batches[2] = { 1, 256 };
 
 uint64_t bench_now_ns(void)
@@ -164,6 +165,9 @@ void bench_parse(int argc, char **argv, struct bench_opts *o)
 		o->iters = o->quick ? 20000 : 1000000;
 	if (!ops_set)
 		o->trace_ops = o->quick ? 20000 : 1000000;
+	bench_case_budget_ns = o->quick ? 200000000ull : 1000000000ull;
+	if (o->one_alloc[0])
+		bench_case_budget_ns = UINT64_MAX; /* callgrind counts exactly n pairs */
 	if (!o->iters || o->trace_ops < 16)
 		bench_die("--iters and --trace-ops must be positive (trace: 16 at least)");
 	/* about 8 operations per object at the high-water mark */

@@ -104,6 +104,11 @@ bool bench_part(const struct bench_opts *o, const char *name);
 extern const size_t bench_sizes[3];
 extern const unsigned bench_batches[2];
 
+/* Longest a timed pair loop runs before it stops early (bench_parse sets
+ * it: 1 s, quick 0.2 s): the slowest allocator/size pairs then measure fewer
+ * pairs instead of holding up the run. */
+extern uint64_t bench_case_budget_ns;
+
 /*
  * BENCH_PAIRS_DEFINE() - define `static double fname(CTX_T ctx, size_t
  * size, unsigned batch, uint64_t n)`, which times @n alloc+free pairs of
@@ -113,33 +118,43 @@ extern const unsigned bench_batches[2];
  * are called directly (no function pointer), so every allocator is timed
  * by the same loop at the cost of its own calls.  Each allocation is
  * written to once; a NULL allocation is fatal.  A warm-up of n / 8 pairs
- * runs first.
+ * runs first.  The clock is read every 4096 pairs; once a loop has run
+ * bench_case_budget_ns it stops, and the result is over the pairs done.
  */
-#define BENCH_PAIRS_DEFINE(fname, CTX_T, ALLOC, FREE)                                  \
-	static void fname##_loop(CTX_T ctx, size_t size, unsigned batch, uint64_t rounds) \
-	{                                                                              \
-		void *v_[256];                                                         \
-		for (uint64_t r_ = 0; r_ < rounds; r_++) {                             \
-			for (unsigned i_ = 0; i_ < batch; i_++) {                      \
-				v_[i_] = ALLOC(ctx, size);                             \
-				if (__builtin_expect(!v_[i_], 0))                      \
-					bench_die("%s: allocation of %zu bytes failed", \
-						  #fname, size);                       \
-				bench_touch(v_[i_]);                                   \
-			}                                                              \
-			for (unsigned i_ = 0; i_ < batch; i_++)                        \
-				FREE(ctx, v_[i_], size);                               \
-		}                                                                      \
-	}                                                                              \
-	static double fname(CTX_T ctx, size_t size, unsigned batch, uint64_t n)       \
-	{                                                                              \
-		uint64_t rounds = n / batch ? n / batch : 1, t0_;                      \
-		if (batch > 256)                                                       \
-			bench_die("batch %u is above 256", batch);                     \
-		fname##_loop(ctx, size, batch, rounds / 8 ? rounds / 8 : 1);           \
-		t0_ = bench_now_ns();                                                  \
-		fname##_loop(ctx, size, batch, rounds);                                \
-		return (double)(bench_now_ns() - t0_) / (double)(rounds * batch);      \
+#define BENCH_PAIRS_DEFINE(fname, CTX_T, ALLOC, FREE)                                    \
+	static uint64_t fname##_loop(CTX_T ctx, size_t size, unsigned batch, uint64_t rounds, \
+				     uint64_t t0)                                         \
+	{                                                                                \
+		void *v_[256];                                                           \
+		uint64_t r_, every_ = 4096 / batch ? 4096 / batch : 1;                   \
+		for (r_ = 0; r_ < rounds; r_++) {                                        \
+			for (unsigned i_ = 0; i_ < batch; i_++) {                        \
+				v_[i_] = ALLOC(ctx, size);                               \
+				if (__builtin_expect(!v_[i_], 0))                        \
+					bench_die("%s: allocation of %zu bytes failed",  \
+						  #fname, size);                         \
+				bench_touch(v_[i_]);                                     \
+			}                                                                \
+			for (unsigned i_ = 0; i_ < batch; i_++)                          \
+				FREE(ctx, v_[i_], size);                                 \
+			if ((r_ + 1) % every_ == 0 &&                                    \
+			    bench_now_ns() - t0 > bench_case_budget_ns) {                \
+				r_++;                                                    \
+				break;                                                   \
+			}                                                                \
+		}                                                                        \
+		return r_;                                                               \
+	}                                                                                \
+	static double fname(CTX_T ctx, size_t size, unsigned batch, uint64_t n)         \
+	{                                                                                \
+		uint64_t rounds = n / batch ? n / batch : 1, t0_, done_;                 \
+		if (batch > 256)                                                         \
+			bench_die("batch %u is above 256", batch);                       \
+		t0_ = bench_now_ns();                                                    \
+		fname##_loop(ctx, size, batch, rounds / 8 ? rounds / 8 : 1, t0_);        \
+		t0_ = bench_now_ns();                                                    \
+		done_ = fname##_loop(ctx, size, batch, rounds, t0_);                     \
+		return (double)(bench_now_ns() - t0_) / (double)(done_ * batch);         \
 	}
 
 /* ---- the mixed-size trace --------------------------------------------- */

@@ -413,8 +413,8 @@ static void test_kill_during_check(void **state)
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint64_t rng = 7, t0;
 	struct td_daemon d;
-	struct sp_seg *seg;
-	unsigned recovered;
+	unsigned recovered = 0;
+	long round;
 	char name[32];
 	shmp_client *c;
 	shmp_pool *p;
@@ -435,19 +435,29 @@ static void test_kill_during_check(void **state)
 	}
 	close(admin);
 	t0 = rel_now_ms();
-	for (long round = 0; round < kills; round++) {
+	/* KILLS rounds, and more (up to 4 x KILLS) until one landed in a Check */
+	for (round = 0; round < kills || (!recovered && round < 4 * kills); round++) {
 		uint64_t want = 1 + tu_rand(&rng) % 4;
-		pid_t pid;
+		struct sp_seg *seg;
+		pid_t pid[2];
 		void *e;
 
 		k->d = &d;
 		atomic_store(&k->checks, 0);
-		pid = cl_fork(checker, k);
+		/* two of them: the daemon always has the next Check waiting */
+		for (int i = 0; i < 2; i++)
+			pid[i] = cl_fork(checker, k);
 		if (!CL_POLL(atomic_load(&k->checks) >= want, POLL_MS))
 			fail_msg("round %ld: no Check went through", round);
 		td_kill9(&d);
-		tu_wait(pid);
+		for (int i = 0; i < 2; i++)
+			tu_wait(pid[i]);
 		td_start(&d, args);
+		/* the registry lock (the first a Check takes) recovered from a dead
+		 * owner: this kill landed in the middle of a Check */
+		CL_OK(sp_seg_attach(d.shm, -1, SP_ATTACH_RDONLY, &seg));
+		recovered = seg->hdr->registry_lock.recoveries;
+		sp_seg_detach(seg);
 		/* Hello and Check need the registry lock, taken first by the dead Check */
 		admin = rel_admin(&d);
 		td_check_clean(admin);
@@ -460,14 +470,9 @@ static void test_kill_during_check(void **state)
 		shmp_pool_close(p);
 		shmp_disconnect(c);
 	}
-	/* the registry lock (the first the Check takes) was recovered from a
-	 * dead owner: the kills did land in the middle of a Check */
-	CL_OK(sp_seg_attach(d.shm, -1, SP_ATTACH_RDONLY, &seg));
-	recovered = seg->hdr->registry_lock.recoveries;
-	sp_seg_detach(seg);
 	printf("killed during Check with %u pools and %u caches (%u locks held): %ld times in "
 	       "%.1f s, %u of them holding the registry lock; the next daemon answered Hello "
-	       "and Check every time\n", npools, ncaches, 2 * npools + ncaches + 23 + 2, kills,
+	       "and Check every time\n", npools, ncaches, 2 * npools + ncaches + 23 + 2, round,
 	       (double)(rel_now_ms() - t0) / 1000, recovered);
 	assert_true(recovered >= 1);
 	td_cleanup(&d);
