@@ -19,8 +19,9 @@ FUZZ_TARGETS := rpc segment
 # $(call setup,DIR,OPTIONS)
 setup = test -f $(1)/build.ninja || $(MESON) setup $(1) $(2)
 
-# $(call meson_test,DIR)
-meson_test = $(MESON) test -C $(1) --print-errorlogs --num-processes 2
+# $(call meson_test,DIR): build everything first (meson test alone rebuilds
+# only what tests link, not e.g. the man pages the install test installs).
+meson_test = $(MESON) compile -C $(1) && $(MESON) test -C $(1) --print-errorlogs --num-processes 2
 
 .PHONY: all deps build run demo test asan fault bench bench-smoke fuzz-setup fuzz fuzz-ci soak clean help
 
