@@ -12,7 +12,10 @@
  *       arrays): the checker on a read-only attach (SP_CHECK_NOLOCK) must
  *       return, in a forked child under alarm(), without crashing or
  *       hanging; and a set of targeted corruptions of structures it verifies
- *       must each yield at least one violation;
+ *       must each yield at least one violation.  The read-only mapping
+ *       ends at a PROT_NONE page, so reading past the segment faults; one
+ *       case puts a slab whose objects fill it exactly on the last page and
+ *       gives its cache a red zone it has no room for;
  *   (b) any flip in the header geometry makes sp_seg_attach() fail with
  *       -EBADMSG or -EPROTONOSUPPORT and a message, and so does an impossible
  *       geometry carrying a valid checksum;

@@ -9,18 +9,24 @@
  * several variants (different callers of the same point).  Each must die by
  * SIGKILL.  The parent then reaps the slot, works on the same structures
  * (taking the locks runs the recovery), runs the checker, releases the dead
- * slot, runs the checker again and verifies that nothing is handed out
- * twice or lost: it drains every capped pool, a slab's worth of the named
- * cache and every free page, and checks that all offsets are distinct, none
- * is something it already holds, and the counts match the counters.  A
+ * slot, runs the checker again - and once more in the other order, the
+ * release first, straight after the reap, as the daemon does it - and
+ * verifies that nothing is handed out twice or lost: what it allocated
+ * right after the crash, before any recovery, must stay its own; it drains
+ * every capped pool, a slab's worth of the named cache and every free page,
+ * and checks that all offsets are distinct, none is something it already
+ * holds, the counts match the counters, and no INTERNAL memory leaked.  A
  * further test checks that the catalogue matches the SP_CRASH_POINT()s in
  * shared/ sources.
  *
  * In every build: a random-kill torture.  Children run a mixed workload
- * while the parent SIGKILLs one at a random moment and starts a
- * replacement, releases dead slots and runs the locking checker as it goes;
- * then everything is stopped and the segment must be clean, every lock
- * usable, every reserve full and every capped pool fully obtainable.
+ * (shared pools, cache and kmalloc; private pools and caches created and
+ * destroyed; reserve resizes) while the parent SIGKILLs one at a random
+ * moment and starts a replacement, releases dead slots and runs the locking
+ * checker as it goes; then everything is stopped and the segment must be
+ * clean, every lock usable, every reserve full and every capped pool fully
+ * obtainable.  SHMPOOL_CRASH_KILLS (150), SHMPOOL_CRASH_SECONDS (30) and
+ * SHMPOOL_CRASH_SEED tune it.
  */
 #include <ctype.h>
 #include <dirent.h>
