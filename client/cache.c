@@ -48,8 +48,9 @@ static int cache_desc(shmp_cache *k, struct sp_cache **out)
 	return 0;
 }
 
-static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_cache **out)
+static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void *outp)
 {
+	shmp_cache **out = outp;
 	const Shmpool__CacheInfo *info = resp->cache;
 	struct sp_cache *d;
 	shmp_cache *k;
@@ -77,17 +78,6 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_
 	return 0;
 }
 
-static int name_args(shmp_client *c, const char *name)
-{
-	int rc = shmp__usable(c);
-
-	if (rc)
-		return rc;
-	if (!name)
-		return sp_err(-EINVAL, "NULL cache name");
-	return sp_name_check(name);
-}
-
 int shmp_cache_create(shmp_client *c, const char *name, size_t obj_size, size_t align,
 		      const void *init_template, shmp_cache **out)
 {
@@ -100,13 +90,12 @@ int shmp_cache_create_ex(shmp_client *c, const char *name, size_t obj_size, size
 {
 	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
 	Shmpool__CacheCreate cc = SHMPOOL__CACHE_CREATE__INIT;
-	Shmpool__Response *resp;
 	int rc;
 
 	if (!out)
 		return sp_err(-EINVAL, "NULL out pointer");
 	*out = NULL;
-	rc = name_args(c, name);
+	rc = shmp__name_args(c, name, "cache");
 	if (rc)
 		return rc;
 	if (!obj_size || obj_size > UINT32_MAX)
@@ -124,57 +113,22 @@ int shmp_cache_create_ex(shmp_client *c, const char *name, size_t obj_size, size
 	}
 	req.op_case = SHMPOOL__REQUEST__OP_CACHE_CREATE;
 	req.cache_create = &cc;
-	rc = shmp__rpc(c, &req, &resp);
-	if (rc)
-		return rc;
-	rc = handle_from_info(c, resp, out);
-	shmpool__response__free_unpacked(resp, NULL);
-	return rc;
-}
-
-static int name_request(shmp_client *c, const char *name, Shmpool__Request__OpCase op,
-			Shmpool__Response **resp)
-{
-	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
-	Shmpool__NameRef ref = SHMPOOL__NAME_REF__INIT;
-	int rc = name_args(c, name);
-
-	*resp = NULL;
-	if (rc)
-		return rc;
-	ref.name = (char *)name;
-	req.op_case = op;
-	if (op == SHMPOOL__REQUEST__OP_CACHE_OPEN)
-		req.cache_open = &ref;
-	else
-		req.cache_destroy = &ref;
-	return shmp__rpc(c, &req, resp);
+	return shmp__rpc_handle(c, &req, handle_from_info, out);
 }
 
 int shmp_cache_open(shmp_client *c, const char *name, shmp_cache **out)
 {
-	Shmpool__Response *resp;
-	int rc;
-
 	if (!out)
 		return sp_err(-EINVAL, "NULL out pointer");
 	*out = NULL;
-	rc = name_request(c, name, SHMPOOL__REQUEST__OP_CACHE_OPEN, &resp);
-	if (rc)
-		return rc;
-	rc = handle_from_info(c, resp, out);
-	shmpool__response__free_unpacked(resp, NULL);
-	return rc;
+	return shmp__name_request(c, name, "cache", SHMPOOL__REQUEST__OP_CACHE_OPEN,
+				  handle_from_info, out);
 }
 
 int shmp_cache_destroy(shmp_client *c, const char *name)
 {
-	Shmpool__Response *resp;
-	int rc = name_request(c, name, SHMPOOL__REQUEST__OP_CACHE_DESTROY, &resp);
-
-	if (!rc)
-		shmpool__response__free_unpacked(resp, NULL);
-	return rc;
+	return shmp__name_request(c, name, "cache", SHMPOOL__REQUEST__OP_CACHE_DESTROY, NULL,
+				  NULL);
 }
 
 void shmp_cache_close(shmp_cache *k)
@@ -212,51 +166,30 @@ int shmp_cache_free(shmp_cache *k, void *obj)
 
 	if (sp_unlikely(rc))
 		return rc;
-	if (sp_unlikely(!obj))
-		return sp_err(-EINVAL, "free of a NULL object to cache %s", k->name);
-	off = sp_off(k->c->seg, obj);
-	if (sp_unlikely(!off))
-		return sp_err(-EINVAL, "%p is not inside the segment: not an object of cache %s",
-			      obj, k->name);
+	rc = shmp__obj_off(k->c->seg, obj, "object", "cache", k->name, &off);
+	if (sp_unlikely(rc))
+		return rc;
 	return sp_cache_free(k->c->seg, d, off);
+}
+
+static void *bulk_alloc(void *h, int flags)
+{
+	return shmp_cache_alloc(h, flags);
+}
+
+static int bulk_free(void *h, void *obj)
+{
+	return shmp_cache_free(h, obj);
 }
 
 int shmp_cache_alloc_bulk(shmp_cache *k, int flags, void **v, unsigned n)
 {
-	unsigned i;
-
-	if (!v && n)
-		return sp_err(-EINVAL, "NULL object array");
-	if (n > INT_MAX)
-		return sp_err(-EINVAL, "bulk count %u is too large", n);
-	for (i = 0; i < n; i++) {
-		v[i] = shmp_cache_alloc(k, flags);
-		if (!v[i]) {
-			int rc = -errno;
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", sp_errmsg());
-			while (i--)
-				shmp_cache_free(k, v[i]);
-			return sp_err(rc, "%s", msg);
-		}
-	}
-	return (int)n;
+	return shmp__alloc_bulk(k, bulk_alloc, bulk_free, "object", flags, v, n);
 }
 
 int shmp_cache_free_bulk(shmp_cache *k, void *const *v, unsigned n)
 {
-	int first = 0;
-
-	if (!v && n)
-		return sp_err(-EINVAL, "NULL object array");
-	for (unsigned i = 0; i < n; i++) {
-		int rc = shmp_cache_free(k, v[i]);
-
-		if (rc && !first)
-			first = rc;
-	}
-	return first;
+	return shmp__free_bulk(k, bulk_free, "object", v, n);
 }
 
 int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)

@@ -10,6 +10,7 @@
  *   rpc.c      one control request and its response, under the session lock
  *   pool.c     named pools: control via the daemon, data path in process
  *   cache.c    named caches: likewise
+ *   handle.c   what pool and cache handles share: argument checks, bulk calls
  *   malloc.c   kmalloc, offsets and pointers, segment statistics
  *
  * Lifetime: a session is referenced by the application (until
@@ -101,6 +102,29 @@ int shmp__wire_recv(int sock, Shmpool__Response **resp, int *fd);
 /* rpc.c */
 int shmp__rpc(shmp_client *c, Shmpool__Request *req, Shmpool__Response **resp);
 int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **resp);
+
+/* handle.c: shared by pool.c and cache.c; kind is "pool" or "cache", noun
+ * "element" or "object" (for the messages). */
+/* Common checks of the control calls taking a name. */
+int shmp__name_args(shmp_client *c, const char *name, const char *kind);
+/* Makes the handle (*(shmp_pool **) or *(shmp_cache **)@out) a reply describes. */
+typedef int (*shmp__from_info_fn)(shmp_client *c, const Shmpool__Response *resp, void *out);
+/* Send @req; on success, from_info() makes the handle from the reply. */
+int shmp__rpc_handle(shmp_client *c, Shmpool__Request *req, shmp__from_info_fn from_info,
+		     void *out);
+/* A request carrying only a name (open, destroy); from_info NULL: no handle. */
+int shmp__name_request(shmp_client *c, const char *name, const char *kind,
+		       Shmpool__Request__OpCase op, shmp__from_info_fn from_info, void *out);
+/* The offset of @obj, to be freed to the handle @name, or -EINVAL. */
+int shmp__obj_off(struct sp_seg *seg, void *obj, const char *noun, const char *kind,
+		  const char *name, sp_off_t *off);
+/* n calls of alloc(h, flags), all or none (the rest freed again): n or < 0. */
+int shmp__alloc_bulk(void *h, void *(*alloc)(void *h, int flags),
+		     int (*free_one)(void *h, void *obj), const char *noun, int flags, void **v,
+		     unsigned n);
+/* n calls of free_one(h, v[i]): 0 or the first error. */
+int shmp__free_bulk(void *h, int (*free_one)(void *h, void *obj), const char *noun,
+		    void *const *v, unsigned n);
 
 /* client.c */
 int shmp__session_open_locked(shmp_client *c, bool resume);

@@ -61,8 +61,9 @@ static int pool_desc(shmp_pool *p, struct sp_pool **out)
 }
 
 /* A handle for the pool the daemon described, checked against the segment. */
-static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_pool **out)
+static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void *outp)
 {
+	shmp_pool **out = outp;
 	const Shmpool__PoolInfo *info = resp->pool;
 	struct sp_pool *d;
 	shmp_pool *p;
@@ -88,18 +89,6 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, shmp_
 	return 0;
 }
 
-/* Common checks of the control calls taking a name. */
-static int name_args(shmp_client *c, const char *name)
-{
-	int rc = shmp__usable(c);
-
-	if (rc)
-		return rc;
-	if (!name)
-		return sp_err(-EINVAL, "NULL pool name");
-	return sp_name_check(name);
-}
-
 int shmp_pool_create(shmp_client *c, const char *name, size_t elem_size, unsigned min_nr,
 		     shmp_pool **out)
 {
@@ -111,14 +100,13 @@ int shmp_pool_create_ex(shmp_client *c, const char *name, size_t elem_size, unsi
 {
 	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
 	Shmpool__PoolCreate pc = SHMPOOL__POOL_CREATE__INIT;
-	Shmpool__Response *resp;
 	struct shmp_pool_opts none = { 0 };
 	int rc;
 
 	if (!out)
 		return sp_err(-EINVAL, "NULL out pointer");
 	*out = NULL;
-	rc = name_args(c, name);
+	rc = shmp__name_args(c, name, "pool");
 	if (rc)
 		return rc;
 	if (!opts)
@@ -139,58 +127,22 @@ int shmp_pool_create_ex(shmp_client *c, const char *name, size_t elem_size, unsi
 	pc.mode = opts->mode;
 	req.op_case = SHMPOOL__REQUEST__OP_POOL_CREATE;
 	req.pool_create = &pc;
-	rc = shmp__rpc(c, &req, &resp);
-	if (rc)
-		return rc;
-	rc = handle_from_info(c, resp, out);
-	shmpool__response__free_unpacked(resp, NULL);
-	return rc;
-}
-
-/* A request carrying only a name (open, destroy). */
-static int name_request(shmp_client *c, const char *name, Shmpool__Request__OpCase op,
-			Shmpool__Response **resp)
-{
-	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
-	Shmpool__NameRef ref = SHMPOOL__NAME_REF__INIT;
-	int rc = name_args(c, name);
-
-	*resp = NULL;
-	if (rc)
-		return rc;
-	ref.name = (char *)name;
-	req.op_case = op;
-	if (op == SHMPOOL__REQUEST__OP_POOL_OPEN)
-		req.pool_open = &ref;
-	else
-		req.pool_destroy = &ref;
-	return shmp__rpc(c, &req, resp);
+	return shmp__rpc_handle(c, &req, handle_from_info, out);
 }
 
 int shmp_pool_open(shmp_client *c, const char *name, shmp_pool **out)
 {
-	Shmpool__Response *resp;
-	int rc;
-
 	if (!out)
 		return sp_err(-EINVAL, "NULL out pointer");
 	*out = NULL;
-	rc = name_request(c, name, SHMPOOL__REQUEST__OP_POOL_OPEN, &resp);
-	if (rc)
-		return rc;
-	rc = handle_from_info(c, resp, out);
-	shmpool__response__free_unpacked(resp, NULL);
-	return rc;
+	return shmp__name_request(c, name, "pool", SHMPOOL__REQUEST__OP_POOL_OPEN, handle_from_info,
+				  out);
 }
 
 int shmp_pool_destroy(shmp_client *c, const char *name)
 {
-	Shmpool__Response *resp;
-	int rc = name_request(c, name, SHMPOOL__REQUEST__OP_POOL_DESTROY, &resp);
-
-	if (!rc)
-		shmpool__response__free_unpacked(resp, NULL);
-	return rc;
+	return shmp__name_request(c, name, "pool", SHMPOOL__REQUEST__OP_POOL_DESTROY, NULL,
+				  NULL);
 }
 
 int shmp_pool_resize(shmp_pool *p, unsigned new_min_nr)
@@ -257,51 +209,30 @@ int shmp_pool_free(shmp_pool *p, void *elem)
 
 	if (sp_unlikely(rc))
 		return rc;
-	if (sp_unlikely(!elem))
-		return sp_err(-EINVAL, "free of a NULL element to pool %s", p->name);
-	off = sp_off(p->c->seg, elem);
-	if (sp_unlikely(!off))
-		return sp_err(-EINVAL, "%p is not inside the segment: not an element of pool %s",
-			      elem, p->name);
+	rc = shmp__obj_off(p->c->seg, elem, "element", "pool", p->name, &off);
+	if (sp_unlikely(rc))
+		return rc;
 	return sp_pool_free(p->c->seg, d, off);
+}
+
+static void *bulk_alloc(void *h, int flags)
+{
+	return shmp_pool_alloc(h, flags);
+}
+
+static int bulk_free(void *h, void *elem)
+{
+	return shmp_pool_free(h, elem);
 }
 
 int shmp_pool_alloc_bulk(shmp_pool *p, int flags, void **v, unsigned n)
 {
-	unsigned i;
-
-	if (!v && n)
-		return sp_err(-EINVAL, "NULL element array");
-	if (n > INT_MAX)
-		return sp_err(-EINVAL, "bulk count %u is too large", n);
-	for (i = 0; i < n; i++) {
-		v[i] = shmp_pool_alloc(p, flags);
-		if (!v[i]) {
-			int rc = -errno;
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", sp_errmsg());
-			while (i--)
-				shmp_pool_free(p, v[i]);
-			return sp_err(rc, "%s", msg);
-		}
-	}
-	return (int)n;
+	return shmp__alloc_bulk(p, bulk_alloc, bulk_free, "element", flags, v, n);
 }
 
 int shmp_pool_free_bulk(shmp_pool *p, void *const *v, unsigned n)
 {
-	int first = 0;
-
-	if (!v && n)
-		return sp_err(-EINVAL, "NULL element array");
-	for (unsigned i = 0; i < n; i++) {
-		int rc = shmp_pool_free(p, v[i]);
-
-		if (rc && !first)
-			first = rc;
-	}
-	return first;
+	return shmp__free_bulk(p, bulk_free, "element", v, n);
 }
 
 int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)

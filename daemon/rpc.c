@@ -98,6 +98,53 @@ static void set_name(struct rpc *x, const char *name)
 	spd_sanitize(x->name, sizeof(x->name), name, SP_NAME_MAX + 1);
 }
 
+/* ---- what pools and caches share (@kind: "pool" or "cache") ----------------- */
+
+/* Take the request's @name and its id by @lookup (sp_pool_lookup, sp_cache_lookup). */
+static int find_named(struct rpc *x, const char *name,
+		      int (*lookup)(struct sp_seg *s, const char *name, uint32_t *id),
+		      uint32_t *id)
+{
+	int rc;
+
+	set_name(x, name);
+	rc = lookup(x->s, name, id);
+	if (rc)
+		return core_fail(x, rc);
+	return 0;
+}
+
+static int check_open(struct rpc *x, const char *kind, uint32_t creator_uid, uint32_t mode)
+{
+	if (!may_open(x, creator_uid, mode))
+		return fail(x, -EPERM, "%s %s belongs to uid %u and its mode %04o lets no "
+			    "other user open it", kind, x->name, creator_uid, mode);
+	return 0;
+}
+
+static int check_owner(struct rpc *x, const char *kind, uint32_t creator_uid, const char *verb)
+{
+	if (!is_owner(x, creator_uid))
+		return fail(x, -EPERM, "%s %s belongs to uid %u: only that user or root may "
+			    "%s it", kind, x->name, creator_uid, verb);
+	return 0;
+}
+
+/* Destroy pool or cache @id by @destroy (sp_pool_destroy, sp_cache_destroy). */
+static int destroy_named(struct rpc *x, const char *kind, uint32_t creator_uid, uint32_t id,
+			 int (*destroy)(struct sp_seg *s, uint32_t id))
+{
+	int rc = check_owner(x, kind, creator_uid, "destroy");
+
+	if (rc)
+		return rc;
+	rc = destroy(x->s, id);
+	if (rc)
+		return core_fail(x, rc);
+	spd_info("slot %u (uid %u): destroyed %s %s", x->ss->slot, x->ss->uid, kind, x->name);
+	return 0;
+}
+
 /* ---- Hello and Goodbye ------------------------------------------------------ */
 
 /* May @ss take over @slot?  Same process (pid + start time), token matches. */
@@ -222,13 +269,14 @@ static int op_goodbye(struct rpc *x)
 
 /* ---- pools ------------------------------------------------------------------ */
 
+/* Sets the request's name too. */
 static int find_pool(struct rpc *x, const char *name, struct sp_pool **p)
 {
 	uint32_t id;
-	int rc = sp_pool_lookup(x->s, name, &id);
+	int rc = find_named(x, name, sp_pool_lookup, &id);
 
 	if (rc)
-		return core_fail(x, rc);
+		return rc;
 	*p = sp_pool_get(x->s, id);
 	if (!*p)
 		return fail(x, -ENOENT, "pool %s was destroyed", x->name);
@@ -278,13 +326,12 @@ static int op_pool_open(struct rpc *x, const Shmpool__NameRef *n)
 	struct sp_pool *p;
 	int rc;
 
-	set_name(x, n->name);
 	rc = find_pool(x, n->name, &p);
 	if (rc)
 		return rc;
-	if (!may_open(x, p->creator_uid, p->mode))
-		return fail(x, -EPERM, "pool %s belongs to uid %u and its mode %04o lets no "
-			    "other user open it", x->name, p->creator_uid, p->mode);
+	rc = check_open(x, "pool", p->creator_uid, p->mode);
+	if (rc)
+		return rc;
 	return reply_pool(x, p);
 }
 
@@ -293,18 +340,10 @@ static int op_pool_destroy(struct rpc *x, const Shmpool__NameRef *n)
 	struct sp_pool *p;
 	int rc;
 
-	set_name(x, n->name);
 	rc = find_pool(x, n->name, &p);
 	if (rc)
 		return rc;
-	if (!is_owner(x, p->creator_uid))
-		return fail(x, -EPERM, "pool %s belongs to uid %u: only that user or root may "
-			    "destroy it", x->name, p->creator_uid);
-	rc = sp_pool_destroy(x->s, p->id);
-	if (rc)
-		return core_fail(x, rc);
-	spd_info("slot %u (uid %u): destroyed pool %s", x->ss->slot, x->ss->uid, x->name);
-	return 0;
+	return destroy_named(x, "pool", p->creator_uid, p->id, sp_pool_destroy);
 }
 
 static int op_pool_resize(struct rpc *x, const Shmpool__PoolResize *r)
@@ -312,13 +351,12 @@ static int op_pool_resize(struct rpc *x, const Shmpool__PoolResize *r)
 	struct sp_pool *p;
 	int rc;
 
-	set_name(x, r->name);
 	rc = find_pool(x, r->name, &p);
 	if (rc)
 		return rc;
-	if (!is_owner(x, p->creator_uid))
-		return fail(x, -EPERM, "pool %s belongs to uid %u: only that user or root may "
-			    "resize it", x->name, p->creator_uid);
+	rc = check_owner(x, "pool", p->creator_uid, "resize");
+	if (rc)
+		return rc;
 	rc = sp_pool_resize(x->s, p, r->min_nr);
 	if (rc)
 		return core_fail(x, rc);
@@ -329,13 +367,14 @@ static int op_pool_resize(struct rpc *x, const Shmpool__PoolResize *r)
 
 /* ---- caches ----------------------------------------------------------------- */
 
+/* Sets the request's name too. */
 static int find_cache(struct rpc *x, const char *name, struct sp_cache **c)
 {
 	uint32_t id;
-	int rc = sp_cache_lookup(x->s, name, &id);
+	int rc = find_named(x, name, sp_cache_lookup, &id);
 
 	if (rc)
-		return core_fail(x, rc);
+		return rc;
 	*c = sp_cache_get(x->s, id);
 	if (!*c)
 		return fail(x, -ENOENT, "cache %s was destroyed", x->name);
@@ -396,13 +435,12 @@ static int op_cache_open(struct rpc *x, const Shmpool__NameRef *n)
 	struct sp_cache *c;
 	int rc;
 
-	set_name(x, n->name);
 	rc = find_cache(x, n->name, &c);
 	if (rc)
 		return rc;
-	if (!may_open(x, c->creator_uid, c->mode))
-		return fail(x, -EPERM, "cache %s belongs to uid %u and its mode %04o lets no "
-			    "other user open it", x->name, c->creator_uid, c->mode);
+	rc = check_open(x, "cache", c->creator_uid, c->mode);
+	if (rc)
+		return rc;
 	return reply_cache(x, c);
 }
 
@@ -411,18 +449,10 @@ static int op_cache_destroy(struct rpc *x, const Shmpool__NameRef *n)
 	struct sp_cache *c;
 	int rc;
 
-	set_name(x, n->name);
 	rc = find_cache(x, n->name, &c);
 	if (rc)
 		return rc;
-	if (!is_owner(x, c->creator_uid))
-		return fail(x, -EPERM, "cache %s belongs to uid %u: only that user or root may "
-			    "destroy it", x->name, c->creator_uid);
-	rc = sp_cache_destroy(x->s, c->id);
-	if (rc)
-		return core_fail(x, rc);
-	spd_info("slot %u (uid %u): destroyed cache %s", x->ss->slot, x->ss->uid, x->name);
-	return 0;
+	return destroy_named(x, "cache", c->creator_uid, c->id, sp_cache_destroy);
 }
 
 /* ---- views and reclaim ------------------------------------------------------ */

@@ -237,6 +237,8 @@ void spd_arena_free(struct spd_arena *a);
 
 Shmpool__PoolInfo *spd_view_pool(struct spd_arena *a, struct sp_seg *s, const struct sp_pool *p);
 Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c);
+void spd_view_segment_header(Shmpool__SegmentInfo *v, struct sp_seg *s);
+Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s);
 Shmpool__ListReply *spd_view_list(struct spd_arena *a, struct sp_seg *s);
 Shmpool__StatsReply *spd_view_stats(struct spd_arena *a, struct spd_daemon *d);
 int spd_view_check(struct spd_arena *a, struct sp_seg *s, Shmpool__CheckReply **out);

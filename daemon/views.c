@@ -211,17 +211,18 @@ Shmpool__ListReply *spd_view_list(struct spd_arena *a, struct sp_seg *s)
 	return v->pools && v->caches ? v : NULL;
 }
 
-static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon *d)
+/**
+ * spd_view_segment_header() - fill in what a SegmentInfo takes from the
+ * segment's size and (validated) header.
+ * @v: the message.  @s: segment.
+ *
+ * Does not sleep.
+ */
+void spd_view_segment_header(Shmpool__SegmentInfo *v, struct sp_seg *s)
 {
-	Shmpool__SegmentInfo *v = spd_arena_alloc(a, sizeof(*v));
-	struct sp_header *h = d->seg->hdr;
+	struct sp_header *h = s->hdr;
 
-	if (!v)
-		return NULL;
-	shmpool__segment_info__init(v);
-	v->name = spd_arena_str(a, d->cfg.shm_name, strlen(d->cfg.shm_name));
-	v->daemon_version = spd_arena_str(a, SHMPOOL_VERSION, strlen(SHMPOOL_VERSION));
-	v->size = d->seg->size;
+	v->size = s->size;
 	v->layout_version = h->layout_version;
 	v->nr_pages = h->nr_pages;
 	v->free_pages = h->buddy.free_pages;
@@ -230,15 +231,34 @@ static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon
 	v->max_caches = h->max_caches;
 	v->max_pools = h->max_pools;
 	v->created_time = h->created_time;
+	v->kmalloc_prefill = h->kmalloc_prefill;
+}
+
+static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon *d)
+{
+	Shmpool__SegmentInfo *v = spd_arena_alloc(a, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	shmpool__segment_info__init(v);
+	v->name = spd_arena_str(a, d->cfg.shm_name, strlen(d->cfg.shm_name));
+	v->daemon_version = spd_arena_str(a, SHMPOOL_VERSION, strlen(SHMPOOL_VERSION));
+	spd_view_segment_header(v, d->seg);
 	v->daemon_uptime_s = (sp_now_ms() - d->start_ms) / 1000;
 	v->daemon_pid = (int32_t)getpid();
 	v->socket_path = spd_arena_str(a, d->cfg.socket_path, strlen(d->cfg.socket_path));
-	v->kmalloc_prefill = h->kmalloc_prefill;
 	v->protocol_version = SPD_PROTOCOL_VERSION;
 	return v->name && v->daemon_version && v->socket_path ? v : NULL;
 }
 
-static Shmpool__BuddyInfo *buddy_info(struct spd_arena *a, struct sp_seg *s)
+/**
+ * spd_view_buddy() - the buddy allocator's counters as a BuddyInfo.
+ * @a: the arena.  @s: segment (a validated header).
+ *
+ * Does not sleep.
+ * Return: the message, or NULL when out of memory.
+ */
+Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s)
 {
 	Shmpool__BuddyInfo *v = spd_arena_alloc(a, sizeof(*v));
 	struct sp_buddy *z = &s->hdr->buddy;
@@ -317,7 +337,7 @@ Shmpool__StatsReply *spd_view_stats(struct spd_arena *a, struct spd_daemon *d)
 		return NULL;
 	shmpool__stats_reply__init(v);
 	v->segment = segment_info(a, d);
-	v->buddy = buddy_info(a, s);
+	v->buddy = spd_view_buddy(a, s);
 	v->caches = caches(a, s, 0, sp_nr_cache_slots(s), &v->n_caches);
 	v->pools = all_pools(a, s, &v->n_pools);
 	v->clients = clients(a, d, &v->n_clients);

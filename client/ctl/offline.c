@@ -21,9 +21,10 @@
  * head page's slot.  Counters are a snapshot: on a live segment they may
  * be a moment old, never unsafe.
  *
- * The replies are the daemon's messages (Stats, Check), built in an arena,
- * packed and unpacked again: the caller cannot tell the sources apart
- * except by the empty daemon fields (version, uptime, socket, pid).
+ * The replies are the daemon's messages (Stats, Check), built in its arena
+ * with its builders where they need no daemon (daemon/views.c), packed and
+ * unpacked again: the caller cannot tell the sources apart except by the
+ * empty daemon fields (version, uptime, socket, pid).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,53 +33,14 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "shmpoold.h"
 
-/* ---- an arena: every message of one reply, freed at once ---------------- */
-
-struct chunk {
-	struct chunk *next;
-	max_align_t data[];
-};
-
-struct arena {
-	struct chunk *head;
-	bool failed;
-};
-
-static void *alloc(struct arena *a, size_t size)
+/* A sanitized copy of at most @max bytes of untrusted text ("" when out of memory). */
+static char *str(struct spd_arena *a, const char *src, size_t max)
 {
-	struct chunk *c = calloc(1, sizeof(*c) + size);
+	char *s = spd_arena_str(a, src, max);
 
-	if (!c) {
-		a->failed = true;
-		return NULL;
-	}
-	c->next = a->head;
-	a->head = c;
-	return c->data;
-}
-
-/* A sanitized copy of at most @max bytes of untrusted text. */
-static char *str(struct arena *a, const char *src, size_t max)
-{
-	char *s = alloc(a, max + 1);
-	size_t i;
-
-	if (!s)
-		return (char *)"";
-	for (i = 0; i < max && src[i]; i++)
-		s[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	return s;
-}
-
-static void arena_free(struct arena *a)
-{
-	while (a->head) {
-		struct chunk *c = a->head;
-
-		a->head = c->next;
-		free(c);
-	}
+	return s ? s : (char *)"";
 }
 
 /* ---- opening ---------------------------------------------------------------- */
@@ -187,112 +149,19 @@ static void holdings(struct sp_seg *s, struct sp_holdings *h, uint32_t nslots)
 
 /* ---- the Stats reply ------------------------------------------------------ */
 
-static Shmpool__PoolInfo *pool_info(struct arena *a, struct sp_seg *s, struct sp_pool *p)
+static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct sp_seg *s)
 {
-	Shmpool__PoolInfo *v = alloc(a, sizeof(*v));
-
-	if (!v)
-		return NULL;
-	shmpool__pool_info__init(v);
-	v->name = str(a, p->name, SP_NAME_MAX);
-	v->id = p->id;
-	v->gen = p->gen;
-	v->elem_size = p->elem_size;
-	v->min_nr = p->min_nr;
-	v->curr_nr = p->curr_nr;
-	v->max_nr = p->max_nr;
-	v->nr_out = sp_pool_nr_out(s, p);
-	v->backing = p->backing;
-	v->flags = p->flags;
-	v->creator_uid = p->creator_uid;
-	v->mode = p->mode;
-	v->nr_alloc = p->nr_alloc;
-	v->nr_free = p->nr_free;
-	v->nr_reserve_alloc = p->nr_reserve_alloc;
-	v->nr_fail = p->nr_fail;
-	v->nr_wait = p->nr_wait;
-	v->nr_waiters = p->nr_waiters;
-	v->cache_id = p->cache_id;
-	return v;
-}
-
-static Shmpool__CacheInfo *cache_info(struct arena *a, const struct sp_cache *c)
-{
-	Shmpool__CacheInfo *v = alloc(a, sizeof(*v));
-
-	if (!v)
-		return NULL;
-	shmpool__cache_info__init(v);
-	v->name = str(a, c->name, SP_NAME_MAX);
-	v->id = c->id;
-	v->gen = c->gen;
-	v->obj_size = c->obj_size;
-	v->align = c->align;
-	v->flags = c->flags;
-	v->active_objs = c->active_objs;
-	v->num_objs = c->total_objs;
-	v->objperslab = c->objperslab;
-	v->pagesperslab = c->order < 32 ? 1u << c->order : 0;
-	v->active_slabs = c->nr_list[SP_LIST_PARTIAL] + c->nr_list[SP_LIST_FULL];
-	v->num_slabs = c->nr_slabs;
-	v->nr_alloc = c->nr_alloc;
-	v->nr_free = c->nr_free;
-	v->nr_fail = c->nr_fail;
-	v->nr_bad_free = c->nr_bad_free;
-	v->creator_uid = c->creator_uid;
-	v->mode = c->mode;
-	v->kmalloc = (c->flags & SP_CACHE_KMALLOC) != 0;
-	v->pool_id = c->pool_id;
-	v->nr_poison_err = c->nr_poison_err;
-	v->nr_redzone_err = c->nr_redzone_err;
-	return v;
-}
-
-static Shmpool__SegmentInfo *segment_info(struct arena *a, struct sp_seg *s)
-{
-	Shmpool__SegmentInfo *v = alloc(a, sizeof(*v));
-	struct sp_header *h = s->hdr;
+	Shmpool__SegmentInfo *v = spd_arena_alloc(a, sizeof(*v));
 
 	if (!v)
 		return NULL;
 	shmpool__segment_info__init(v);
 	v->name = str(a, s->name, sizeof(s->name) - 1);
-	v->size = s->size;
-	v->layout_version = h->layout_version;
-	v->nr_pages = h->nr_pages;
-	v->free_pages = h->buddy.free_pages;
-	v->max_order = h->max_order;
-	v->max_clients = h->max_clients;
-	v->max_caches = h->max_caches;
-	v->max_pools = h->max_pools;
-	v->created_time = h->created_time;
-	v->kmalloc_prefill = h->kmalloc_prefill;
+	spd_view_segment_header(v, s);
 	return v;
 }
 
-static Shmpool__BuddyInfo *buddy_info(struct arena *a, struct sp_seg *s)
-{
-	Shmpool__BuddyInfo *v = alloc(a, sizeof(*v));
-	struct sp_buddy *z = &s->hdr->buddy;
-	unsigned orders = s->hdr->max_order + 1; /* validated <= SP_MAX_ORDER_LIMIT */
-
-	if (!v)
-		return NULL;
-	shmpool__buddy_info__init(v);
-	v->nr_free = alloc(a, orders * sizeof(*v->nr_free));
-	if (!v->nr_free)
-		return NULL;
-	v->n_nr_free = orders;
-	for (unsigned o = 0; o < orders; o++)
-		v->nr_free[o] = z->nr_free[o];
-	v->nr_alloc = z->nr_alloc;
-	v->nr_free_calls = z->nr_free_calls;
-	v->nr_fail = z->nr_fail;
-	v->nr_backing_fail = z->nr_backing_fail;
-	return v;
-}
-
-static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
+static int stats(struct spd_arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 {
 	uint32_t nslots = s->hdr->max_clients, ncache = sp_nr_cache_slots(s);
 	struct sp_holdings *h = calloc(nslots, sizeof(*h));
@@ -300,10 +169,10 @@ static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 	if (!h)
 		return -ENOMEM;
 	v->segment = segment_info(a, s);
-	v->buddy = buddy_info(a, s);
-	v->caches = alloc(a, (ncache + 1) * sizeof(*v->caches));
-	v->pools = alloc(a, (s->hdr->max_pools + 1) * sizeof(*v->pools));
-	v->clients = alloc(a, (nslots + 1) * sizeof(*v->clients));
+	v->buddy = spd_view_buddy(a, s);
+	v->caches = spd_arena_alloc(a, (ncache + 1) * sizeof(*v->caches));
+	v->pools = spd_arena_alloc(a, (s->hdr->max_pools + 1) * sizeof(*v->pools));
+	v->clients = spd_arena_alloc(a, (nslots + 1) * sizeof(*v->clients));
 	if (!v->caches || !v->pools || !v->clients) {
 		free(h);
 		return -ENOMEM;
@@ -312,13 +181,13 @@ static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 		struct sp_cache *c = sp_cache_get(s, i);
 
 		if (c)
-			v->caches[v->n_caches++] = cache_info(a, c);
+			v->caches[v->n_caches++] = spd_view_cache(a, c);
 	}
 	for (uint32_t i = 0; i < s->hdr->max_pools; i++) {
 		struct sp_pool *p = sp_pool_get(s, i);
 
 		if (p)
-			v->pools[v->n_pools++] = pool_info(a, s, p);
+			v->pools[v->n_pools++] = spd_view_pool(a, s, p);
 	}
 	holdings(s, h, nslots);
 	for (uint32_t i = 0; i < nslots; i++) {
@@ -327,7 +196,7 @@ static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 
 		if (cl->state != SP_CLIENT_ALIVE && cl->state != SP_CLIENT_DEAD)
 			continue;
-		c = alloc(a, sizeof(*c));
+		c = spd_arena_alloc(a, sizeof(*c));
 		if (!c)
 			break;
 		shmpool__client_info__init(c);
@@ -349,13 +218,13 @@ static int stats(struct arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 	return a->failed ? -ENOMEM : 0;
 }
 
-static int check(struct arena *a, struct sp_seg *s, Shmpool__CheckReply *v)
+static int check(struct spd_arena *a, struct sp_seg *s, Shmpool__CheckReply *v)
 {
 	struct sp_report r = { .cap = 100 };
 	int n;
 
-	r.v = alloc(a, r.cap * sizeof(*r.v));
-	v->violations = alloc(a, (r.cap + 1) * sizeof(*v->violations));
+	r.v = spd_arena_alloc(a, r.cap * sizeof(*r.v));
+	v->violations = spd_arena_alloc(a, (r.cap + 1) * sizeof(*v->violations));
 	if (!r.v || !v->violations)
 		return -ENOMEM;
 	n = sp_check(s, SP_CHECK_NOLOCK, &r);
@@ -381,7 +250,7 @@ int ctl_offline_call(struct sp_seg *s, const Shmpool__Request *q, Shmpool__Respo
 	Shmpool__Response r = SHMPOOL__RESPONSE__INIT;
 	Shmpool__StatsReply sv = SHMPOOL__STATS_REPLY__INIT;
 	Shmpool__CheckReply cv = SHMPOOL__CHECK_REPLY__INIT;
-	struct arena a = { 0 };
+	struct spd_arena a = { 0 };
 	uint8_t *buf;
 	size_t len;
 	int rc;
@@ -403,17 +272,17 @@ int ctl_offline_call(struct sp_seg *s, const Shmpool__Request *q, Shmpool__Respo
 			      "read-only, for inspection only");
 	}
 	if (rc) {
-		arena_free(&a);
+		spd_arena_free(&a);
 		return rc == -ENOMEM ? sp_err(rc, "out of process memory") : rc;
 	}
 	len = shmpool__response__get_packed_size(&r);
 	buf = malloc(len ? len : 1);
 	if (!buf) {
-		arena_free(&a);
+		spd_arena_free(&a);
 		return sp_err(-ENOMEM, "out of process memory");
 	}
 	shmpool__response__pack(&r, buf);
-	arena_free(&a);
+	spd_arena_free(&a);
 	*out = shmpool__response__unpack(NULL, len, buf);
 	free(buf);
 	return *out ? 0 : sp_err(-ENOMEM, "out of process memory");
