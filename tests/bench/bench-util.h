@@ -126,22 +126,23 @@ extern uint64_t bench_case_budget_ns;
 				     uint64_t t0)                                         \
 	{                                                                                \
 		void *v_[256];                                                           \
-		uint64_t r_, every_ = 4096 / batch ? 4096 / batch : 1;                   \
-		for (r_ = 0; r_ < rounds; r_++) {                                        \
-			for (unsigned i_ = 0; i_ < batch; i_++) {                        \
-				v_[i_] = ALLOC(ctx, size);                               \
-				if (__builtin_expect(!v_[i_], 0))                        \
-					bench_die("%s: allocation of %zu bytes failed",  \
-						  #fname, size);                         \
-				bench_touch(v_[i_]);                                     \
+		uint64_t r_ = 0, every_ = 4096 / batch ? 4096 / batch : 1;               \
+		while (r_ < rounds) { /* chunks of every_ rounds, then the clock */     \
+			uint64_t end_ = rounds - r_ > every_ ? r_ + every_ : rounds;     \
+			for (; r_ < end_; r_++) {                                        \
+				for (unsigned i_ = 0; i_ < batch; i_++) {                \
+					v_[i_] = ALLOC(ctx, size);                       \
+					if (__builtin_expect(!v_[i_], 0))                \
+						bench_die("%s: allocation of %zu bytes " \
+							  "failed",                      \
+							  #fname, size);                 \
+					bench_touch(v_[i_]);                             \
+				}                                                        \
+				for (unsigned i_ = 0; i_ < batch; i_++)                  \
+					FREE(ctx, v_[i_], size);                         \
 			}                                                                \
-			for (unsigned i_ = 0; i_ < batch; i_++)                          \
-				FREE(ctx, v_[i_], size);                                 \
-			if ((r_ + 1) % every_ == 0 &&                                    \
-			    bench_now_ns() - t0 > bench_case_budget_ns) {                \
-				r_++;                                                    \
+			if (bench_now_ns() - t0 > bench_case_budget_ns)                  \
 				break;                                                   \
-			}                                                                \
 		}                                                                        \
 		return r_;                                                               \
 	}                                                                                \

@@ -351,7 +351,8 @@ def build_table(t, cg):
                     continue
                 note = None
                 if alloc == "mutex-only":
-                    note = "two robust-mutex lock+unlock, no list"
+                    note = "two robust-mutex lock+unlock, no list; " + t.note_of(
+                        alloc, t.values(part="pair", alloc=alloc, size=size, batch=batch))
                 t.add("1 pairs", case, alloc, "ns/pair", ref, note=note, part="pair",
                       size=size, batch=batch)
     # 1b. instruction counts
