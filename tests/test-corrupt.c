@@ -75,16 +75,6 @@ static void *shared_page; /* MAP_SHARED: struct result, or a struct victim_out *
 static struct result *res;
 static char current_seg[256];
 
-/* A forked child dies of its own faults: cmocka's handlers would longjmp it
- * back into the test runner. */
-static void child_signals_default(void)
-{
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT };
-
-	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-}
-
 /* ---- stamps keyed by the allocation's offset (any process can verify) ---- */
 
 /* Byte @i of the allocation at @off: overlapping allocations differ. */
@@ -143,7 +133,7 @@ static int victim_main(void *arg)
 	sp_off_t off;
 	int rc;
 
-	child_signals_default();
+	tu_child_signals_default();
 	if (sp_seg_attach(w->s->name, -1, 0, &s) ||
 	    sp_client_register(s, "victim", getpid(), getuid(), getgid(), &slot) ||
 	    sp_client_use_slot(s, slot))
@@ -346,7 +336,7 @@ static int check_child(void *arg)
 	struct sp_seg *ro = NULL;
 	int rc;
 
-	child_signals_default();
+	tu_child_signals_default();
 	uint8_t *hole;
 
 	alarm(10);
@@ -893,7 +883,7 @@ static int ops_child(void *arg)
 	uint32_t n = 0, slot;
 	char tmpl[40];
 
-	child_signals_default();
+	tu_child_signals_default();
 	alarm(30);
 	r.v = calloc(1, sizeof(*r.v));
 	memset(tmpl, 0x42, sizeof(tmpl));

@@ -70,31 +70,7 @@ static int unlink_leftover(void **state)
 	return 0;
 }
 
-/* A forked child dies of its own faults: cmocka's handlers would longjmp it
- * back into the test runner. */
-static void child_signals_default(void)
-{
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT };
 
-	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-}
-
-/* Attach with an own mapping and slot, without cmocka (we are a child). */
-static struct sp_seg *child_attach(const char *name, const char *cname)
-{
-	struct sp_seg *s = NULL;
-	uint32_t slot;
-
-	if (sp_seg_attach(name, -1, 0, &s))
-		return NULL;
-	if (sp_client_register(s, cname, getpid(), getuid(), getgid(), &slot) ||
-	    sp_client_use_slot(s, slot)) {
-		sp_seg_detach(s);
-		return NULL;
-	}
-	return s;
-}
 
 static uint64_t stamp(uint16_t owner, uint32_t seq, sp_off_t off, uint64_t i)
 {
@@ -636,12 +612,12 @@ static void world_new(struct world *w)
 static int victim_main(void *arg)
 {
 	struct world *w = arg;
-	struct sp_seg *s = child_attach(w->name, "victim");
+	struct sp_seg *s = tu_child_attach(w->name, "victim");
 	struct sp_pool *ps, *pp;
 	sp_off_t off;
 	int bad = 0;
 
-	child_signals_default();
+	tu_child_signals_default();
 	if (!s)
 		return 10;
 	ps = sp_pool_get(s, w->pool_slab);
@@ -792,11 +768,11 @@ static int crash_child(void *arg)
 	char spec[160];
 	struct sp_seg *s;
 
-	child_signals_default();
+	tu_child_signals_default();
 	/* before the first crash point this process passes */
 	snprintf(spec, sizeof(spec), "%s:%u", w->sc->point, w->sc->n);
 	setenv("SHMPOOL_CRASH_POINT", spec, 1);
-	s = child_attach(w->name, "crash");
+	s = tu_child_attach(w->name, "crash");
 	if (!s)
 		return 10;
 	run_workload(s, w, w->sc->wl);
@@ -1345,10 +1321,10 @@ static int torture_child(void *arg)
 	struct theld held[T_HELD];
 	uint64_t rng = t->seed;
 	uint32_t nheld = 0, seq = 0, window = 4 + (uint32_t)(t->seed % 60), ntemp = 0;
-	struct sp_seg *s = child_attach(t->name, "torture");
+	struct sp_seg *s = tu_child_attach(t->name, "torture");
 	int rc = 0;
 
-	child_signals_default();
+	tu_child_signals_default();
 	if (!s) {
 		tfail(t->ctl, "pid %d: attach: %s", (int)getpid(), sp_errmsg());
 		return 10;

@@ -159,23 +159,6 @@ static void exhaust_segment(struct sp_seg *s, struct held *h)
 	assert_int_equal(sp_kmalloc(s, 8192 + 1, &off), -ENOMEM);
 }
 
-/* A mapping of @parent's segment with its own slot, for a forked child.
- * Never calls cmocka (a failed assertion would longjmp into the child's
- * copy of the test runner): NULL on failure. */
-static struct sp_seg *child_attach(struct sp_seg *parent, const char *cname)
-{
-	struct sp_seg *c = NULL;
-	uint32_t slot;
-
-	if (sp_seg_attach(parent->name, -1, 0, &c))
-		return NULL;
-	if (sp_client_register(c, cname, getpid(), getuid(), getgid(), &slot) ||
-	    sp_client_use_slot(c, slot)) {
-		sp_seg_detach(c);
-		return NULL;
-	}
-	return c;
-}
 
 static int cmp_off(const void *a, const void *b)
 {
@@ -394,7 +377,7 @@ static int waiter_child(void *arg)
 	uint16_t tag;
 
 	alarm(20);
-	c = child_attach(a->s, "waiter");
+	c = tu_child_attach((a->s)->name, "waiter");
 	if (!c)
 		return 10;
 	slot = c->slot;
@@ -638,7 +621,7 @@ static int timed_child(void *arg)
 	int rc;
 
 	alarm(10);
-	c = child_attach(a->s, "timed");
+	c = tu_child_attach((a->s)->name, "timed");
 	if (!c || !(p = sp_pool_get(c, a->id)))
 		return 10;
 	t0 = sp_now_ms();
@@ -1209,7 +1192,7 @@ static int share_child(void *arg)
 	uint32_t id;
 
 	alarm(20);
-	c = child_attach(a->s, "sharer");
+	c = tu_child_attach((a->s)->name, "sharer");
 	if (!c)
 		return 10;
 	if (sp_pool_lookup(c, "shared", &id))

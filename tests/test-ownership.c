@@ -98,21 +98,6 @@ static void assert_holds_nothing(struct sp_seg *s, uint32_t slot)
 	holdings_equal(&h, &zero, "holdings of an empty slot");
 }
 
-/* A mapping with its own slot, for a forked child; never calls cmocka. */
-static struct sp_seg *child_attach(struct sp_seg *parent, const char *cname)
-{
-	struct sp_seg *c = NULL;
-	uint32_t slot;
-
-	if (sp_seg_attach(parent->name, -1, 0, &c))
-		return NULL;
-	if (sp_client_register(c, cname, getpid(), getuid(), getgid(), &slot) ||
-	    sp_client_use_slot(c, slot)) {
-		sp_seg_detach(c);
-		return NULL;
-	}
-	return c;
-}
 
 /* ---- every allocation records its slot ------------------------------------- */
 
@@ -242,7 +227,7 @@ static int orphan_child(void *arg)
 
 	alarm(20);
 	memset(&r, 0, sizeof(r));
-	c = child_attach(a->s, "orphan-maker");
+	c = tu_child_attach((a->s)->name, "orphan-maker");
 	if (!c)
 		return 10;
 	r.slot = c->slot;
@@ -440,7 +425,7 @@ static int reclaim_child(void *arg)
 	uint32_t id, slot;
 
 	alarm(20);
-	c = child_attach(a->s, "reclaimer");
+	c = tu_child_attach((a->s)->name, "reclaimer");
 	if (!c)
 		return 10;
 	slot = c->slot;

@@ -95,31 +95,7 @@ static void child_fail(int idx, const char *fmt, ...)
 		__atomic_fetch_add(&rep->failed, 1, __ATOMIC_RELAXED);
 }
 
-/* A forked child dies of its own faults: cmocka's handlers would longjmp it
- * back into the test runner. */
-static void child_signals_default(void)
-{
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT };
 
-	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-}
-
-/* Attach with an own mapping and slot, without cmocka (we are a child). */
-static struct sp_seg *child_attach(const char *name, const char *cname)
-{
-	struct sp_seg *s = NULL;
-	uint32_t slot;
-
-	if (sp_seg_attach(name, -1, 0, &s))
-		return NULL;
-	if (sp_client_register(s, cname, getpid(), getuid(), getgid(), &slot) ||
-	    sp_client_use_slot(s, slot)) {
-		sp_seg_detach(s);
-		return NULL;
-	}
-	return s;
-}
 
 static uint64_t stamp(uint16_t owner, uint32_t seq, sp_off_t off, uint64_t i)
 {
@@ -309,9 +285,9 @@ static int child_main(void *arg)
 	struct sp_seg *s;
 	int rc = 0;
 
-	child_signals_default();
+	tu_child_signals_default();
 	snprintf(cname, sizeof(cname), "stress-%d", su->idx);
-	s = child_attach(su->name, cname);
+	s = tu_child_attach(su->name, cname);
 	if (!s) {
 		child_fail(su->idx, "child %d: attach/register: %s", su->idx, sp_errmsg());
 		return 10;

@@ -54,6 +54,29 @@ struct sp_seg *tu_seg_reattach(struct sp_seg *s, const char *client_name)
 	return n;
 }
 
+struct sp_seg *tu_child_attach(const char *shm_name, const char *client_name)
+{
+	struct sp_seg *s = NULL;
+	uint32_t slot;
+
+	if (sp_seg_attach(shm_name, -1, 0, &s))
+		return NULL;
+	if (sp_client_register(s, client_name, getpid(), getuid(), getgid(), &slot) ||
+	    sp_client_use_slot(s, slot)) {
+		sp_seg_detach(s);
+		return NULL;
+	}
+	return s;
+}
+
+void tu_child_signals_default(void)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT };
+
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+}
+
 void tu_seg_free(struct sp_seg *s)
 {
 	char name[256];

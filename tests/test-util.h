@@ -25,6 +25,12 @@ struct sp_seg *tu_seg_new_params(const struct sp_seg_params *p);
 void tu_seg_free(struct sp_seg *s);
 /* Attach the same segment again (e.g. in a forked child) with its own slot. */
 struct sp_seg *tu_seg_reattach(struct sp_seg *s, const char *client_name);
+/* For a forked child, which must never call cmocka (a failed assertion
+ * would longjmp into the child's copy of the test runner): its own mapping
+ * of @shm_name with its own slot, or NULL on failure. */
+struct sp_seg *tu_child_attach(const char *shm_name, const char *client_name);
+/* For a forked child: die of its own faults instead of cmocka's handlers. */
+void tu_child_signals_default(void);
 /* Register a slot for this process and use it. */
 void tu_register(struct sp_seg *s, const char *name);
 
