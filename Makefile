@@ -88,7 +88,7 @@ fuzz-ci: fuzz-setup
 	$(MESON) test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs --num-processes 2
 
 # The long versions of the reliability tests (tests/reliability): 100 daemon
-# restarts, 1,000 concurrent clients, longer churn.  The short versions run
+# restarts, 1,000 concurrent clients, longer churn, 5,000 client kills.  The short versions run
 # in `make test`.
 soak: build
 	SHMPOOL_SOAK=1 $(MESON) test -C $(BUILD) --suite reliability --print-errorlogs \
@@ -109,5 +109,5 @@ help:
 	@echo "make bench-smoke  the benchmark's quick mode as a meson test (suite bench)"
 	@echo "make fuzz   libFuzzer targets (clang) in build-fuzz/, FUZZ_SECONDS=60 each"
 	@echo "make fuzz-ci the fuzz targets as meson tests (suite fuzz, 30 s each)"
-	@echo "make soak   the long reliability tests: 100 daemon restarts, 1,000 clients"
+	@echo "make soak   the long reliability tests: 100 daemon restarts, 1,000 clients, 5,000 kills"
 	@echo "make clean  remove all build directories"

@@ -28,6 +28,8 @@ struct shmp_cache {
 	uint32_t id;		/* index in the cache table */
 	uint32_t gen;
 	uint32_t obj_size;
+	bool magazines;		/* no debug flags: the thread's magazine may serve */
+	struct sp_cache *desc;	/* in the table (check gen before use) */
 	char name[SP_NAME_MAX + 1];
 };
 
@@ -71,6 +73,8 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	k->id = info->id;
 	k->gen = info->gen;
 	k->obj_size = d->obj_size;
+	k->magazines = !(d->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE));
+	k->desc = d;
 	memcpy(k->name, d->name, sizeof(k->name));
 	k->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -127,6 +131,7 @@ int shmp_cache_open(shmp_client *c, const char *name, shmp_cache **out)
 
 int shmp_cache_destroy(shmp_client *c, const char *name)
 {
+	shmp_flush(c); /* what this thread cached would keep it busy */
 	return shmp__name_request(c, name, "cache", SHMPOOL__REQUEST__OP_CACHE_DESTROY, NULL,
 				  NULL);
 }
@@ -135,11 +140,30 @@ void shmp_cache_close(shmp_cache *k)
 {
 	if (!k)
 		return;
+	if (k->magazines && !shmp__usable(k->c)) {
+		struct sp_cache *d = sp_cache_get(k->c->seg, k->id);
+
+		if (d && d->gen == k->gen)
+			shmp__mag_drop(k->c, d);
+	}
 	shmp__client_put(k->c);
 	free(k);
 }
 
 /* ---- the data path ---------------------------------------------------------- */
+
+/* The descriptor when the thread's magazine may serve: see pool.c. */
+static inline struct sp_cache *fast_desc(shmp_cache *k)
+{
+	struct sp_cache *d;
+
+	if (sp_unlikely(!k || !k->magazines || !k->c->seg))
+		return NULL;
+	d = k->desc;
+	if (sp_unlikely(__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen))
+		return NULL;
+	return d;
+}
 
 void *shmp_cache_alloc(shmp_cache *k, int flags)
 {
@@ -147,6 +171,9 @@ void *shmp_cache_alloc(shmp_cache *k, int flags)
 	sp_off_t off;
 	int rc;
 
+	d = fast_desc(k);
+	if (sp_likely(d && !(flags & ~SHMP_NOWAIT)) && shmp__mag_alloc(k->c, d, &off) == 0)
+		return k->c->seg->base + off;
 	if (sp_unlikely(flags & ~SHMP_NOWAIT))
 		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
 	rc = cache_desc(k, &d);
@@ -160,10 +187,15 @@ void *shmp_cache_alloc(shmp_cache *k, int flags)
 
 int shmp_cache_free(shmp_cache *k, void *obj)
 {
-	struct sp_cache *d;
+	struct sp_cache *d = fast_desc(k);
 	sp_off_t off;
-	int rc = cache_desc(k, &d);
+	int rc;
 
+	/* a pointer outside the segment wraps to an offset the magazine refuses */
+	if (sp_likely(d) &&
+	    shmp__mag_free(k->c, d, (sp_off_t)((uint8_t *)obj - k->c->seg->base)) == 0)
+		return 0;
+	rc = cache_desc(k, &d);
 	if (sp_unlikely(rc))
 		return rc;
 	rc = shmp__obj_off(k->c->seg, obj, "object", "cache", k->name, &off);
@@ -195,6 +227,7 @@ int shmp_cache_free_bulk(shmp_cache *k, void *const *v, unsigned n)
 int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)
 {
 	struct sp_cache *d;
+	uint64_t na, nf;
 	int rc = cache_desc(k, &d);
 
 	if (rc)
@@ -203,11 +236,12 @@ int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)
 		return sp_err(-EINVAL, "NULL stats pointer");
 #define LOAD(f) __atomic_load_n(&d->f, __ATOMIC_RELAXED)
 	st->obj_size = d->obj_size;
-	st->active_objs = LOAD(active_objs);
+	st->active_objs = sp_cache_in_use(k->c->seg, d);
 	st->total_objs = LOAD(total_objs);
 	st->nr_slabs = LOAD(nr_slabs);
-	st->nr_alloc = LOAD(nr_alloc);
-	st->nr_free = LOAD(nr_free);
+	sp_cache_counters(k->c->seg, d, &na, &nf);
+	st->nr_alloc = na;
+	st->nr_free = nf;
 	st->nr_fail = LOAD(nr_fail);
 	st->nr_bad_free = LOAD(nr_bad_free);
 #undef LOAD

@@ -54,6 +54,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void on_fork_child(void)
 {
 	__atomic_fetch_add(&shmp__fork_gen, 1, __ATOMIC_RELAXED);
+	shmp__tc_fork_child();
 }
 
 static void atfork_init(void)
@@ -257,7 +258,7 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 	if (seg->size != hr->segment_size)
 		rc = sp_err(-EPROTO, "daemon says the segment has %llu bytes, it has %llu",
 			    (unsigned long long)hr->segment_size, (unsigned long long)seg->size);
-	else if (hr->client_slot >= seg->hdr->max_clients || !slot_is_mine(seg, hr->client_slot))
+	else if (hr->client_slot >= seg->geo.max_clients || !slot_is_mine(seg, hr->client_slot))
 		rc = sp_err(-EPROTO, "daemon gave slot %u, which is not registered to pid %d",
 			    hr->client_slot, (int)getpid());
 	else
@@ -398,6 +399,9 @@ int shmp_connect_ex(const char *socket_path, const char *client_name,
 	snprintf(c->name, sizeof(c->name), "%s",
 		 client_name ? client_name : program_invocation_short_name);
 	c->timeout_ms = !opts || !opts->timeout_ms ? SHMP_DEFAULT_TIMEOUT_MS : opts->timeout_ms;
+	c->magazines = !(opts && (opts->flags & SHMP_CONNECT_NO_MAGAZINES));
+	if (getenv("SHMPOOL_MAGAZINES") && !strcmp(getenv("SHMPOOL_MAGAZINES"), "0"))
+		c->magazines = false;
 	c->sock = -1;
 	c->refs = 1;
 	pthread_mutex_init(&c->lock, NULL);
@@ -406,6 +410,7 @@ int shmp_connect_ex(const char *socket_path, const char *client_name,
 		shmp__client_put(c);
 		return rc;
 	}
+	shmp__live_add(c);
 	*out = c;
 	return 0;
 }
@@ -446,6 +451,8 @@ void shmp_disconnect(shmp_client *c)
 		shmp__client_put(c);
 		return;
 	}
+	shmp__tc_forget(c); /* this thread's magazines; the daemon frees the others' */
+	shmp__live_del(c);
 	pthread_mutex_lock(&c->lock);
 	if (c->seg) {
 		/* only over a live connection: no reconnect just to say goodbye */

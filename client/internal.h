@@ -12,6 +12,8 @@
  *   cache.c    named caches: likewise
  *   handle.c   what pool and cache handles share: argument checks, bulk calls
  *   malloc.c   kmalloc, offsets and pointers, segment statistics
+ *   tcache.c   per-thread magazines: which set a thread uses per session,
+ *              flush at thread exit, shmp_flush()
  *
  * Lifetime: a session is referenced by the application (until
  * shmp_disconnect) and by every open pool or cache handle; the memory goes
@@ -33,6 +35,7 @@
 #include <sys/types.h>
 
 #include "core.h"
+#include "magazine.h"
 #include "shmpool.h"
 #include "shmpool.pb-c.h"
 
@@ -50,6 +53,9 @@ struct shmp_client {
 	char *socket_path;
 	char name[SP_CLIENT_NAME_MAX + 1];
 	int timeout_ms;		/* per reply; < 0: none */
+	uint64_t sid;		/* unique in this process: thread caches key on it */
+	bool magazines;		/* per-thread magazines on */
+	shmp_client *live_next;	/* on the list of live sessions (tcache.c) */
 	/* under lock */
 	pthread_mutex_t lock;
 	int sock;		/* -1: broken; the next control call reconnects */
@@ -68,7 +74,7 @@ struct shmp_client {
 };
 
 /* Bumped in every child by a pthread_atfork() handler (client.c). */
-extern unsigned shmp__fork_gen;
+extern unsigned shmp__fork_gen __attribute__((visibility("hidden")));
 
 /*
  * shmp__usable() - may this process use @c right now?  Does not sleep.
@@ -125,6 +131,69 @@ int shmp__alloc_bulk(void *h, void *(*alloc)(void *h, int flags),
 /* n calls of free_one(h, v[i]): 0 or the first error. */
 int shmp__free_bulk(void *h, int (*free_one)(void *h, void *obj), const char *noun,
 		    void *const *v, unsigned n);
+
+/* tcache.c: the calling thread's magazine set for a session */
+struct shmp__tc_ent {
+	shmp_client *c;
+	uint64_t sid;
+	struct sp_magset *set;
+};
+extern __thread struct shmp__tc_ent shmp__tc_hot
+	__attribute__((tls_model("initial-exec"), visibility("hidden")));
+struct sp_mag *shmp__mag_slow(shmp_client *c, struct sp_cache *cache);
+void shmp__tc_forget(shmp_client *c);
+void shmp__mag_drop(shmp_client *c, struct sp_cache *cache);
+void shmp__tc_fork_child(void);
+void shmp__live_add(shmp_client *c);
+void shmp__live_del(shmp_client *c);
+
+/*
+ * shmp__mag() - the calling thread's magazine for @cache, bound; NULL when
+ * magazines are off or unavailable (take the locked path).  May sleep on
+ * the first use by a thread (it creates its set) or of a cache.
+ */
+static inline struct sp_mag *shmp__mag(shmp_client *c, struct sp_cache *cache)
+{
+	if (sp_likely(shmp__tc_hot.c == c && shmp__tc_hot.sid == c->sid)) {
+		struct sp_mag *m = &shmp__tc_hot.set->mag[sp_mag_index(cache->id)];
+
+		if (sp_likely(sp_mag_bound(m, cache)))
+			return m;
+	}
+	return shmp__mag_slow(c, cache);
+}
+
+/* Alloc from the thread's magazine of @cache, refilling it: 0 or < 0. */
+static inline int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off)
+{
+	struct sp_mag *m = shmp__mag(c, cache);
+
+	if (sp_unlikely(!m))
+		return -EAGAIN;
+	if (sp_likely(sp_mag_pop(c->seg, cache, m, off)))
+		return 0;
+	if (sp_mag_refill(c->seg, cache, m) > 0 && sp_mag_pop(c->seg, cache, m, off))
+		return 0;
+	return -EAGAIN;
+}
+
+/* Free into the thread's magazine of @cache: 0, or < 0: take the locked
+ * path (which also explains a refused pointer). */
+static inline int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off)
+{
+	struct sp_mag *m = shmp__mag(c, cache);
+	enum sp_mag_push_result r;
+
+	if (sp_unlikely(!m))
+		return -EAGAIN;
+	r = sp_mag_push(c->seg, cache, m, off);
+	if (sp_unlikely(r == SP_MAG_FULL)) {
+		if (sp_mag_flush(c->seg, cache, m, SP_MAG_OBJS / 2))
+			return -EAGAIN;
+		r = sp_mag_push(c->seg, cache, m, off);
+	}
+	return r == SP_MAG_PUSHED ? 0 : -EAGAIN;
+}
 
 /* client.c */
 int shmp__session_open_locked(shmp_client *c, bool resume);

@@ -12,6 +12,11 @@
  * the same lock (the class cache's, or the buddy lock for large blocks), so
  * a refused free changes nothing.
  *
+ * The size classes go through the calling thread's magazines first
+ * (tcache.c): shmp_free() finds the class from the page the pointer lies
+ * in, and a pointer the magazine path refuses takes the locked path,
+ * which says why.
+ *
  * Offsets: every process maps the segment at its own address; shmp_off()
  * and shmp_ptr() convert, and refuse anything outside [1, size).
  */
@@ -30,6 +35,12 @@ void *shmp_malloc(shmp_client *c, size_t size)
 		return shmp__fail_ptr(rc);
 	if (sp_unlikely(!size))
 		return shmp__fail_ptr(sp_err(-EINVAL, "shmp_malloc of 0 bytes"));
+	if (sp_likely(size <= SP_KMALLOC_MAX)) {
+		struct sp_cache *k = &sp_caches(c->seg)[sp_kmalloc_class(size)];
+
+		if (shmp__mag_alloc(c, k, &off) == 0)
+			return c->seg->base + off;
+	}
 	rc = sp_kmalloc(c->seg, size, &off);
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
@@ -65,7 +76,7 @@ static int kmalloc_locate(struct sp_seg *s, sp_off_t off, struct sp_cache **c, u
 		*c = NULL;
 		return 0;
 	}
-	if (SP_PG_KIND(info) == SP_KIND_SLAB && s->pages[*head].owner < s->hdr->nr_kmalloc) {
+	if (SP_PG_KIND(info) == SP_KIND_SLAB && s->pages[*head].owner < s->geo.nr_kmalloc) {
 		*c = &sp_caches(s)[s->pages[*head].owner];
 		return 0;
 	}
@@ -97,12 +108,17 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
 		if (!rc) {
 			tag = sp_slab_owners(c, slab)[idx];
-			if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || tag == SP_OWNER_NONE)
+			if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || tag == SP_OWNER_NONE ||
+			    sp_owner_is_mag(tag))
 				rc = sp_err(-EINVAL, "%s object at %#llx is not allocated "
 						     "(double free?)",
 					    c->name, (unsigned long long)off);
 			else if (tag == SP_OWNER_INTERNAL)
 				rc = sp_err(-EINVAL, "offset %#llx is segment metadata, not a "
+						     "shmp_malloc allocation",
+					    (unsigned long long)off);
+			else if (tag == SP_OWNER_RESERVE) /* a kmalloc-backed pool's */
+				rc = sp_err(-EINVAL, "offset %#llx is in a pool's reserve, not a "
 						     "shmp_malloc allocation",
 					    (unsigned long long)off);
 		}
@@ -145,6 +161,20 @@ int shmp_free_checked(shmp_client *c, void *p)
 	off = sp_off(c->seg, p);
 	if (sp_unlikely(!off))
 		return sp_err(-EINVAL, "shmp_free: %p is not inside the segment", p);
+	if (sp_likely(c->magazines)) {
+		struct sp_seg *s = c->seg;
+		uint32_t pfn, head;
+
+		/* the class from the block's head page; the magazine checks the rest */
+		if (sp_off_pfn(s, off, &pfn)) {
+			head = s->pages[pfn].info == SP_PG_TAIL ? s->pages[pfn].owner : pfn;
+			if (head < s->geo.nr_pages &&
+			    SP_PG_KIND(s->pages[head].info) == SP_KIND_SLAB &&
+			    s->pages[head].owner < s->geo.nr_kmalloc &&
+			    shmp__mag_free(c, &sp_caches(s)[s->pages[head].owner], off) == 0)
+				return 0;
+		}
+	}
 	return kmalloc_op(c->seg, off, true, &size);
 }
 
@@ -216,7 +246,7 @@ void *shmp_ptr(shmp_client *c, shmp_off_t off)
 
 int shmp_segment_stats(shmp_client *c, struct shmp_segment_stats *st)
 {
-	const struct sp_header *h;
+	const struct sp_header *h, *g;
 	int rc = shmp__usable(c);
 
 	if (rc)
@@ -224,13 +254,14 @@ int shmp_segment_stats(shmp_client *c, struct shmp_segment_stats *st)
 	if (!st)
 		return sp_err(-EINVAL, "NULL stats pointer");
 	h = c->seg->hdr;
+	g = &c->seg->geo;
 	memset(st, 0, sizeof(*st));
 	st->size = c->seg->size;
 	st->page_size = SP_PAGE_SIZE;
 	st->slot = c->seg->slot;
-	st->nr_pages = h->nr_pages;
+	st->nr_pages = g->nr_pages;
 	st->free_pages = __atomic_load_n(&h->buddy.free_pages, __ATOMIC_RELAXED);
-	st->max_alloc = (uint64_t)SP_PAGE_SIZE << h->max_order;
+	st->max_alloc = (uint64_t)SP_PAGE_SIZE << g->max_order;
 	st->connected = __atomic_load_n(&c->sock, __ATOMIC_RELAXED) >= 0;
 	snprintf(st->name, sizeof(st->name), "%s", c->seg_name);
 	return 0;

@@ -13,6 +13,16 @@
  * the descriptor leave LIVE.)  Allocation and free then run entirely in
  * this process under the pool's and backing's process-shared locks,
  * tagging elements with this session's slot.
+ *
+ * Magazines: a pool backed by its own slab cache, with no max_nr cap and
+ * no debug flags, allocates and frees through the calling thread's
+ * magazine (tcache.c, shared/magazine.c) - no lock - and falls back to the
+ * core's mempool path when the magazine cannot help: the backing is
+ * exhausted (then the reserve and the wait queue work as without
+ * magazines), the reserve is short (a free refills it first) or someone
+ * waits (a free wakes them).  Never a pool backed by a kmalloc class: the
+ * class is shared, so the pool's count of its objects (nr_objs) is kept by
+ * the core's path alone, which a magazine would bypass.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,7 +32,8 @@
 
 #include "internal.h"
 
-_Static_assert(SHMP_BACKING_SLAB == SP_BACK_SLAB && SHMP_BACKING_PAGES == SP_BACK_PAGES,
+_Static_assert(SHMP_BACKING_SLAB == SP_BACK_SLAB && SHMP_BACKING_PAGES == SP_BACK_PAGES &&
+		       SHMP_BACKING_KMALLOC == SP_BACK_KMALLOC,
 	       "public backing values mirror the core's");
 _Static_assert(SHMP_POOL_RECLAIM_ON_EXIT == SP_POOL_RECLAIM_ON_EXIT,
 	       "public pool flags mirror the core's");
@@ -39,6 +50,8 @@ struct shmp_pool {
 	uint32_t id;		/* index in the pool table */
 	uint32_t gen;		/* the descriptor's generation at open */
 	uint64_t elem_size;
+	struct sp_cache *cache;	/* the backing cache when magazines may be used */
+	struct sp_pool *desc;	/* its descriptor in the table (check gen before use) */
 	char name[SP_NAME_MAX + 1];
 };
 
@@ -82,6 +95,14 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	p->id = info->id;
 	p->gen = info->gen;
 	p->elem_size = d->elem_size;
+	p->desc = d;
+	/* SLAB only: a kmalloc class (pool_id 0) would fail the pool_id test too */
+	if (d->backing == SP_BACK_SLAB && !d->max_nr && d->cache_id < sp_nr_cache_slots(c->seg)) {
+		struct sp_cache *k = &sp_caches(c->seg)[d->cache_id];
+
+		if (k->pool_id == d->id + 1 && !(k->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE)))
+			p->cache = k;
+	}
 	memcpy(p->name, d->name, sizeof(p->name));
 	p->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -141,6 +162,7 @@ int shmp_pool_open(shmp_client *c, const char *name, shmp_pool **out)
 
 int shmp_pool_destroy(shmp_client *c, const char *name)
 {
+	shmp_flush(c); /* what this thread cached would keep it busy */
 	return shmp__name_request(c, name, "pool", SHMPOOL__REQUEST__OP_POOL_DESTROY, NULL,
 				  NULL);
 }
@@ -169,6 +191,8 @@ void shmp_pool_close(shmp_pool *p)
 {
 	if (!p)
 		return;
+	if (p->cache)
+		shmp__mag_drop(p->c, p->cache);
 	shmp__client_put(p->c);
 	free(p);
 }
@@ -189,8 +213,36 @@ static void *pool_alloc(shmp_pool *p, int flags, int timeout_ms)
 	return sp_ptr(p->c->seg, off);
 }
 
+/*
+ * The pool's descriptor when the calling thread's magazine may serve it:
+ * a usable session, a magazine-capable pool, still LIVE with the handle's
+ * generation.  NULL: take the checked path, which also says what is wrong.
+ */
+static inline struct sp_pool *fast_desc(shmp_pool *p)
+{
+	struct sp_pool *d;
+
+	/*
+	 * Neither the fork check nor the state: a forked child's thread cache
+	 * is empty, so shmp__mag() goes to its slow path, which checks; a
+	 * destroyed pool's cache refuses every refill and every push.  The
+	 * generation tells a handle to a pool recreated at the same id.
+	 */
+	if (sp_unlikely(!p || !p->cache || !p->c->seg))
+		return NULL;
+	d = p->desc;
+	if (sp_unlikely(__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen))
+		return NULL;
+	return d;
+}
+
 void *shmp_pool_alloc(shmp_pool *p, int flags)
 {
+	sp_off_t off;
+
+	if (sp_likely(!(flags & ~SHMP_NOWAIT) && fast_desc(p)) &&
+	    shmp__mag_alloc(p->c, p->cache, &off) == 0)
+		return p->c->seg->base + off;
 	if (sp_unlikely(flags & ~SHMP_NOWAIT))
 		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
 	return pool_alloc(p, flags & SHMP_NOWAIT ? SP_ALLOC_NOWAIT : 0, -1);
@@ -198,15 +250,26 @@ void *shmp_pool_alloc(shmp_pool *p, int flags)
 
 void *shmp_pool_alloc_timeout(shmp_pool *p, int timeout_ms)
 {
+	sp_off_t off;
+
+	if (sp_likely(fast_desc(p)) && shmp__mag_alloc(p->c, p->cache, &off) == 0)
+		return p->c->seg->base + off;
 	return pool_alloc(p, 0, timeout_ms < 0 ? -1 : timeout_ms);
 }
 
 int shmp_pool_free(shmp_pool *p, void *elem)
 {
-	struct sp_pool *d;
+	struct sp_pool *d = fast_desc(p);
 	sp_off_t off;
-	int rc = pool_desc(p, &d);
+	int rc;
 
+	/* a short reserve or a waiter: the locked path refills or wakes; a
+	 * pointer outside the segment wraps to an offset the magazine refuses */
+	if (sp_likely(d) && __atomic_load_n(&d->curr_nr, __ATOMIC_RELAXED) >= d->min_nr &&
+	    !__atomic_load_n(&d->nr_waiters, __ATOMIC_RELAXED) &&
+	    shmp__mag_free(p->c, p->cache, (sp_off_t)((uint8_t *)elem - p->c->seg->base)) == 0)
+		return 0;
+	rc = pool_desc(p, &d);
 	if (sp_unlikely(rc))
 		return rc;
 	rc = shmp__obj_off(p->c->seg, elem, "element", "pool", p->name, &off);
@@ -238,6 +301,7 @@ int shmp_pool_free_bulk(shmp_pool *p, void *const *v, unsigned n)
 int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)
 {
 	struct sp_pool *d;
+	uint64_t na, nf;
 	int rc = pool_desc(p, &d);
 
 	if (rc)
@@ -251,8 +315,9 @@ int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)
 	st->max_nr = d->max_nr;
 	st->nr_waiters = LOAD(nr_waiters);
 	st->nr_out = sp_pool_nr_out(p->c->seg, d);
-	st->nr_alloc = LOAD(nr_alloc);
-	st->nr_free = LOAD(nr_free);
+	sp_pool_counters(p->c->seg, d, &na, &nf);
+	st->nr_alloc = na;
+	st->nr_free = nf;
 	st->nr_reserve_alloc = LOAD(nr_reserve_alloc);
 	st->nr_fail = LOAD(nr_fail);
 	st->nr_wait = LOAD(nr_wait);

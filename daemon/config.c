@@ -519,8 +519,10 @@ static int pool_key(struct parse *p, const char *k, const char *v)
 			d->backing = SP_BACK_SLAB;
 		} else if (strcmp(v, "pages") == 0) {
 			d->backing = SP_BACK_PAGES;
+		} else if (strcmp(v, "kmalloc") == 0) {
+			d->backing = SP_BACK_KMALLOC;
 		} else {
-			perr(p, "backing: invalid value '%s' (expected slab or pages)", v);
+			perr(p, "backing: invalid value '%s' (expected slab, pages or kmalloc)", v);
 			return -EINVAL;
 		}
 		return 0;
@@ -588,9 +590,19 @@ static int check_pools(struct parse *p)
 		else if (d->max_nr && d->max_nr < d->min_nr)
 			perr(p, "[pool %s]: max_nr %u is below min_nr %u", d->name, d->max_nr,
 			     d->min_nr);
-		else if (d->backing == SP_BACK_PAGES && d->cache_flags)
+		else if (d->backing != SP_BACK_SLAB && d->cache_flags)
 			perr(p, "[pool %s]: hwcache_align, poison and redzone need slab backing",
 			     d->name);
+		else if (d->backing == SP_BACK_KMALLOC && d->elem_size > SP_KMALLOC_MAX)
+			perr(p, "[pool %s]: elem_size %llu is above the largest kmalloc class "
+				"(%u bytes): use slab or pages backing",
+			     d->name, (unsigned long long)d->elem_size, SP_KMALLOC_MAX);
+		else if (d->backing == SP_BACK_KMALLOC && (d->flags & SP_POOL_RECLAIM_ON_EXIT))
+			perr(p, "[pool %s]: reclaim_on_exit needs slab or pages backing (a kmalloc "
+				"class is shared)", d->name);
+		else if (d->backing == SP_BACK_KMALLOC && d->align > 8)
+			perr(p, "[pool %s]: align %u needs slab backing (kmalloc classes align "
+				"to 8)", d->name, d->align);
 		if (p->err_line)
 			return -EINVAL;
 	}

@@ -367,7 +367,7 @@ int main(int argc, char **argv)
 	spd_info("shmpoold %s ready: socket %s%s, segment %s (%" PRIu64 " MiB, %u client "
 		 "slots)", SHMPOOL_VERSION, d.cfg.socket_path,
 		 d.cfg.listen_fd >= 0 ? " (from systemd)" : "", d.cfg.shm_name,
-		 d.seg->size >> 20, d.seg->hdr->max_clients);
+		 d.seg->size >> 20, d.seg->geo.max_clients);
 	spd_systemd_ready(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	exit_code = SPD_EXIT_OK;

@@ -91,9 +91,9 @@ static int create_segment(struct spd_daemon *d)
 	if (rc)
 		return rc;
 	spd_info("created segment %s: %" PRIu64 " MiB, %u pages of %u bytes, %u client slots, "
-		 "%u pools, %u caches", d->cfg.shm_name, d->seg->size >> 20, d->seg->hdr->nr_pages,
-		 SP_PAGE_SIZE, d->seg->hdr->max_clients, d->seg->hdr->max_pools,
-		 d->seg->hdr->max_caches);
+		 "%u pools, %u caches", d->cfg.shm_name, d->seg->size >> 20, d->seg->geo.nr_pages,
+		 SP_PAGE_SIZE, d->seg->geo.max_clients, d->seg->geo.max_pools,
+		 d->seg->geo.max_caches);
 	return 0;
 }
 
@@ -101,10 +101,11 @@ static int create_segment(struct spd_daemon *d)
 static void report_found(struct spd_daemon *d)
 {
 	struct sp_seg *s = d->seg;
+	const struct sp_header *g = &s->geo;
 	struct sp_header *h = s->hdr;
 	uint64_t objects = 0, pool_out = 0;
 	unsigned alive = 0, dead = 0;
-	time_t created = (time_t)h->created_time;
+	time_t created = (time_t)g->created_time;
 	char when[64] = "?";
 	struct tm tm;
 
@@ -112,15 +113,15 @@ static void report_found(struct spd_daemon *d)
 		struct sp_cache *c = sp_cache_get(s, i);
 
 		if (c)
-			objects += c->active_objs;
+			objects += sp_cache_in_use(s, c);
 	}
-	for (uint32_t i = 0; i < h->max_pools; i++) {
+	for (uint32_t i = 0; i < g->max_pools; i++) {
 		struct sp_pool *p = sp_pool_get(s, i);
 
 		if (p)
 			pool_out += sp_pool_nr_out(s, p);
 	}
-	for (uint32_t i = 0; i < h->max_clients; i++) {
+	for (uint32_t i = 0; i < g->max_clients; i++) {
 		alive += sp_clients(s)[i].state == SP_CLIENT_ALIVE;
 		dead += sp_clients(s)[i].state == SP_CLIENT_DEAD;
 	}
@@ -129,23 +130,23 @@ static void report_found(struct spd_daemon *d)
 	spd_info("re-attached segment %s: %" PRIu64 " MiB, layout %u, created %s; %u pools "
 		 "(%" PRIu64 " elements out), %u caches, %" PRIu64 " live objects, %" PRIu64
 		 " of %u pages in use; client slots: %u alive, %u dead",
-		 d->cfg.shm_name, s->size >> 20, h->layout_version, when, h->nr_live_pools, pool_out,
-		 h->nr_live_caches, objects, (uint64_t)h->nr_pages - h->buddy.free_pages,
-		 h->nr_pages, alive, dead);
+		 d->cfg.shm_name, s->size >> 20, g->layout_version, when, h->nr_live_pools, pool_out,
+		 h->nr_live_caches, objects, (uint64_t)g->nr_pages - h->buddy.free_pages,
+		 g->nr_pages, alive, dead);
 	if (d->cfg.size_set && d->cfg.size != s->size)
 		spd_warn("--size %" PRIu64 " ignored: the existing segment has %" PRIu64
 			 " bytes (--reset recreates it)", d->cfg.size, s->size);
-	if (d->cfg.max_clients_set && d->cfg.max_clients != h->max_clients)
+	if (d->cfg.max_clients_set && d->cfg.max_clients != g->max_clients)
 		spd_warn("--max-clients %u ignored: the existing segment has %u slots (--reset "
-			 "recreates it)", d->cfg.max_clients, h->max_clients);
+			 "recreates it)", d->cfg.max_clients, g->max_clients);
 	if (d->cfg.geometry_set &&
-	    (d->cfg.max_pools != h->max_pools || d->cfg.max_caches != h->max_caches ||
-	     d->cfg.max_order != h->max_order || d->cfg.kmalloc_prefill != h->kmalloc_prefill))
+	    (d->cfg.max_pools != g->max_pools || d->cfg.max_caches != g->max_caches ||
+	     d->cfg.max_order != g->max_order || d->cfg.kmalloc_prefill != g->kmalloc_prefill))
 		spd_warn("max_pools %u, max_caches %u, max_order %u, kmalloc_prefill %u of %s "
 			 "ignored: the existing segment has %u, %u, %u, %u (--reset recreates it)",
 			 d->cfg.max_pools, d->cfg.max_caches, d->cfg.max_order,
-			 d->cfg.kmalloc_prefill, d->cfg.config_path, h->max_pools, h->max_caches,
-			 h->max_order, h->kmalloc_prefill);
+			 d->cfg.kmalloc_prefill, d->cfg.config_path, g->max_pools, g->max_caches,
+			 g->max_order, g->kmalloc_prefill);
 }
 
 /**
@@ -198,7 +199,7 @@ void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why)
 static void reap(struct spd_daemon *d, const char *why)
 {
 	struct sp_seg *s = d->seg;
-	uint32_t n = s->hdr->max_clients;
+	uint32_t n = s->geo.max_clients;
 	uint8_t *was_alive = calloc(n, 1);
 	int rc;
 
@@ -227,7 +228,7 @@ static void recover_clients(struct spd_daemon *d)
 	struct sp_seg *s = d->seg;
 
 	reap(d, "exited while the daemon was down");
-	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 		char name[SP_CLIENT_NAME_MAX + 1];
 
@@ -310,7 +311,7 @@ int spd_owner_open(struct spd_daemon *d)
 	if (rc)
 		return rc;
 	d->seg->lock_timeout_ms = SPD_LOCK_TIMEOUT_MS;
-	d->nr_by_slot = d->seg->hdr->max_clients;
+	d->nr_by_slot = d->seg->geo.max_clients;
 	d->by_slot = calloc(d->nr_by_slot, sizeof(*d->by_slot));
 	if (!d->by_slot) {
 		spd_error("out of memory");
@@ -333,8 +334,8 @@ static void compare_pool(struct spd_daemon *d, const struct spd_pool_decl *pd,
 			 "max_nr %u, %s backing, flags %#x; the file says %" PRIu64 ", %u, %u, %s, "
 			 "%#x: kept as it is (destroy it to have it recreated)", pd->name,
 			 d->cfg.config_path, pd->line, p->elem_size, p->min_nr, p->max_nr,
-			 p->backing ? "page" : "slab", p->flags, pd->elem_size, pd->min_nr,
-			 pd->max_nr, pd->backing ? "page" : "slab", pd->flags);
+			 sp_backing_name(p->backing), p->flags, pd->elem_size, pd->min_nr,
+			 pd->max_nr, sp_backing_name(pd->backing), pd->flags);
 	else
 		spd_info("pool %s (%s line %u) exists", pd->name, d->cfg.config_path, pd->line);
 }
@@ -379,7 +380,7 @@ int spd_owner_predeclare(struct spd_daemon *d)
 		}
 		spd_info("created predeclared pool %s: %" PRIu64 "-byte elements, min_nr %u, "
 			 "max_nr %u, %s backing, flags %#x, mode %04o", pd->name, pd->elem_size,
-			 pd->min_nr, pd->max_nr, pd->backing ? "page" : "slab", pd->flags, pd->mode);
+			 pd->min_nr, pd->max_nr, sp_backing_name(pd->backing), pd->flags, pd->mode);
 	}
 	return 0;
 }

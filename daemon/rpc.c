@@ -160,7 +160,7 @@ static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 	if (rc && rc != -ESRCH)
 		return fail(x, rc, "cannot resume slot %u now: reading /proc/%d/stat failed: %s",
 			    slot, x->ss->pid, strerror(-rc));
-	if (slot >= s->hdr->max_clients || slot >= x->d->nr_by_slot)
+	if (slot >= s->geo.max_clients || slot >= x->d->nr_by_slot)
 		return fail(x, -EPERM, "cannot resume slot %u: the table has %u slots", slot,
 			    x->d->nr_by_slot);
 	rc = sp_registry_lock(s);
@@ -209,7 +209,7 @@ static int op_hello(struct rpc *x, const Shmpool__Hello *h)
 		if (rc == -ENFILE)
 			return fail(x, rc, "client table full: all %u slots are taken (a dead "
 				    "client's slot stays taken until its holdings are reclaimed)",
-				    s->hdr->max_clients);
+				    s->geo.max_clients);
 		if (rc)
 			return core_fail(x, rc);
 		/* the core walked the shared header's max_clients: never trusted */
@@ -229,7 +229,7 @@ static int op_hello(struct rpc *x, const Shmpool__Hello *h)
 	r->daemon_version = SHMPOOL_VERSION;
 	r->segment_name = x->d->cfg.shm_name;
 	r->segment_size = s->size;
-	r->layout_version = s->hdr->layout_version;
+	r->layout_version = s->geo.layout_version;
 	r->client_slot = slot;
 	r->session_token = sp_clients(s)[slot].token;
 	r->resumed = h->resume;
@@ -317,7 +317,7 @@ static int op_pool_create(struct rpc *x, const Shmpool__PoolCreate *pc)
 		return core_fail(x, rc);
 	spd_info("slot %u (uid %u): created pool %s: %" PRIu64 "-byte elements, min_nr %u, "
 		 "max_nr %u, %s backing, flags %#x", x->ss->slot, x->ss->uid, x->name,
-		 pc->elem_size, pc->min_nr, pc->max_nr, pc->backing ? "page" : "slab", pc->flags);
+		 pc->elem_size, pc->min_nr, pc->max_nr, sp_backing_name(pc->backing), pc->flags);
 	return reply_pool(x, sp_pool_get(x->s, id));
 }
 
@@ -383,7 +383,7 @@ static int find_cache(struct rpc *x, const char *name, struct sp_cache **c)
 
 static int reply_cache(struct rpc *x, const struct sp_cache *c)
 {
-	x->resp->cache = spd_view_cache(x->a, c);
+	x->resp->cache = spd_view_cache(x->a, x->s, c);
 	x->resp->payload_case = SHMPOOL__RESPONSE__PAYLOAD_CACHE;
 	return x->resp->cache ? 0 : -ENOMEM;
 }
@@ -493,9 +493,9 @@ static int op_reclaim(struct rpc *x, const Shmpool__Reclaim *r)
 	struct sp_client *cl;
 	int rc;
 
-	if (r->slot >= s->hdr->max_clients)
+	if (r->slot >= s->geo.max_clients)
 		return fail(x, -ESRCH, "no client slot %u: the table has %u slots", r->slot,
-			    s->hdr->max_clients);
+			    s->geo.max_clients);
 	cl = &sp_clients(s)[r->slot];
 	if (cl->state == SP_CLIENT_FREE)
 		return fail(x, -ESRCH, "client slot %u is free: nothing to reclaim", r->slot);

@@ -236,7 +236,8 @@ char *spd_arena_str(struct spd_arena *a, const char *src, size_t max);
 void spd_arena_free(struct spd_arena *a);
 
 Shmpool__PoolInfo *spd_view_pool(struct spd_arena *a, struct sp_seg *s, const struct sp_pool *p);
-Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c);
+Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, struct sp_seg *s,
+				   const struct sp_cache *c);
 void spd_view_segment_header(Shmpool__SegmentInfo *v, struct sp_seg *s);
 Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s);
 Shmpool__ListReply *spd_view_list(struct spd_arena *a, struct sp_seg *s);

@@ -76,12 +76,13 @@ int spd_systemd_listen_fd(void)
 static void on_status(uv_timer_t *t)
 {
 	struct spd_daemon *d = t->data;
+	const struct sp_header *g = &d->seg->geo;
 	struct sp_header *h = d->seg->hdr;
-	uint64_t used = (uint64_t)h->nr_pages - h->buddy.free_pages;
+	uint64_t used = (uint64_t)g->nr_pages - h->buddy.free_pages;
 
 	sd_notifyf(0, "STATUS=%u connections, %u pools, %u caches, %" PRIu64 " of %u pages in "
 		   "use (%.1f%%)", d->nr_sessions, h->nr_live_pools, h->nr_live_caches, used,
-		   h->nr_pages, h->nr_pages ? 100.0 * (double)used / h->nr_pages : 0.0);
+		   g->nr_pages, g->nr_pages ? 100.0 * (double)used / g->nr_pages : 0.0);
 }
 #endif
 

@@ -109,8 +109,7 @@ Shmpool__PoolInfo *spd_view_pool(struct spd_arena *a, struct sp_seg *s, const st
 	v->flags = p->flags;
 	v->creator_uid = p->creator_uid;
 	v->mode = p->mode;
-	v->nr_alloc = p->nr_alloc;
-	v->nr_free = p->nr_free;
+	sp_pool_counters(s, p, &v->nr_alloc, &v->nr_free);
 	v->nr_reserve_alloc = p->nr_reserve_alloc;
 	v->nr_fail = p->nr_fail;
 	v->nr_wait = p->nr_wait;
@@ -121,12 +120,13 @@ Shmpool__PoolInfo *spd_view_pool(struct spd_arena *a, struct sp_seg *s, const st
 
 /**
  * spd_view_cache() - a cache as a CacheInfo.
- * @a: the arena.  @c: a LIVE cache.
+ * @a: the arena.  @s: its segment.  @c: a LIVE cache.
  *
  * Does not sleep.
  * Return: the message, or NULL when out of memory.
  */
-Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c)
+Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, struct sp_seg *s,
+				   const struct sp_cache *c)
 {
 	Shmpool__CacheInfo *v = spd_arena_alloc(a, sizeof(*v));
 
@@ -141,14 +141,13 @@ Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c
 	v->obj_size = c->obj_size;
 	v->align = c->align;
 	v->flags = c->flags;
-	v->active_objs = c->active_objs;
+	v->active_objs = sp_cache_in_use(s, c); /* magazine objects are free */
 	v->num_objs = c->total_objs;
 	v->objperslab = c->objperslab;
 	v->pagesperslab = c->order < 32 ? 1u << c->order : 0;
 	v->active_slabs = c->nr_list[SP_LIST_PARTIAL] + c->nr_list[SP_LIST_FULL];
 	v->num_slabs = c->nr_slabs;
-	v->nr_alloc = c->nr_alloc;
-	v->nr_free = c->nr_free;
+	sp_cache_counters(s, c, &v->nr_alloc, &v->nr_free);
 	v->nr_fail = c->nr_fail;
 	v->nr_bad_free = c->nr_bad_free;
 	v->creator_uid = c->creator_uid;
@@ -163,10 +162,10 @@ Shmpool__CacheInfo *spd_view_cache(struct spd_arena *a, const struct sp_cache *c
 /* Every LIVE pool; NULL when out of memory. */
 static Shmpool__PoolInfo **all_pools(struct spd_arena *a, struct sp_seg *s, size_t *n)
 {
-	Shmpool__PoolInfo **v = spd_arena_alloc(a, (s->hdr->max_pools + 1) * sizeof(*v));
+	Shmpool__PoolInfo **v = spd_arena_alloc(a, (s->geo.max_pools + 1) * sizeof(*v));
 
 	*n = 0;
-	for (uint32_t i = 0; v && i < s->hdr->max_pools; i++) {
+	for (uint32_t i = 0; v && i < s->geo.max_pools; i++) {
 		struct sp_pool *p = sp_pool_get(s, i);
 
 		if (p && !(v[(*n)++] = spd_view_pool(a, s, p)))
@@ -185,7 +184,7 @@ static Shmpool__CacheInfo **caches(struct spd_arena *a, struct sp_seg *s, uint32
 	for (uint32_t i = first; v && i < end; i++) {
 		struct sp_cache *c = sp_cache_get(s, i);
 
-		if (c && !(v[(*n)++] = spd_view_cache(a, c)))
+		if (c && !(v[(*n)++] = spd_view_cache(a, s, c)))
 			return NULL;
 	}
 	return v;
@@ -201,13 +200,15 @@ static Shmpool__CacheInfo **caches(struct spd_arena *a, struct sp_seg *s, uint32
 Shmpool__ListReply *spd_view_list(struct spd_arena *a, struct sp_seg *s)
 {
 	Shmpool__ListReply *v = spd_arena_alloc(a, sizeof(*v));
-	uint32_t first = s->hdr->nr_kmalloc;
+	uint32_t first = s->geo.nr_kmalloc;
 
 	if (!v)
 		return NULL;
 	shmpool__list_reply__init(v);
+	sp_mag_snapshot_begin(s); /* one walk of the magazines for the reply */
 	v->pools = all_pools(a, s, &v->n_pools);
-	v->caches = caches(a, s, first, first + s->hdr->max_caches, &v->n_caches);
+	v->caches = caches(a, s, first, first + s->geo.max_caches, &v->n_caches);
+	sp_mag_snapshot_end();
 	return v->pools && v->caches ? v : NULL;
 }
 
@@ -220,18 +221,19 @@ Shmpool__ListReply *spd_view_list(struct spd_arena *a, struct sp_seg *s)
  */
 void spd_view_segment_header(Shmpool__SegmentInfo *v, struct sp_seg *s)
 {
+	const struct sp_header *g = &s->geo; /* validated at attach */
 	struct sp_header *h = s->hdr;
 
 	v->size = s->size;
-	v->layout_version = h->layout_version;
-	v->nr_pages = h->nr_pages;
+	v->layout_version = g->layout_version;
+	v->nr_pages = g->nr_pages;
 	v->free_pages = h->buddy.free_pages;
-	v->max_order = h->max_order;
-	v->max_clients = h->max_clients;
-	v->max_caches = h->max_caches;
-	v->max_pools = h->max_pools;
-	v->created_time = h->created_time;
-	v->kmalloc_prefill = h->kmalloc_prefill;
+	v->max_order = g->max_order;
+	v->max_clients = g->max_clients;
+	v->max_caches = g->max_caches;
+	v->max_pools = g->max_pools;
+	v->created_time = g->created_time;
+	v->kmalloc_prefill = g->kmalloc_prefill;
 }
 
 static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon *d)
@@ -262,7 +264,7 @@ Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s)
 {
 	Shmpool__BuddyInfo *v = spd_arena_alloc(a, sizeof(*v));
 	struct sp_buddy *z = &s->hdr->buddy;
-	unsigned orders = s->hdr->max_order + 1; /* validated <= SP_MAX_ORDER_LIMIT */
+	unsigned orders = s->geo.max_order + 1; /* validated <= SP_MAX_ORDER_LIMIT */
 
 	if (!v)
 		return NULL;
@@ -284,10 +286,10 @@ Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s)
 static Shmpool__ClientInfo **clients(struct spd_arena *a, struct spd_daemon *d, size_t *n)
 {
 	struct sp_seg *s = d->seg;
-	Shmpool__ClientInfo **v = spd_arena_alloc(a, (s->hdr->max_clients + 1) * sizeof(*v));
+	Shmpool__ClientInfo **v = spd_arena_alloc(a, (s->geo.max_clients + 1) * sizeof(*v));
 
 	*n = 0;
-	for (uint32_t i = 0; v && i < s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; v && i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 		uint32_t state = cl->state;
 		struct sp_holdings h;
@@ -338,8 +340,10 @@ Shmpool__StatsReply *spd_view_stats(struct spd_arena *a, struct spd_daemon *d)
 	shmpool__stats_reply__init(v);
 	v->segment = segment_info(a, d);
 	v->buddy = spd_view_buddy(a, s);
+	sp_mag_snapshot_begin(s); /* one walk of the magazines for the reply */
 	v->caches = caches(a, s, 0, sp_nr_cache_slots(s), &v->n_caches);
 	v->pools = all_pools(a, s, &v->n_pools);
+	sp_mag_snapshot_end();
 	v->clients = clients(a, d, &v->n_clients);
 	if (!v->segment || !v->buddy || !v->caches || !v->pools || !v->clients)
 		return NULL;

@@ -48,7 +48,7 @@ static inline struct sp_buddy *zone(struct sp_seg *s)
 
 static bool pfn_ok(const struct sp_seg *s, uint32_t pfn)
 {
-	return pfn < s->hdr->nr_pages;
+	return pfn < s->geo.nr_pages;
 }
 
 /* Doubly linked lists of heads through sp_page.next/prev (pfn + 1). */
@@ -128,13 +128,13 @@ static void set_tails(struct sp_seg *s, uint32_t pfn, unsigned order)
  */
 static void merge_insert(struct sp_seg *s, uint32_t pfn, unsigned order, bool left_only)
 {
-	unsigned max = zone(s)->max_order;
+	unsigned max = s->geo.max_order;
 
 	while (order < max) {
 		uint32_t buddy = pfn ^ (1u << order);
 		uint32_t lo = pfn < buddy ? pfn : buddy, hi = pfn ^ buddy ^ lo;
 
-		if ((uint64_t)buddy + (1u << order) > s->hdr->nr_pages)
+		if ((uint64_t)buddy + (1u << order) > s->geo.nr_pages)
 			break;
 		if (left_only && buddy > pfn)
 			break;
@@ -161,13 +161,13 @@ static void merge_insert(struct sp_seg *s, uint32_t pfn, unsigned order, bool le
 void sp_buddy_init(struct sp_seg *s)
 {
 	struct sp_buddy *z = zone(s);
-	uint32_t pfn = 0, n = s->hdr->nr_pages;
+	uint32_t pfn = 0, n = s->geo.nr_pages;
 
-	z->max_order = s->hdr->max_order;
+	z->max_order = s->geo.max_order;
 	z->nr_pages = n;
 	sp_lock_init(&z->lock, SP_LOCK_BUDDY);
 	while (pfn < n) {
-		unsigned o = z->max_order;
+		unsigned o = s->geo.max_order;
 
 		while ((pfn & ((1u << o) - 1)) || (uint64_t)pfn + (1u << o) > n)
 			o--;
@@ -194,18 +194,18 @@ void sp_buddy_init(struct sp_seg *s)
 void sp_buddy_recover_locked(struct sp_seg *s)
 {
 	struct sp_buddy *z = zone(s);
-	uint32_t pfn, n = s->hdr->nr_pages;
+	uint32_t pfn, n = s->geo.nr_pages;
 
 	sp_assert(sp_lock_held(&z->lock));
-	z->max_order = s->hdr->max_order;
+	z->max_order = s->geo.max_order;
 	z->nr_pages = n;
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+	for (uint32_t i = 0; i < s->geo.max_pools; i++)
 		sp_pools(s)[i].nr_pages_out = 0;
 	for (pfn = 0; pfn < n;) {
 		uint32_t info = s->pages[pfn].info;
 		unsigned st = SP_PG_STATE(info), o = SP_PG_ORDER(info);
 
-		if ((st != SP_PG_FREE && st != SP_PG_ALLOC) || o > z->max_order ||
+		if ((st != SP_PG_FREE && st != SP_PG_ALLOC) || o > s->geo.max_order ||
 		    (pfn & ((1u << o) - 1)) || (uint64_t)pfn + (1u << o) > n ||
 		    (st == SP_PG_FREE && SP_PG_KIND(info) != SP_KIND_NONE)) {
 			s->pages[pfn].owner = 0;
@@ -213,7 +213,7 @@ void sp_buddy_recover_locked(struct sp_seg *s)
 			s->pages[pfn].info = SP_PG_INFO(SP_PG_ALLOC, 0, SP_KIND_NONE);
 			o = 0;
 		} else if (st == SP_PG_ALLOC && SP_PG_KIND(info) == SP_KIND_POOL &&
-			   s->pages[pfn].owner < s->hdr->max_pools &&
+			   s->pages[pfn].owner < s->geo.max_pools &&
 			   sp_pools(s)[s->pages[pfn].owner].page_order == o) {
 			sp_pools(s)[s->pages[pfn].owner].nr_pages_out++;
 		}
@@ -304,11 +304,12 @@ int sp_buddy_alloc_locked(struct sp_seg *s, unsigned order, unsigned kind, uint3
 	int rc;
 
 	sp_assert(sp_lock_held(&z->lock));
-	if (order > z->max_order)
-		return sp_err(-EINVAL, "order %u is above max_order %u", order, z->max_order);
-	for (o = order; o <= z->max_order && !z->free_head[o]; o++)
+	/* the zone's own max_order is shared and writable: bound by the copy */
+	if (order > s->geo.max_order)
+		return sp_err(-EINVAL, "order %u is above max_order %u", order, s->geo.max_order);
+	for (o = order; o <= s->geo.max_order && !z->free_head[o]; o++)
 		;
-	if (o > z->max_order) {
+	if (o > s->geo.max_order) {
 		z->nr_fail++;
 		return sp_err(-ENOMEM, "no free block of order %u (segment full)", order);
 	}
@@ -398,7 +399,7 @@ int sp_block_head(const struct sp_seg *s, uint32_t pfn, uint32_t *head)
 	if (h >= pfn || !pfn_ok(s, h))
 		return -EINVAL;
 	info = __atomic_load_n(&s->pages[h].info, __ATOMIC_ACQUIRE);
-	if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_ORDER(info) > s->hdr->max_order ||
+	if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_ORDER(info) > s->geo.max_order ||
 	    pfn - h >= (1u << SP_PG_ORDER(info)))
 		return -EINVAL;
 	*head = h;
@@ -444,7 +445,7 @@ int sp_buddy_free(struct sp_seg *s, sp_off_t off)
 	uint32_t pfn, info;
 	int rc;
 
-	if (!sp_off_pfn(s, off, &pfn) || (off - s->hdr->data.off) & (SP_PAGE_SIZE - 1))
+	if (!sp_off_pfn(s, off, &pfn) || (off - s->geo.data.off) & (SP_PAGE_SIZE - 1))
 		return sp_err(-EINVAL, "offset %#llx is not a page in the data area",
 			      (unsigned long long)off);
 	rc = sp_buddy_lock(s);

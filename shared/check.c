@@ -6,7 +6,9 @@
  * returning a list of violations instead of asserting: the segment is
  * untrusted input, so every offset, index and count is bounds-checked before
  * it is used and every walk is bounded.  A scribbled segment yields
- * violations, never a crash or an endless loop.
+ * violations, never a crash or an endless loop.  Table sizes and region
+ * offsets come from the geometry validated at attach (s->geo), never from
+ * the writable header page, which is only compared with it.
  *
  * Consistency: by default the checker stops the world: it takes the
  * registry lock, the lock of every pool and cache in use (same-level locks
@@ -18,6 +20,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,7 @@ struct ctx {
 	struct sp_report *r;
 	uint32_t *slabs_per_cache; /* SLAB heads seen in page metadata, by cache id */
 	uint64_t *reserve_pages;   /* RESERVE-tagged page elements, by pool id */
+	uint32_t *magsets_per_slot; /* committed magazine sets, by slot */
 };
 
 /* Is @tag a valid owner of memory of this kind? */
@@ -59,7 +63,7 @@ static bool tag_ok(struct ctx *x, uint16_t tag, bool reserve_ok, bool internal_o
 		return reserve_ok;
 	if (tag == SP_OWNER_INTERNAL)
 		return internal_ok;
-	if (tag == SP_OWNER_NONE || tag - 1u >= x->s->hdr->max_clients)
+	if (tag == SP_OWNER_NONE || tag - 1u >= x->s->geo.max_clients)
 		return false;
 	return sp_clients(x->s)[tag - 1].state != SP_CLIENT_FREE;
 }
@@ -68,7 +72,7 @@ static void check_clients(struct ctx *x)
 {
 	struct sp_report *r = x->r;
 
-	for (uint32_t i = 0; i < x->s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; i < x->s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(x->s)[i];
 
 		if (cl->state > SP_CLIENT_DEAD)
@@ -78,12 +82,59 @@ static void check_clients(struct ctx *x)
 	}
 }
 
+/* A magazine set's block: committed (or being created), of a slot in use. */
+static void check_magset(struct ctx *x, uint32_t pfn, uint32_t order, uint16_t slot)
+{
+	struct sp_report *r = x->r;
+
+	if (order != SP_MAGSET_ORDER || !tag_ok(x, slot, false, false)) {
+		V("page %u: magazine set of order %u owned by invalid tag %u", pfn, order, slot);
+		return;
+	}
+	if (sp_magset_valid(x->s, pfn))
+		x->magsets_per_slot[slot - 1]++;
+	/* else: being created (magic written last) or torn; freed with its slot */
+}
+
+/* Each slot's list of magazine sets holds exactly its committed sets. */
+static void check_maglists(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
+		uint32_t p = sp_clients(s)[i].mag_head, prev = 0, len = 0;
+
+		while (p && len <= s->geo.nr_pages) {
+			if (!sp_magset_valid(s, p - 1) ||
+			    ((struct sp_magset *)(s->base + sp_pfn_off(s, p - 1)))->slot != i) {
+				V("client slot %u: magazine list links page %u, not one of its sets", i,
+				  p - 1);
+				break;
+			}
+			if (s->pages[p - 1].prev != prev) {
+				V("client slot %u: magazine set %u has a wrong back link", i, p - 1);
+				break;
+			}
+			prev = p;
+			p = s->pages[p - 1].next;
+			len++;
+		}
+		if (len != x->magsets_per_slot[i] && !p)
+			V("client slot %u: %u magazine sets listed, %u in the page metadata", i, len,
+			  x->magsets_per_slot[i]);
+		if (sp_clients(s)[i].state == SP_CLIENT_FREE && x->magsets_per_slot[i])
+			V("client slot %u: free, but %u magazine sets are still tagged with it", i,
+			  x->magsets_per_slot[i]);
+	}
+}
+
 static void check_buddy(struct ctx *x)
 {
 	struct sp_seg *s = x->s;
 	struct sp_report *r = x->r;
 	struct sp_buddy *z = &s->hdr->buddy;
-	uint32_t n = s->hdr->nr_pages, max = s->hdr->max_order, pfn;
+	uint32_t n = s->geo.nr_pages, max = s->geo.max_order, pfn;
 	uint64_t free_pages = 0, nr_free[SP_MAX_ORDER_LIMIT + 1] = { 0 };
 	uint8_t *listed = calloc(n, 1);
 
@@ -130,7 +181,7 @@ static void check_buddy(struct ctx *x)
 				V("page %u: %s block owned by invalid tag %u", pfn,
 				  kind == SP_KIND_LARGE ? "large" : "raw", slot);
 		} else if (kind == SP_KIND_POOL) {
-			struct sp_pool *p = owner < s->hdr->max_pools ? &sp_pools(s)[owner] : NULL;
+			struct sp_pool *p = owner < s->geo.max_pools ? &sp_pools(s)[owner] : NULL;
 
 			if (!p || p->state == SP_DESC_FREE || p->backing != SP_BACK_PAGES ||
 			    p->page_order != o)
@@ -141,6 +192,8 @@ static void check_buddy(struct ctx *x)
 				  slot);
 			else if (slot == SP_OWNER_RESERVE)
 				x->reserve_pages[owner]++;
+		} else if (kind == SP_KIND_MAG) {
+			check_magset(x, pfn, o, slot);
 		} else {
 			V("page %u: allocated block of unknown kind %u", pfn, kind);
 		}
@@ -181,10 +234,13 @@ static bool cache_geometry_ok(struct sp_seg *s, struct sp_cache *c)
 	uint64_t bytes;
 
 	/* the red zone is read after every object: the stride must leave room */
-	if (c->order > s->hdr->max_order || !c->objperslab || !c->stride || !c->colour_off ||
+	if (c->order > s->geo.max_order || !c->objperslab || !c->stride || !c->colour_off ||
 	    !c->colour_num ||
 	    c->stride < (uint64_t)c->obj_size + ((c->flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0) ||
 	    c->bitmap_words != (c->objperslab + 63) / 64)
+		return false;
+	if (c->owners_off != sizeof(struct sp_slab) + 8ull * c->bitmap_words ||
+	    c->recip != UINT64_MAX / c->stride + 1)
 		return false;
 	bytes = (uint64_t)SP_PAGE_SIZE << c->order;
 	return c->obj_start >= sizeof(struct sp_slab) + 8ull * c->bitmap_words + 2ull * c->objperslab &&
@@ -200,7 +256,10 @@ static void check_slab(struct ctx *x, struct sp_cache *c, uint32_t pfn, unsigned
 	struct sp_report *r = x->r;
 	struct sp_slab *slab = sp_slab_at(s, c, pfn);
 	uint16_t *own = sp_slab_owners(c, slab);
-	bool pool = c->pool_id != 0, kmalloc = c->flags & SP_CACHE_KMALLOC;
+	bool kmalloc = c->flags & SP_CACHE_KMALLOC;
+	/* a pool's own cache, or a kmalloc class that KMALLOC-backed pools
+	 * may share (check_class_reserves() counts its RESERVE tags) */
+	bool reserve_ok = c->pool_id != 0 || kmalloc;
 	uint32_t cnt = 0, want;
 
 	for (uint32_t i = 0; i < c->objperslab; i++) {
@@ -209,7 +268,11 @@ static void check_slab(struct ctx *x, struct sp_cache *c, uint32_t pfn, unsigned
 
 		if (used) {
 			cnt++;
-			if (!tag_ok(x, own[i], pool, kmalloc))
+			if (sp_owner_is_mag(own[i])) { /* free, cached by a slot in use */
+				if (!tag_ok(x, own[i] & 0x7fffu, false, false))
+					V("cache %.63s: object %u of slab %u cached by invalid slot tag %u",
+					  c->name, i, pfn, own[i] & 0x7fffu);
+			} else if (!tag_ok(x, own[i], reserve_ok, kmalloc))
 				V("cache %.63s: object %u of slab %u has invalid owner tag %u", c->name,
 				  i, pfn, own[i]);
 		} else {
@@ -268,12 +331,12 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 		V("cache %.63s: impossible geometry", c->name);
 		return;
 	}
-	if ((id < s->hdr->nr_kmalloc) != !!(c->flags & SP_CACHE_KMALLOC))
+	if ((id < s->geo.nr_kmalloc) != !!(c->flags & SP_CACHE_KMALLOC))
 		V("cache %.63s: kmalloc flag does not match its table position", c->name);
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
 		uint32_t p = c->list_head[l], prev = 0, len = 0;
 
-		while (p && len <= s->hdr->nr_pages) {
+		while (p && len <= s->geo.nr_pages) {
 			if (!sp_slab_valid(s, c, p - 1)) {
 				V("cache %.63s: list %u holds page %u, not a slab of this cache", c->name,
 				  l, p - 1);
@@ -286,7 +349,7 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 			p = s->pages[p - 1].next;
 			len++;
 		}
-		if (len > s->hdr->nr_pages)
+		if (len > s->geo.nr_pages)
 			V("cache %.63s: list %u loops", c->name, l);
 		if (len != c->nr_list[l])
 			V("cache %.63s: list %u has %u slabs, counter says %u", c->name, l, len,
@@ -315,8 +378,11 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 	struct sp_seg *s = x->s;
 	uint32_t pfn, idx;
 
-	if (p->backing == SP_BACK_SLAB) {
-		struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)];
+	if (p->backing == SP_BACK_SLAB || p->backing == SP_BACK_KMALLOC) {
+		/* KMALLOC: check_pool() made sure cache_id is a class */
+		struct sp_cache *c = &sp_caches(s)[p->backing == SP_BACK_SLAB
+							   ? sp_pool_cache_id(s, p->id)
+							   : p->cache_id];
 		struct sp_slab *slab;
 
 		if (!cache_geometry_ok(s, c) || sp_cache_obj_locate(s, c, off, &slab, &idx))
@@ -342,7 +408,7 @@ static uint64_t count_reserve_tags(struct ctx *x, struct sp_pool *p)
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pg = c->list_head[l], len = 0;
 
-		while (pg && len++ <= s->hdr->nr_pages && sp_slab_valid(s, c, pg - 1)) {
+		while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
 			struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
 
 			for (uint32_t i = 0; i < c->objperslab; i++)
@@ -360,6 +426,30 @@ static int cmp_off(const void *a, const void *b)
 	sp_off_t x = *(const sp_off_t *)a, y = *(const sp_off_t *)b;
 
 	return x < y ? -1 : x > y;
+}
+
+/*
+ * A KMALLOC-backed pool draws from the class of its element size, and its
+ * count of class objects (which may over-count after a crash, never
+ * under-count, and never passes max_nr) covers its reserve.
+ */
+static bool kmalloc_pool_ok(struct ctx *x, struct sp_pool *p)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	int cls = p->elem_size && p->elem_size <= SP_KMALLOC_MAX ? sp_kmalloc_class(p->elem_size)
+								 : -1;
+
+	if (cls < 0 || p->cache_id != (uint32_t)cls || p->cache_id >= s->geo.nr_kmalloc ||
+	    sp_caches(s)[p->cache_id].state != SP_DESC_LIVE) {
+		V("pool %.63s: kmalloc class %u does not serve its %llu-byte elements", p->name,
+		  p->cache_id, (unsigned long long)p->elem_size);
+		return false;
+	}
+	if (p->nr_objs < p->curr_nr || (p->max_nr && p->nr_objs > p->max_nr))
+		V("pool %.63s: counts %llu objects of its class, but holds %u in reserve "
+		  "(max_nr %u)", p->name, (unsigned long long)p->nr_objs, p->curr_nr, p->max_nr);
+	return true;
 }
 
 static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
@@ -383,10 +473,13 @@ static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
 	if (sp_name_check(name) || sp_hash_find(s, true, name, &found) ||
 	    found != id)
 		V("pool %.63s: not found under its name in the registry", p->name);
-	if (p->backing != SP_BACK_SLAB && p->backing != SP_BACK_PAGES) {
+	if (p->backing != SP_BACK_SLAB && p->backing != SP_BACK_PAGES &&
+	    p->backing != SP_BACK_KMALLOC) {
 		V("pool %.63s: unknown backing %u", p->name, p->backing);
 		return;
 	}
+	if (p->backing == SP_BACK_KMALLOC && !kmalloc_pool_ok(x, p))
+		return;
 	if (p->backing == SP_BACK_SLAB &&
 	    (p->cache_id != sp_pool_cache_id(s, id) ||
 	     sp_caches(s)[p->cache_id].state != SP_DESC_LIVE ||
@@ -418,9 +511,71 @@ static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
 				  (unsigned long long)copy[i]);
 	}
 	free(copy);
-	if (count_reserve_tags(x, p) != p->curr_nr)
+	/* a shared class: check_class_reserves() counts its RESERVE tags */
+	if (p->backing != SP_BACK_KMALLOC && count_reserve_tags(x, p) != p->curr_nr)
 		V("pool %.63s: %llu elements tagged RESERVE but curr_nr is %u", p->name,
 		  (unsigned long long)count_reserve_tags(x, p), p->curr_nr);
+}
+
+/*
+ * A kmalloc class is shared by its KMALLOC-backed pools, whose reserves
+ * are only their elements arrays (mempool.c): its RESERVE-tagged objects
+ * must be exactly the union of elements[0, curr_nr) over those pools
+ * (check_pool() checked each entry and each pool's distinctness; a count
+ * equal to the sum also rules out one object in two reserves), plus an
+ * element a put left between its tag and its commit, recorded in put_off
+ * (only without the locks: with them, recovery has settled it).
+ */
+static void check_class_reserves(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	uint32_t nk = s->geo.nr_kmalloc;
+	uint64_t *want = calloc(nk + 1, sizeof(*want));
+
+	if (!want)
+		return;
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+		sp_off_t *el;
+
+		if (p->state == SP_DESC_FREE || p->backing != SP_BACK_KMALLOC || p->cache_id >= nk ||
+		    p->curr_nr > p->elements_cap)
+			continue;
+		want[p->cache_id] += p->curr_nr;
+		el = sp_ptr_checked(s, p->elements_off, (uint64_t)p->elements_cap * 8, 8);
+		if (p->put_off && reserve_elem_ok(x, p, p->put_off)) {
+			uint32_t k = 0;
+
+			while (el && k < p->curr_nr && el[k] != p->put_off)
+				k++;
+			want[p->cache_id] += !el || k == p->curr_nr;
+		}
+	}
+	for (uint32_t id = 0; id < nk; id++) {
+		struct sp_cache *c = &sp_caches(s)[id];
+		uint64_t n = 0;
+
+		if (c->state != SP_DESC_LIVE || !cache_geometry_ok(s, c))
+			continue; /* check_cache() reports it */
+		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
+			uint32_t pg = c->list_head[l], len = 0;
+
+			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
+				struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+
+				for (uint32_t i = 0; i < c->objperslab; i++)
+					n += sp_slab_owners(c, slab)[i] == SP_OWNER_RESERVE &&
+					     (slab->bitmap[i / 64] >> (i % 64) & 1);
+				pg = s->pages[pg - 1].next;
+			}
+		}
+		if (n != want[id])
+			V("cache %.63s: %llu objects tagged RESERVE, but the reserves of its "
+			  "kmalloc-backed pools hold %llu", c->name, (unsigned long long)n,
+			  (unsigned long long)want[id]);
+	}
+	free(want);
 }
 
 static void check_registry(struct ctx *x)
@@ -430,7 +585,7 @@ static void check_registry(struct ctx *x)
 	uint32_t found, live = 0;
 	char name[SP_NAME_MAX + 1];
 
-	for (uint32_t i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+	for (uint32_t i = s->geo.nr_kmalloc; i < s->geo.nr_kmalloc + s->geo.max_caches; i++) {
 		struct sp_cache *c = &sp_caches(s)[i];
 
 		if (c->state == SP_DESC_FREE)
@@ -448,28 +603,151 @@ static void check_registry(struct ctx *x)
 	if (live != s->hdr->nr_live_caches)
 		V("registry: %u live caches, counter says %u", live, s->hdr->nr_live_caches);
 	live = 0;
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+	for (uint32_t i = 0; i < s->geo.max_pools; i++)
 		live += sp_pools(s)[i].state == SP_DESC_LIVE;
 	if (live != s->hdr->nr_live_pools)
 		V("registry: %u live pools, counter says %u", live, s->hdr->nr_live_pools);
 	for (int pools = 0; pools < 2; pools++) {
-		uint32_t size = pools ? s->hdr->phash_size : s->hdr->chash_size;
-		uint32_t *t = (uint32_t *)(s->base + (pools ? s->hdr->phash.off : s->hdr->chash.off));
+		uint32_t size = pools ? s->geo.phash_size : s->geo.chash_size;
+		uint32_t *t = (uint32_t *)(s->base + (pools ? s->geo.phash.off : s->geo.chash.off));
 
 		for (uint32_t i = 0; i < size; i++) {
 			uint32_t e = t[i];
 
 			if (!e || e == 0xffffffffu)
 				continue;
-			if (pools ? (e - 1 >= s->hdr->max_pools ||
+			if (pools ? (e - 1 >= s->geo.max_pools ||
 				     sp_pools(s)[e - 1].state != SP_DESC_LIVE)
-				  : (e - 1 < s->hdr->nr_kmalloc ||
-				     e - 1 >= s->hdr->nr_kmalloc + s->hdr->max_caches ||
+				  : (e - 1 < s->geo.nr_kmalloc ||
+				     e - 1 >= s->geo.nr_kmalloc + s->geo.max_caches ||
 				     sp_caches(s)[e - 1].state != SP_DESC_LIVE))
 				V("registry: %s name entry %u points at %u, not a live descriptor",
 				  pools ? "pool" : "cache", i, e - 1);
 		}
 	}
+}
+
+/*
+ * The header page is shared and writable.  Everything here uses the
+ * geometry validated at attach (s->geo); the live header is only reported
+ * on: a corrupted one, or one rewritten (checksum and all) since this
+ * process validated it.
+ */
+static void check_header(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	const uint8_t *live = (const uint8_t *)s->hdr, *mine = (const uint8_t *)&s->geo;
+	size_t n = offsetof(struct sp_header, geometry_sum) + sizeof(s->geo.geometry_sum);
+
+	if (sp_seg_validate_header(s->hdr, s->size))
+		V("header: %s", sp_errmsg());
+	for (size_t i = 0; i < n; i++) {
+		if (live[i] != mine[i]) {
+			V("header: geometry rewritten since this process attached (byte %zu); "
+			  "checked with the geometry validated then", i);
+			break;
+		}
+	}
+}
+
+/* Order of the block @pfn heads, or -1 when no block starts there
+ * (check_buddy reports it; walks step one page). */
+static int head_order(struct sp_seg *s, uint32_t pfn)
+{
+	uint32_t info = s->pages[pfn].info, st = SP_PG_STATE(info), o = SP_PG_ORDER(info);
+
+	if ((st != SP_PG_FREE && st != SP_PG_ALLOC) || o > s->geo.max_order ||
+	    (pfn & ((1u << o) - 1)) || (uint64_t)pfn + (1u << o) > s->geo.nr_pages)
+		return -1;
+	return (int)o;
+}
+
+/*
+ * A page-backed pool's nr_pages_out counts its blocks (reserve included):
+ * max_nr is enforced against it, so a drifted count lets a pool exceed its
+ * cap or refuses allocations it should serve.  It is kept under the buddy
+ * lock, which the checker holds.  Pools being created or destroyed are
+ * check_pool()'s concern.
+ */
+static void check_pool_pages(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	uint32_t np = s->geo.max_pools, *blocks = calloc(np + 1, sizeof(*blocks));
+	int o;
+
+	if (!blocks)
+		return;
+	for (uint32_t pfn = 0; pfn < s->geo.nr_pages; pfn += o < 0 ? 1 : 1u << o) {
+		o = head_order(s, pfn);
+		if (o >= 0 && s->pages[pfn].info == SP_PG_INFO(SP_PG_ALLOC, o, SP_KIND_POOL) &&
+		    s->pages[pfn].owner < np)
+			blocks[s->pages[pfn].owner]++;
+	}
+	for (uint32_t i = 0; i < np; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+
+		if (p->state == SP_DESC_LIVE && p->backing == SP_BACK_PAGES &&
+		    p->nr_pages_out != blocks[i])
+			V("pool %.63s: nr_pages_out %u, but %u blocks of pages are its elements",
+			  p->name, p->nr_pages_out, blocks[i]);
+	}
+	free(blocks);
+}
+
+/*
+ * INTERNAL memory (templates, reserve arrays) that nothing references is
+ * leaked: nobody will ever free it.  "Referenced" is sp_internal_refs(),
+ * the definition the registry's recovery sweep frees by.  INTERNAL objects
+ * live in kmalloc caches (tag_ok() refuses them elsewhere) and in large
+ * blocks.
+ */
+static void check_internal(struct ctx *x)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+	uint32_t nref;
+	sp_off_t *ref = sp_internal_refs(s, &nref);
+	int o;
+
+	if (!ref)
+		return;
+	for (uint32_t id = 0; id < s->geo.nr_kmalloc; id++) {
+		struct sp_cache *c = &sp_caches(s)[id];
+
+		if (c->state != SP_DESC_LIVE || !cache_geometry_ok(s, c))
+			continue; /* check_cache() reports it */
+		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
+			uint32_t pg = c->list_head[l], len = 0;
+
+			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
+				struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+				uint16_t *own = sp_slab_owners(c, slab);
+
+				for (uint32_t i = 0; i < c->objperslab; i++) {
+					sp_off_t off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+
+					if ((slab->bitmap[i / 64] >> (i % 64) & 1) &&
+					    own[i] == SP_OWNER_INTERNAL &&
+					    !sp_internal_referenced(ref, nref, off))
+						V("cache %.63s: INTERNAL object %#llx referenced by no "
+						  "pool or cache: leaked", c->name,
+						  (unsigned long long)off);
+				}
+				pg = s->pages[pg - 1].next;
+			}
+		}
+	}
+	for (uint32_t pfn = 0; pfn < s->geo.nr_pages; pfn += o < 0 ? 1 : 1u << o) {
+		o = head_order(s, pfn);
+		if (o >= 0 && s->pages[pfn].info == SP_PG_INFO(SP_PG_ALLOC, o, SP_KIND_LARGE) &&
+		    s->pages[pfn].slot == SP_OWNER_INTERNAL &&
+		    !sp_internal_referenced(ref, nref, sp_pfn_off(s, pfn)))
+			V("page %u: INTERNAL large block referenced by no pool or cache: leaked",
+			  pfn);
+	}
+	free(ref);
 }
 
 /*
@@ -516,14 +794,14 @@ struct world {
 /* Table index i: pool i below max_pools, else cache i - max_pools. */
 static uint32_t desc_state(struct sp_seg *s, uint32_t i)
 {
-	uint32_t np = s->hdr->max_pools;
+	uint32_t np = s->geo.max_pools;
 
 	return i < np ? sp_pools(s)[i].state : sp_caches(s)[i - np].state;
 }
 
 static void unlock_range(struct sp_seg *s, uint8_t *mine, uint32_t from, uint32_t to)
 {
-	uint32_t np = s->hdr->max_pools;
+	uint32_t np = s->geo.max_pools;
 
 	for (uint32_t i = to; i-- > from;) {
 		if (!mine[i])
@@ -540,7 +818,7 @@ static void unlock_range(struct sp_seg *s, uint8_t *mine, uint32_t from, uint32_
 static int lock_range(struct sp_seg *s, struct sp_report *r, uint8_t *mine, uint32_t from,
 		      uint32_t to)
 {
-	uint32_t np = s->hdr->max_pools;
+	uint32_t np = s->geo.max_pools;
 	int rc = 0;
 
 	for (uint32_t i = from; !rc && i < to; i++) {
@@ -575,7 +853,7 @@ static void *holder_main(void *arg)
 
 static void unlock_all(struct sp_seg *s, struct world *w)
 {
-	uint32_t n = s->hdr->max_pools + sp_nr_cache_slots(s);
+	uint32_t n = s->geo.max_pools + sp_nr_cache_slots(s);
 
 	if (w->mine[n])
 		sp_buddy_unlock(s);
@@ -623,7 +901,7 @@ static int start_holder(struct sp_seg *s, struct sp_report *r, struct world *w, 
  * nothing held). */
 static int lock_all(struct sp_seg *s, struct sp_report *r, struct world *w)
 {
-	uint32_t n = s->hdr->max_pools + sp_nr_cache_slots(s), from, count = 0, i;
+	uint32_t n = s->geo.max_pools + sp_nr_cache_slots(s), from, count = 0, i;
 	int rc = sp_registry_lock(s);
 
 	if (rc) {
@@ -672,40 +950,42 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 	bool locked = !(flags & SP_CHECK_NOLOCK) && !s->readonly;
 	struct ctx x = { .s = s, .r = r };
 	struct world w = { 0 };
-	int rc;
 
 	r->nr = 0;
-	rc = sp_seg_validate_header(s->hdr, s->size);
-	if (rc) {
-		V("header: %s", sp_errmsg());
-		return (int)r->nr;
-	}
 	x.slabs_per_cache = calloc(sp_nr_cache_slots(s), sizeof(*x.slabs_per_cache));
-	x.reserve_pages = calloc(s->hdr->max_pools + 1, sizeof(*x.reserve_pages));
-	w.mine = locked ? calloc(sp_nr_cache_slots(s) + s->hdr->max_pools + 1, 1) : NULL;
-	if (!x.slabs_per_cache || !x.reserve_pages || (locked && !w.mine)) {
+	x.reserve_pages = calloc(s->geo.max_pools + 1, sizeof(*x.reserve_pages));
+	x.magsets_per_slot = calloc(s->geo.max_clients + 1, sizeof(*x.magsets_per_slot));
+	w.mine = locked ? calloc(sp_nr_cache_slots(s) + s->geo.max_pools + 1, 1) : NULL;
+	if (!x.slabs_per_cache || !x.reserve_pages || !x.magsets_per_slot || (locked && !w.mine)) {
 		free(x.slabs_per_cache);
 		free(x.reserve_pages);
+		free(x.magsets_per_slot);
 		free(w.mine);
 		return sp_err(-ENOMEM, "out of process memory");
 	}
+	check_header(&x);
 	if (locked && lock_all(s, r, &w))
 		locked = false; /* reported; check what can be read */
 	check_clients(&x);
 	check_buddy(&x);
+	check_maglists(&x);
 	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
 		if (sp_caches(s)[i].state != SP_DESC_FREE)
 			check_cache(&x, &sp_caches(s)[i], i);
 		else if (x.slabs_per_cache[i])
 			V("cache %u is free but owns %u slabs", i, x.slabs_per_cache[i]);
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+	for (uint32_t i = 0; i < s->geo.max_pools; i++)
 		if (sp_pools(s)[i].state != SP_DESC_FREE)
 			check_pool(&x, &sp_pools(s)[i], i);
+	check_class_reserves(&x);
 	check_registry(&x);
+	check_pool_pages(&x);
+	check_internal(&x);
 	if (locked)
 		unlock_all(s, &w);
 	free(x.slabs_per_cache);
 	free(x.reserve_pages);
+	free(x.magsets_per_slot);
 	free(w.mine);
 	return (int)r->nr;
 }

@@ -10,7 +10,9 @@
  * DEAD and keeps its identity (pid, name, start time), so everything it
  * still holds is an orphan attributed to it.  sp_slot_release() frees what
  * a slot holds (for pools, through the reserve-first free path) and, for a
- * DEAD slot holding nothing, frees the slot.
+ * DEAD slot holding nothing, frees the slot.  Objects cached free in a
+ * dead slot's magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets
+ * are always freed: they are nobody's (magazine.c).
  *
  * Locking: the client table is changed under the registry lock.  Walking a
  * cache's objects takes that cache's lock; walking blocks takes the buddy
@@ -61,7 +63,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	if (rc)
 		return rc;
 	rc = -ENFILE;
-	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 
 		if (cl->state != SP_CLIENT_FREE)
@@ -74,6 +76,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		cl->attach_time = sp_realtime_s();
 		cl->death_time = 0;
 		cl->gen++;
+		cl->mag_head = 0;
 		memset(cl->name, 0, sizeof(cl->name));
 		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
 		__atomic_store_n(&cl->state, SP_CLIENT_ALIVE, __ATOMIC_RELEASE);
@@ -84,7 +87,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	sp_registry_unlock(s);
 	if (rc)
 		sp_err(rc, "client table full (%u slots, dead ones count until released)",
-		       s->hdr->max_clients);
+		       s->geo.max_clients);
 	return rc;
 }
 
@@ -97,7 +100,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
  */
 int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
 {
-	if (slot >= s->hdr->max_clients || sp_clients(s)[slot].state != SP_CLIENT_ALIVE)
+	if (slot >= s->geo.max_clients || sp_clients(s)[slot].state != SP_CLIENT_ALIVE)
 		return sp_err(-ESRCH, "client slot %u is not alive", slot);
 	s->slot = slot;
 	s->owner = (uint16_t)(slot + 1);
@@ -115,7 +118,7 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
 {
 	int rc;
 
-	if (slot >= s->hdr->max_clients)
+	if (slot >= s->geo.max_clients)
 		return sp_err(-ESRCH, "no client slot %u", slot);
 	rc = sp_registry_lock(s);
 	if (rc)
@@ -143,7 +146,7 @@ int sp_client_reap(struct sp_seg *s)
 {
 	int n = 0;
 
-	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 		uint64_t start = 0;
 		int rc;
@@ -168,7 +171,7 @@ static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pfn = c->list_head[l], steps = 0;
 
-		while (pfn && n < c->nr_slabs && steps++ < s->hdr->nr_pages) {
+		while (pfn && n < c->nr_slabs && steps++ < s->geo.nr_pages) {
 			if (!sp_slab_valid(s, c, pfn - 1))
 				break;
 			v[n++] = pfn - 1;
@@ -179,15 +182,23 @@ static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32
 	return v;
 }
 
+struct pending {
+	sp_off_t off;
+	uint16_t tag;
+};
+
 /*
- * Walk a cache's objects tagged @tag: count them into @h and, with
- * @release, free them (pool elements through the pool's free path).
+ * Walk a cache's objects tagged @tag (held) or with its magazine tag
+ * (cached free): count them into @h and, with @release and
+ * @release_cached respectively, free them (pool elements through the
+ * pool's free path, so reserves refill first).
  */
 static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
-		      struct sp_holdings *h)
+		      bool release_cached, struct sp_holdings *h)
 {
 	struct sp_pool *p = c->pool_id ? sp_pool_get(s, c->pool_id - 1) : NULL;
-	sp_off_t *pending = NULL;
+	uint16_t magtag = SP_OWNER_MAG(tag);
+	struct pending *pending = NULL;
 	uint32_t *slabs, nr, npend = 0, cap = 0;
 	int rc = sp_cache_lock(s, c);
 
@@ -203,30 +214,36 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 		slab = sp_slab_at(s, c, slabs[k]);
 		own = sp_slab_owners(c, slab);
 		for (uint32_t i = 0; i < c->objperslab; i++) {
+			uint16_t t = own[i];
 			sp_off_t off;
 
-			if (own[i] != tag || !(slab->bitmap[i / 64] >> (i % 64) & 1))
+			if ((t != tag && t != magtag) || !(slab->bitmap[i / 64] >> (i % 64) & 1))
 				continue;
-			h->objects++;
-			h->bytes += c->obj_size;
-			if (c->pool_id)
-				h->pool_elems++;
-			if (!release)
+			if (t == magtag) {
+				h->cached++;
+			} else {
+				h->objects++;
+				h->bytes += c->obj_size;
+				if (c->pool_id)
+					h->pool_elems++;
+			}
+			if (!(t == magtag ? release_cached : release))
 				continue;
 			off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
 			if (p) { /* pool lock ranks above the cache lock: free later */
 				if (npend == cap) {
-					sp_off_t *nv = realloc(pending, (cap ? 2 * cap : 64) *
-										sizeof(*nv));
+					struct pending *nv = realloc(pending, (cap ? 2 * cap : 64) *
+										      sizeof(*nv));
 					if (!nv)
 						continue;
 					pending = nv;
 					cap = cap ? 2 * cap : 64;
 				}
-				pending[npend++] = off;
+				pending[npend++] = (struct pending){ off, t };
 				continue;
 			}
-			sp_cache_free_locked(s, c, off);
+			sp_cache_free_obj_locked(s, c, slab, i);
+			c->nr_free += t == tag;
 			SP_CRASH_POINT("client.release");
 			if (!sp_slab_valid(s, c, slabs[k]))
 				break; /* the slab went back to buddy */
@@ -235,7 +252,7 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	free(slabs);
 	sp_cache_unlock(c);
 	for (uint32_t k = 0; k < npend; k++) {
-		sp_pool_free_owned(s, p, pending[k], tag);
+		sp_pool_free_owned(s, p, pending[k].off, pending[k].tag);
 		SP_CRASH_POINT("client.release");
 	}
 	free(pending);
@@ -244,9 +261,9 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 
 /* Count (and with @release free) a slot's large, raw and page-pool blocks. */
 static int walk_blocks(struct sp_seg *s, uint16_t tag, bool release, bool only_reclaim,
-		       struct sp_holdings *h)
+		       bool release_cached, struct sp_holdings *h)
 {
-	uint32_t pfn, n = s->hdr->nr_pages;
+	uint32_t pfn, n = s->geo.nr_pages;
 	sp_off_t *pool_elems = NULL;
 	uint32_t *pool_ids = NULL, npend = 0, cap = 0;
 	int rc = sp_buddy_lock(s);
@@ -256,10 +273,18 @@ static int walk_blocks(struct sp_seg *s, uint16_t tag, bool release, bool only_r
 	for (pfn = 0; pfn < n;) {
 		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info), kind = SP_PG_KIND(info);
 
-		if (o > s->hdr->max_order)
+		if (o > s->geo.max_order)
 			o = 0;
 		if (SP_PG_STATE(info) == SP_PG_ALLOC && s->pages[pfn].slot == tag &&
-		    (kind == SP_KIND_LARGE || kind == SP_KIND_RAW || kind == SP_KIND_POOL)) {
+		    kind == SP_KIND_MAG) {
+			h->magsets++;
+			if (release_cached) {
+				/* the set's objects were freed by tag before this */
+				sp_buddy_free_locked(s, pfn); /* merged: the walk steps over tails */
+				SP_CRASH_POINT("client.release");
+			}
+		} else if (SP_PG_STATE(info) == SP_PG_ALLOC && s->pages[pfn].slot == tag &&
+			   (kind == SP_KIND_LARGE || kind == SP_KIND_RAW || kind == SP_KIND_POOL)) {
 			struct sp_pool *p = kind == SP_KIND_POOL
 						    ? sp_pool_get(s, s->pages[pfn].owner) : NULL;
 			bool reclaim = p && (p->flags & SP_POOL_RECLAIM_ON_EXIT);
@@ -309,15 +334,27 @@ next:
 	return 0;
 }
 
+/*
+ * Count what @slot holds into @h; with @release free its objects (only
+ * reclaim-on-exit pools' with @only_reclaim), with @release_cached what its
+ * magazines cache and their sets.
+ */
 static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_reclaim,
-		     struct sp_holdings *h)
+		     bool release_cached, struct sp_holdings *h)
 {
 	uint16_t tag = (uint16_t)(slot + 1);
 	int rc;
 
 	memset(h, 0, sizeof(*h));
-	if (slot >= s->hdr->max_clients)
+	if (slot >= s->geo.max_clients)
 		return sp_err(-ESRCH, "no client slot %u", slot);
+	/* a live slot's magazines are in use by its threads: never touched */
+	release_cached = release_cached && sp_clients(s)[slot].state != SP_CLIENT_ALIVE;
+	if (release_cached) {
+		rc = sp_mag_release_slot(s, slot);
+		if (rc)
+			return rc;
+	}
 	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
 		struct sp_cache *c = sp_cache_get(s, id);
 		bool reclaim;
@@ -326,11 +363,12 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 			continue;
 		reclaim = c->pool_id && sp_pool_get(s, c->pool_id - 1) &&
 			  (sp_pool_get(s, c->pool_id - 1)->flags & SP_POOL_RECLAIM_ON_EXIT);
-		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), h);
+		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), release_cached,
+				h);
 		if (rc)
 			return rc;
 	}
-	return walk_blocks(s, tag, release, only_reclaim, h);
+	return walk_blocks(s, tag, release, only_reclaim, release_cached, h);
 }
 
 /**
@@ -342,7 +380,7 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
  */
 int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h)
 {
-	return walk_slot(s, slot, false, false, h);
+	return walk_slot(s, slot, false, false, false, h);
 }
 
 /**
@@ -352,7 +390,11 @@ int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h)
  *                SP_POOL_RECLAIM_ON_EXIT (automatic reclaim on death).
  * @released: what was held before the call (may be NULL).
  *
- * Pool elements go through the pool's free path, so reserves refill first.
+ * Pool elements go through the pool's free path, so reserves refill first;
+ * but those of a KMALLOC-backed pool are objects of a shared kmalloc class
+ * that cannot be told from the slot's other ones, and go back to the class
+ * as they are (its pools are recovered first, their counts clamped after:
+ * mempool.c).
  * May sleep.
  * Return: 0 or a negative errno.
  */
@@ -360,16 +402,22 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 		    struct sp_holdings *released)
 {
 	struct sp_holdings h, left;
-	int rc = walk_slot(s, slot, true, only_reclaim, &h);
+	int rc;
 
+	if (!only_reclaim) /* kmalloc objects are released too */
+		sp_pool_kmalloc_settle(s, false);
+	rc = walk_slot(s, slot, true, only_reclaim, true, &h);
 	if (rc)
 		return rc;
+	if (!only_reclaim && h.objects)
+		sp_pool_kmalloc_settle(s, true);
 	if (released)
 		*released = h;
-	rc = walk_slot(s, slot, false, false, &left);
+	rc = walk_slot(s, slot, false, false, false, &left);
 	if (rc)
 		return rc;
-	if (!left.objects && !left.pages && sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
+	if (!left.objects && !left.pages && !left.cached && !left.magsets &&
+	    sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
 		rc = sp_registry_lock(s);
 		if (rc)
 			return rc;
@@ -385,7 +433,8 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
  * @s: segment.  @slot: the caller's slot.
  *
  * The slot is freed when it holds nothing; otherwise it becomes DEAD and
- * what it holds stays attributed to it.  May sleep.
+ * what it holds stays attributed to it.  What its magazines cached is
+ * freed either way: it is nobody's.  May sleep.
  * Return: 0 or a negative errno.
  */
 int sp_client_unregister(struct sp_seg *s, uint32_t slot)
@@ -398,8 +447,10 @@ int sp_client_unregister(struct sp_seg *s, uint32_t slot)
 	rc = sp_slot_holdings(s, slot, &h);
 	if (rc)
 		return rc;
-	if (!h.objects && !h.pages)
+	if (!h.objects && !h.pages) /* also frees what its magazines cached */
 		rc = sp_slot_release(s, slot, false, NULL);
+	else if (h.cached || h.magsets)
+		rc = walk_slot(s, slot, false, false, true, &h);
 	if (s->slot == slot) {
 		s->slot = UINT32_MAX;
 		s->owner = SP_OWNER_NONE;

@@ -49,13 +49,21 @@ const char *sp_err_name(int code);
 
 /*
  * struct sp_seg - one process's view of a segment.  Process-private.
+ *
+ * geo is this process's copy of the header's geometry (magic ..
+ * geometry_sum), taken and validated once at create or attach.  Table
+ * sizes and region offsets are read from it, never from hdr: the header
+ * page is writable by every client, and a value rewritten after the
+ * validation would index outside the mapping.  hdr is for the mutable
+ * part only (locks, buddy zone, counters).
  */
 struct sp_seg {
 	uint8_t *base;		/* where this process mapped the segment */
 	uint64_t size;
 	int fd;			/* kept open: fallocate and SCM_RIGHTS need it */
 	bool readonly;		/* offline inspection: never lock, never write */
-	struct sp_header *hdr;
+	struct sp_header *hdr;	/* shared: mutable part only */
+	struct sp_header geo;	/* private: validated geometry; mutable part unused */
 	struct sp_page *pages;
 	uint8_t *data;		/* page 0 of the buddy area */
 	uint16_t owner;		/* this process's owner tag: slot + 1 */
@@ -113,15 +121,15 @@ static inline void *sp_ptr_checked(const struct sp_seg *s, sp_off_t off, uint64_
 
 static inline sp_off_t sp_pfn_off(const struct sp_seg *s, uint32_t pfn)
 {
-	return s->hdr->data.off + ((sp_off_t)pfn << SP_PAGE_SHIFT);
+	return s->geo.data.off + ((sp_off_t)pfn << SP_PAGE_SHIFT);
 }
 
 /* pfn of the data page holding off; false when off is outside the data area */
 static inline bool sp_off_pfn(const struct sp_seg *s, sp_off_t off, uint32_t *pfn)
 {
-	sp_off_t d = s->hdr->data.off;
+	sp_off_t d = s->geo.data.off;
 
-	if (off < d || off - d >= s->hdr->data.size)
+	if (off < d || off - d >= s->geo.data.size)
 		return false;
 	*pfn = (uint32_t)((off - d) >> SP_PAGE_SHIFT);
 	return true;
@@ -129,24 +137,24 @@ static inline bool sp_off_pfn(const struct sp_seg *s, sp_off_t off, uint32_t *pf
 
 static inline struct sp_client *sp_clients(const struct sp_seg *s)
 {
-	return (struct sp_client *)(s->base + s->hdr->clients.off);
+	return (struct sp_client *)(s->base + s->geo.clients.off);
 }
 static inline struct sp_cache *sp_caches(const struct sp_seg *s)
 {
-	return (struct sp_cache *)(s->base + s->hdr->caches.off);
+	return (struct sp_cache *)(s->base + s->geo.caches.off);
 }
 static inline struct sp_pool *sp_pools(const struct sp_seg *s)
 {
-	return (struct sp_pool *)(s->base + s->hdr->pools.off);
+	return (struct sp_pool *)(s->base + s->geo.pools.off);
 }
 /* cache table: kmalloc classes, then named caches, then one per pool */
 static inline uint32_t sp_nr_cache_slots(const struct sp_seg *s)
 {
-	return s->hdr->nr_kmalloc + s->hdr->max_caches + s->hdr->max_pools;
+	return s->geo.nr_kmalloc + s->geo.max_caches + s->geo.max_pools;
 }
 static inline uint32_t sp_pool_cache_id(const struct sp_seg *s, uint32_t pool_id)
 {
-	return s->hdr->nr_kmalloc + s->hdr->max_caches + pool_id;
+	return s->geo.nr_kmalloc + s->geo.max_caches + pool_id;
 }
 
 /* ---- locks (lock.c) ----------------------------------------------------- */
@@ -210,6 +218,10 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
 int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
 int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
+int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
+			       unsigned n);
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
+			      uint32_t idx);
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_destroy(struct sp_seg *s, uint32_t id);
@@ -241,7 +253,7 @@ struct sp_pool_params {
 	uint32_t min_nr;
 	uint32_t max_nr;	/* 0: no cap */
 	uint32_t backing;	/* enum sp_backing */
-	uint32_t cache_flags;	/* SP_CACHE_USER_FLAGS for SLAB backing */
+	uint32_t cache_flags;	/* SP_CACHE_USER_FLAGS, SLAB backing only */
 	uint32_t flags;		/* SP_POOL_* */
 	uint32_t align;		/* 0: default (8) */
 	uint32_t uid;
@@ -265,6 +277,34 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p);
 void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p);
 uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p);
 int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t *owner);
+void sp_pool_kmalloc_settle(struct sp_seg *s, bool clamp);
+const char *sp_backing_name(uint32_t backing);
+
+/* ---- magazines (magazine.c, fast paths in magazine.h) -------------------- */
+
+int sp_magset_create(struct sp_seg *s, uint32_t tid, struct sp_magset **out);
+void sp_magset_destroy(struct sp_seg *s, struct sp_magset *set);
+int sp_mag_flush_all(struct sp_seg *s, struct sp_magset *set);
+int sp_mag_bind(struct sp_seg *s, struct sp_magset *set, struct sp_cache *c, struct sp_mag **out);
+int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m);
+int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigned keep);
+struct sp_mag_sums {
+	uint64_t cached;	/* free objects in magazines */
+	uint64_t nr_alloc;	/* operations not yet folded into the counters */
+	uint64_t nr_free;
+};
+void sp_mag_sum(struct sp_seg *s, uint32_t cache_id, struct sp_mag_sums *out);
+void sp_mag_snapshot_begin(struct sp_seg *s);
+void sp_mag_snapshot_end(void);
+uint64_t sp_mag_cached(struct sp_seg *s, uint32_t cache_id);
+uint64_t sp_cache_in_use(struct sp_seg *s, const struct sp_cache *c);
+void sp_cache_counters(struct sp_seg *s, const struct sp_cache *c, uint64_t *nr_alloc,
+		       uint64_t *nr_free);
+void sp_pool_counters(struct sp_seg *s, const struct sp_pool *p, uint64_t *nr_alloc,
+		      uint64_t *nr_free);
+int sp_mag_release_slot(struct sp_seg *s, uint32_t slot);
+void sp_mag_relink_locked(struct sp_seg *s);
+bool sp_magset_valid(const struct sp_seg *s, uint32_t pfn);
 
 /* ---- registry (registry.c) ---------------------------------------------- */
 
@@ -278,10 +318,14 @@ int sp_hash_lookup_locked(struct sp_seg *s, bool pools, const char *name, uint32
 int sp_hash_find(struct sp_seg *s, bool pools, const char *name, uint32_t *id);
 void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name);
 void sp_registry_recover_locked(struct sp_seg *s);
+sp_off_t *sp_internal_refs(struct sp_seg *s, uint32_t *n);
+bool sp_internal_referenced(const sp_off_t *ref, uint32_t n, sp_off_t off);
 
 /* ---- clients and ownership (client.c) ---------------------------------- */
 
 struct sp_holdings {
+	uint64_t cached;	/* free objects in the slot's magazines */
+	uint64_t magsets;	/* the slot's magazine sets (blocks) */
 	uint64_t objects;	/* cache objects (kmalloc included) */
 	uint64_t bytes;
 	uint64_t pool_elems;	/* of which pool elements */

@@ -25,7 +25,7 @@ static const char *client_state(uint32_t st)
 void sp_dump_buddyinfo(struct sp_seg *s, FILE *f)
 {
 	struct sp_buddy *z = &s->hdr->buddy;
-	unsigned max = s->hdr->max_order <= SP_MAX_ORDER_LIMIT ? s->hdr->max_order : 0;
+	unsigned max = s->geo.max_order <= SP_MAX_ORDER_LIMIT ? s->geo.max_order : 0;
 
 	fprintf(f, "order      ");
 	for (unsigned o = 0; o <= max; o++)
@@ -34,7 +34,7 @@ void sp_dump_buddyinfo(struct sp_seg *s, FILE *f)
 	for (unsigned o = 0; o <= max; o++)
 		fprintf(f, "%7u", z->nr_free[o]);
 	fprintf(f, "\nfree pages %llu of %u (%.1f%%)\n", (unsigned long long)z->free_pages,
-		s->hdr->nr_pages, s->hdr->nr_pages ? 100.0 * z->free_pages / s->hdr->nr_pages : 0);
+		s->geo.nr_pages, s->geo.nr_pages ? 100.0 * z->free_pages / s->geo.nr_pages : 0);
 }
 
 /**
@@ -54,7 +54,7 @@ void sp_dump_slabinfo(struct sp_seg *s, FILE *f, bool all)
 		if (c->state != SP_DESC_LIVE || (!all && !c->active_objs && (c->flags & SP_CACHE_KMALLOC)))
 			continue;
 		fprintf(f, "%-24.63s %10llu %10llu %8u %10u %12u %12u %9u %9llu\n", c->name,
-			(unsigned long long)c->active_objs, (unsigned long long)c->total_objs,
+			(unsigned long long)sp_cache_in_use(s, c), (unsigned long long)c->total_objs,
 			c->obj_size, c->objperslab, c->order <= 31 ? 1u << c->order : 0,
 			c->nr_list[SP_LIST_PARTIAL & 3] + c->nr_list[SP_LIST_FULL & 3], c->nr_slabs,
 			(unsigned long long)c->nr_alloc);
@@ -71,7 +71,7 @@ void sp_dump_pools(struct sp_seg *s, FILE *f)
 {
 	fprintf(f, "%-24s %9s %7s %7s %7s %7s %9s %9s %8s\n", "pool", "elem_size", "min_nr",
 		"curr_nr", "max_nr", "out", "allocs", "reserve", "waits");
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++) {
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = &sp_pools(s)[i];
 
 		if (p->state != SP_DESC_LIVE)
@@ -92,7 +92,7 @@ void sp_dump_pools(struct sp_seg *s, FILE *f)
 void sp_dump_clients(struct sp_seg *s, FILE *f)
 {
 	fprintf(f, "%-5s %-8s %-6s %s\n", "slot", "pid", "state", "name");
-	for (uint32_t i = 0; i < s->hdr->max_clients; i++) {
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 
 		if (cl->state == SP_CLIENT_FREE)

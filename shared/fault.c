@@ -36,6 +36,11 @@ const char *const sp_crash_points[] = {
 	"registry.insert",	 /* hash slot written, descriptor not LIVE */
 	"kmalloc.large.alloc",	 /* large block allocated, not yet returned */
 	"client.release",	 /* dead slot's objects half released */
+	"mag.set.linked",	 /* magazine set on the slot's list, not committed */
+	"mag.refill",		 /* objects tagged for the magazine, nr not raised */
+	"mag.flush",		 /* magazine half flushed */
+	"mag.pop",		 /* object retagged to the user, nr not lowered */
+	"mag.push",		 /* object tagged cached, not yet in the magazine */
 };
 const unsigned sp_nr_crash_points = sizeof(sp_crash_points) / sizeof(sp_crash_points[0]);
 

@@ -55,7 +55,7 @@ int sp_kmalloc_init(struct sp_seg *s)
 		rc = sp_cache_setup(s, c, name, sp_kmalloc_sizes[i], 8, SP_CACHE_KMALLOC);
 		if (rc)
 			return rc;
-		c->min_free = s->hdr->kmalloc_prefill;
+		c->min_free = s->geo.kmalloc_prefill;
 		c->mode = 0666;
 		c->gen = 1;
 		c->state = SP_DESC_LIVE;
@@ -101,10 +101,10 @@ int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *
 	cls = sp_kmalloc_class(size);
 	if (cls >= 0)
 		return sp_cache_alloc(s, &sp_caches(s)[cls], owner, off);
-	if (size > ((uint64_t)SP_PAGE_SIZE << s->hdr->max_order))
+	if (size > ((uint64_t)SP_PAGE_SIZE << s->geo.max_order))
 		return sp_err(-ENOMEM, "%llu bytes is more than the largest block (%llu)",
 			      (unsigned long long)size,
-			      (unsigned long long)SP_PAGE_SIZE << s->hdr->max_order);
+			      (unsigned long long)SP_PAGE_SIZE << s->geo.max_order);
 	order = large_order(size);
 	rc = sp_buddy_lock(s);
 	if (rc)
@@ -145,7 +145,7 @@ static int classify(struct sp_seg *s, sp_off_t off, struct sp_cache **c, uint32_
 		*c = NULL;
 		return 0;
 	}
-	if (SP_PG_KIND(info) == SP_KIND_SLAB && s->pages[*head].owner < s->hdr->nr_kmalloc) {
+	if (SP_PG_KIND(info) == SP_KIND_SLAB && s->pages[*head].owner < s->geo.nr_kmalloc) {
 		*c = &sp_caches(s)[s->pages[*head].owner];
 		return 0;
 	}

@@ -20,7 +20,10 @@
  *             elements in an elements array, on top of a backing allocator.
  *   slot      an entry of the client table; owner of what it allocates.
  *   owner     uint16 tag on every allocated object/element/block: slot + 1,
- *             or SP_OWNER_RESERVE / SP_OWNER_INTERNAL; 0 = free.
+ *             or SP_OWNER_RESERVE / SP_OWNER_INTERNAL; 0 = free;
+ *             SP_OWNER_MAG(slot + 1) = free, cached in that slot's magazine.
+ *   magazine  struct sp_mag: a thread's stack of free objects of one cache,
+ *             in a per-thread struct sp_magset block (see magazine.c).
  *
  * Picture (offsets grow downwards):
  *
@@ -48,6 +51,7 @@
  *   buddy  <- sp_page.info of each head, walked from pfn 0 by block order
  *   cache  <- the slab headers' bitmaps of the pages it owns
  *   pool   <- elements[0, curr_nr) plus the owner tags in its backing
+ *             (a shared kmalloc class: elements[0, curr_nr) and put_off)
  *   registry <- descriptor states (CREATING/DESTROYING are rolled back)
  *
  * All structures here are shared and untrusted: a code path the daemon runs
@@ -60,7 +64,7 @@
 #include <stdint.h>
 
 #define SP_MAGIC		0x314c4f4f504d4853ULL /* "SHMPOOL1" little-endian */
-#define SP_LAYOUT_VERSION	1u
+#define SP_LAYOUT_VERSION	2u
 #define SP_PAGE_SHIFT		12
 #define SP_PAGE_SIZE		(1u << SP_PAGE_SHIFT)
 #define SP_MAX_ORDER_LIMIT	20	/* 4 GiB blocks at most */
@@ -91,7 +95,22 @@ enum sp_lock_level {
 #define SP_OWNER_NONE		0u	/* free */
 #define SP_OWNER_RESERVE	0xffffu	/* in a pool's reserve */
 #define SP_OWNER_INTERNAL	0xfffeu	/* segment metadata (templates, arrays) */
-#define SP_MAX_CLIENTS_LIMIT	0xfff0u	/* slot + 1 must stay below the specials */
+#define SP_OWNER_MAG_BIT	0x8000u	/* | slot + 1: free, in that slot's magazine */
+#define SP_MAX_CLIENTS_LIMIT	0x7ff0u	/* slot + 1 | MAG bit stays below the specials */
+#define SP_OWNER_MAG(tag)	((uint16_t)((tag) | SP_OWNER_MAG_BIT))
+
+/* An object held by a client (slot + 1), not free/cached/reserve/internal. */
+static inline int sp_owner_is_user(uint16_t tag)
+{
+	return tag != 0 && tag <= SP_MAX_CLIENTS_LIMIT;
+}
+
+/* A free object cached in a magazine of slot (tag & 0x7fff) - 1. */
+static inline int sp_owner_is_mag(uint16_t tag)
+{
+	return (tag & SP_OWNER_MAG_BIT) && (tag & 0x7fffu) != 0 &&
+	       (tag & 0x7fffu) <= SP_MAX_CLIENTS_LIMIT;
+}
 
 /* ---- pages ------------------------------------------------------------ */
 
@@ -103,6 +122,7 @@ enum sp_page_kind {
 	SP_KIND_LARGE = 2,	/* kmalloc > 8 KiB; slot = owner tag */
 	SP_KIND_POOL = 3,	/* page-backed pool element; owner = pool id */
 	SP_KIND_RAW = 4,	/* sp_buddy_alloc() by a user of the core */
+	SP_KIND_MAG = 5,	/* a thread's magazine set; slot = owner tag */
 };
 #define SP_PG_INFO(state, order, kind) \
 	((uint32_t)(state) | (uint32_t)(order) << 8 | (uint32_t)(kind) << 16)
@@ -216,7 +236,8 @@ struct sp_cache {
 	uint32_t pool_id;	/* pool + 1 when ANON backing of a pool */
 	uint32_t creator_uid;
 	uint32_t mode;
-	uint32_t pad0;
+	uint32_t owners_off;	/* byte offset of owner[] in a slab */
+	uint64_t recip;		/* floor(2^64 / stride) + 1: index without a divide */
 	sp_off_t tmpl_off;	/* init template: obj_size bytes, INTERNAL kmalloc */
 	/* state under the cache lock */
 	uint32_t colour_next;
@@ -233,12 +254,18 @@ struct sp_cache {
 	uint64_t nr_redzone_err;
 	uint64_t nr_grow;
 	uint64_t nr_shrink;
+	uint64_t nr_mag_refill;	/* magazine refills and flushes (magazine.c) */
+	uint64_t nr_mag_flush;
 };
 
 /* ---- pools ------------------------------------------------------------ */
 
 #define SP_POOL_MAGIC	0x90019000u
-enum sp_backing { SP_BACK_SLAB = 0, SP_BACK_PAGES = 1 };
+enum sp_backing {
+	SP_BACK_SLAB = 0,	/* the pool's own ANON slab cache of elem_size */
+	SP_BACK_PAGES = 1,	/* buddy blocks of page_order, kind POOL */
+	SP_BACK_KMALLOC = 2,	/* a kmalloc size class, shared (mempool.c) */
+};
 #define SP_POOL_RECLAIM_ON_EXIT	0x1u	/* a dead slot's elements come back */
 
 /*
@@ -246,6 +273,10 @@ enum sp_backing { SP_BACK_SLAB = 0, SP_BACK_PAGES = 1 };
  * table.  Invariants: curr_nr <= min_nr <= elements_cap; elements[0, curr_nr)
  * are distinct allocated elements of the backing, each tagged
  * SP_OWNER_RESERVE, and no other element of the backing carries that tag.
+ * A kmalloc class is shared by the KMALLOC-backed pools on it, so there:
+ *   RESERVE-tagged objects of the class == sum over its KMALLOC pools of
+ *   curr_nr (+ 1 for a put_off caught between its tag and its commit)
+ *   curr_nr <= nr_objs <= max_nr (when max_nr is set)
  */
 struct sp_pool {
 	uint32_t magic;		/* SP_POOL_MAGIC ^ id while not FREE */
@@ -256,7 +287,7 @@ struct sp_pool {
 	char name[SP_NAME_MAX + 1];
 	uint32_t flags;		/* SP_POOL_* */
 	uint32_t backing;	/* enum sp_backing */
-	uint32_t cache_id;	/* SLAB: the pool's own (ANON) cache */
+	uint32_t cache_id;	/* SLAB: its own (ANON) cache; KMALLOC: its class */
 	uint32_t page_order;	/* PAGES: order of each element */
 	uint64_t elem_size;
 	uint32_t max_nr;	/* 0 = no cap; else elements out + reserve <= max_nr */
@@ -269,6 +300,11 @@ struct sp_pool {
 	uint32_t elements_cap;
 	uint32_t nr_pages_out;	/* PAGES backing: blocks allocated, incl. reserve */
 	sp_off_t elements_off;	/* sp_off_t[elements_cap], INTERNAL kmalloc */
+	sp_off_t put_off;	/* KMALLOC: element on its way into (or out of)
+				 * the reserve, 0 = none; see mempool.c */
+	uint64_t nr_objs;	/* KMALLOC: class objects it holds, reserve
+				 * included; under the class's cache lock; may
+				 * over-count after a crash, never under-count */
 	/* wait queue: futex word bumped on every free that may help a waiter */
 	uint32_t wait_seq;
 	uint32_t nr_waiters;	/* advisory: a killed waiter leaves it high */
@@ -299,9 +335,62 @@ struct sp_client {
 	uint64_t attach_time;	/* CLOCK_REALTIME seconds */
 	uint64_t death_time;
 	uint32_t gen;
-	uint32_t pad0;
+	uint32_t mag_head;	/* first magazine set: head pfn + 1, 0 = none */
 	char name[SP_CLIENT_NAME_MAX + 1];
 };
+
+/* ---- magazines (magazine.c) ---------------------------------------------- */
+
+#define SP_MAG_OBJS	59	/* objects per magazine (504-byte magazines) */
+#define SP_MAGSET_MAGS	32	/* magazines per set, direct-mapped by sp_mag_index() */
+#define SP_MAGSET_ORDER	2	/* 16 KiB per thread and session */
+#define SP_MAGSET_MAGIC	0x3a65e700u
+
+/*
+ * The magazine of a set that cache @id uses.  A multiplicative hash, not
+ * id % 32: pool i's cache and named cache i lie max_caches apart, a
+ * multiple of 32 by default, and would always evict each other.  This
+ * multiplier keeps the 23 kmalloc classes apart and separates cache i from
+ * cache i + 64 .. 1024 for every power of two (checked when it was chosen).
+ */
+static inline uint32_t sp_mag_index(uint32_t id)
+{
+	return (uint32_t)(id * 0x1d77a51bu) >> 27;
+}
+
+/*
+ * struct sp_mag - one thread's stack of free objects of one cache (504 B).
+ * Lives in shared memory; written only by its thread (no lock), read by
+ * stats and the checker.  The objects' owner tags, not this array, are
+ * the truth: each of objs[0, nr) is tagged SP_OWNER_MAG(slot + 1).
+ */
+struct sp_mag {
+	uint32_t cache_id;	/* cache + 1; 0 = unbound */
+	uint32_t cache_gen;	/* the cache's gen when bound */
+	uint32_t nr;		/* objects in objs[]: the commit of push/pop */
+	uint32_t pad;
+	uint32_t nr_alloc;	/* operations not yet folded into the counters */
+	uint32_t nr_free;
+	uint64_t pad2;
+	sp_off_t objs[SP_MAG_OBJS];
+};
+
+/*
+ * struct sp_magset - the magazines of one thread of one client: a buddy
+ * block of kind SP_KIND_MAG tagged with the slot, on the slot's list
+ * (sp_client.mag_head, linked through sp_page.next/prev under the registry
+ * lock).  Lives in shared memory.
+ */
+struct sp_magset {
+	uint32_t magic;		/* SP_MAGSET_MAGIC ^ pfn; written last */
+	uint32_t slot;
+	uint32_t tid;
+	uint32_t pad;
+	uint8_t pad2[256 - 16];
+	struct sp_mag mag[SP_MAGSET_MAGS];
+};
+_Static_assert(sizeof(struct sp_magset) == (4096u << SP_MAGSET_ORDER),
+	       "a magazine set fills its block");
 
 /* ---- header ----------------------------------------------------------- */
 

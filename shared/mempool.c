@@ -5,7 +5,8 @@
  * A mempool exists for guaranteed allocations under memory pressure: it
  * keeps min_nr elements in reserve, taken from its backing allocator when
  * the pool is created.  Allocation tries the backing allocator first (the
- * pool's own slab cache, or buddy blocks of one order) and only when that
+ * pool's own slab cache, a kmalloc size class, or buddy blocks of one
+ * order) and only when that
  * fails takes an element from the reserve; when both are empty it fails
  * (SP_ALLOC_NOWAIT) or sleeps until an element is freed or a timeout passes.
  * Free refills the reserve first while curr_nr < min_nr and wakes a waiter;
@@ -21,15 +22,77 @@
  * sp_pool_recover_locked() treats elements[0, curr_nr) as the reserve and
  * re-tags it, and adopts any RESERVE-tagged element outside it.
  *
+ * A kmalloc class as the backing (SP_BACK_KMALLOC) is shared - with
+ * sp_kmalloc() and with every other KMALLOC-backed pool of that size - so
+ * there a RESERVE tag no longer says whose reserve an object is in.  For
+ * these pools elements[0, curr_nr) is the only truth of the reserve:
+ * recovery never adopts a stray RESERVE-tagged object of the class (it may
+ * be another pool's).  Instead each step that moves an element into or out
+ * of the reserve first records it in put_off, the one place recovery looks
+ * besides the array (e is the element, U the slot holding it):
+ *   put   (a free refilling the reserve): put_off = e; tag U -> RESERVE (only
+ *         if U holds it); elements[curr_nr] = e; curr_nr++ (the commit);
+ *         put_off = 0.
+ *   fill  (create, resize up; registry lock held): allocate e from the class
+ *         tagged INTERNAL (nr_objs++ first), then put it as above, from
+ *         INTERNAL instead of U.
+ *   drain (resize down, destroy, a failed create; registry lock held):
+ *         put_off = e; tag RESERVE -> INTERNAL; curr_nr-- (the commit);
+ *         put_off = 0; free e expecting INTERNAL (nr_objs-- after).
+ *   take: tag RESERVE -> U; curr_nr-- (the commit), as for every backing.
+ * Recovery re-tags elements[0, curr_nr) RESERVE (an entry may carry U, a
+ * take cut short, or INTERNAL, a drain cut short before its commit), then
+ * looks at put_off when it is not among them:
+ *   tagged RESERVE   a put or fill cut short after its tag: it joins the
+ *                    reserve (there is room: see min_nr below);
+ *   tagged INTERNAL  a fill cut short before its tag, or a drain after its
+ *                    commit: it goes back to the class (nr_objs--);
+ *   anything else    a put cut short before its tag: U still holds it (an
+ *                    orphan of the dead putter's slot, released with it);
+ * and clears put_off.  So a kill -9 at any instruction leaves each element
+ * in exactly one place - in the reserve, held by a slot, or INTERNAL and
+ * referenced by nothing, which the registry's recovery sweeps since the
+ * dying process held the registry lock (every INTERNAL tag here is set
+ * under it) - and never RESERVE-tagged outside every reserve.
+ * Four rules keep that truth from being recycled before recovery reads it:
+ * put_off never names a free object (a drain, and recovery, forget it
+ * before the free: a freed object may be handed out and put into another
+ * pool's reserve, where a stale put_off would adopt it a second time);
+ * put_off counts as a reference to INTERNAL memory (sp_internal_refs());
+ * the registry's sweep and the release of a dead slot's objects, the two
+ * paths that free objects nobody holds any more, first lock (so recover)
+ * every KMALLOC-backed pool (sp_pool_kmalloc_settle()); and min_nr moves so
+ * that curr_nr <= min_nr at every instant - raised before a fill, lowered
+ * after a drain - as recovery's clamp of curr_nr to min_nr would otherwise
+ * drop elements nobody may adopt.
+ *
+ * A shared class keeps no count of one pool's objects, so a KMALLOC-backed
+ * pool keeps its own: nr_objs, its class objects out and in reserve, under
+ * the class's cache lock.  sp_pool_nr_out() is nr_objs - curr_nr; max_nr
+ * caps nr_objs; destroy is -EBUSY while nr_objs > curr_nr.  Recovery cannot
+ * recount it.  It moves before an allocation and after a free, so a crash
+ * between the two leaves it high, never low; so does the release of a dead
+ * slot, which frees the pool elements the slot held as kmalloc objects (it
+ * cannot tell them from its others).  It is a statistic that may
+ * over-count: destroy and the release of a dead slot clamp it to the
+ * reserve plus what the class's users hold.  For the same reason neither
+ * reclaim-on-exit nor debug flags apply to a shared class (create refuses
+ * them), the client library's magazines stay off for it (client/pool.c),
+ * and an object of the class that sp_kmalloc() or another pool of the class
+ * handed out cannot be told from an element when freed into the pool; an
+ * object of any other class or cache is refused.  As with buddy pages, a
+ * waiter is woken by frees into its pool, not by sp_kfree() of the class.
+ *
  * Waiting: wait_seq is a futex word in the segment.  A waiter registers in
  * nr_waiters, samples wait_seq and retries the backing under the pool lock
  * before sleeping; every free that may help bumps wait_seq and wakes one.
  * No condition variable is shared between processes.
  *
- * Locking: pool->lock (level 2) protects the reserve; the backing's cache
- * lock (3) or the buddy lock (4) nests inside it.  Creation, resizing and
- * destruction also hold the registry lock (1).  nr_pages_out of a
- * page-backed pool is protected by the buddy lock.
+ * Locking: pool->lock (level 2) protects the reserve and put_off; the
+ * backing's cache lock (3) or the buddy lock (4) nests inside it.
+ * Creation, resizing and destruction also hold the registry lock (1).
+ * nr_pages_out of a page-backed pool is protected by the buddy lock,
+ * nr_objs of a KMALLOC-backed one by its class's cache lock.
  */
 #include <errno.h>
 #include <limits.h>
@@ -53,11 +116,45 @@ static struct sp_cache *pool_cache(struct sp_seg *s, struct sp_pool *p)
 	uint32_t id = sp_pool_cache_id(s, p->id);
 	struct sp_cache *c = &sp_caches(s)[id];
 
-	if (p->backing != SP_BACK_SLAB || p->id >= s->hdr->max_pools || c->id != id ||
+	if (p->backing != SP_BACK_SLAB || p->id >= s->geo.max_pools || c->id != id ||
 	    c->magic != (SP_CACHE_MAGIC ^ id) || c->state == SP_DESC_FREE ||
 	    c->pool_id != p->id + 1)
 		return NULL;
 	return c;
+}
+
+/* The kmalloc class of a KMALLOC-backed pool (shared, always LIVE). */
+static struct sp_cache *pool_class(struct sp_seg *s, struct sp_pool *p)
+{
+	uint32_t id = p->cache_id;
+	struct sp_cache *c = &sp_caches(s)[id < s->geo.nr_kmalloc ? id : 0];
+
+	if (p->backing != SP_BACK_KMALLOC || id >= s->geo.nr_kmalloc || c->id != id ||
+	    c->magic != (SP_CACHE_MAGIC ^ id) || c->state != SP_DESC_LIVE ||
+	    c->obj_size < p->elem_size)
+		return NULL;
+	return c;
+}
+
+/* The cache a pool's elements come from: its own, or its kmalloc class. */
+static struct sp_cache *elem_cache(struct sp_seg *s, struct sp_pool *p)
+{
+	return p->backing == SP_BACK_KMALLOC ? pool_class(s, p) : pool_cache(s, p);
+}
+
+/**
+ * sp_backing_name() - "slab", "pages" or "kmalloc".
+ * @backing: enum sp_backing.
+ *
+ * Does not sleep.
+ */
+const char *sp_backing_name(uint32_t backing)
+{
+	static const char *const names[] = {
+		[SP_BACK_SLAB] = "slab", [SP_BACK_PAGES] = "pages", [SP_BACK_KMALLOC] = "kmalloc",
+	};
+
+	return backing < sizeof(names) / sizeof(names[0]) ? names[backing] : "?";
 }
 
 /**
@@ -71,7 +168,7 @@ struct sp_pool *sp_pool_get(struct sp_seg *s, uint32_t id)
 {
 	struct sp_pool *p;
 
-	if (id >= s->hdr->max_pools)
+	if (id >= s->geo.max_pools)
 		return NULL;
 	p = &sp_pools(s)[id];
 	if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
@@ -98,12 +195,43 @@ static int page_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint32_t
 	return 0;
 }
 
+/*
+ * An object of the class for a KMALLOC-backed pool.  nr_objs counts it
+ * before it exists: a death in between over-counts, never under-counts.
+ */
+static int class_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_off_t *off)
+{
+	struct sp_cache *c = pool_class(s, p);
+	int rc;
+
+	if (!c)
+		return sp_err(-EFAULT, "pool %s: its kmalloc class %u is corrupted", p->name,
+			      p->cache_id);
+	rc = sp_cache_lock(s, c);
+	if (rc)
+		return rc;
+	if (p->state != SP_DESC_LIVE && p->state != SP_DESC_CREATING) {
+		rc = sp_err(-ENOENT, "pool %s was destroyed", p->name);
+	} else if (p->max_nr && p->nr_objs >= p->max_nr) {
+		rc = sp_err(-ENOMEM, "pool %s reached max_nr %u", p->name, p->max_nr);
+	} else {
+		__atomic_store_n(&p->nr_objs, p->nr_objs + 1, __ATOMIC_RELAXED);
+		rc = sp_cache_alloc_locked(s, c, owner, off);
+		if (rc)
+			__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
+	}
+	sp_cache_unlock(c);
+	return rc;
+}
+
 static int backing_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_off_t *off)
 {
 	struct sp_cache *c;
 	uint32_t pfn;
 	int rc;
 
+	if (p->backing == SP_BACK_KMALLOC)
+		return class_alloc(s, p, owner, off);
 	if (p->backing == SP_BACK_SLAB) {
 		c = pool_cache(s, p);
 		if (!c)
@@ -129,11 +257,12 @@ static int backing_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp
 
 /*
  * May an element tagged @tag be freed by a caller expecting @expect?  0: any
- * holder (a user's free: never a reserve element); else exactly that tag.
+ * user holding it (never a reserve element, nor one cached free in a
+ * magazine); else exactly that tag (a reclaim, a magazine flush).
  */
 static bool holder_ok(uint16_t tag, uint16_t expect)
 {
-	return expect ? tag == expect : tag != SP_OWNER_RESERVE && tag != SP_OWNER_NONE;
+	return expect ? tag == expect : sp_owner_is_user(tag);
 }
 
 static const char *holder_why(uint16_t expect)
@@ -148,29 +277,35 @@ static const char *holder_why(uint16_t expect)
  * NULL for pages, whose lock is the buddy lock) until unlock_backing().
  */
 static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct sp_cache **c,
-		     uint16_t **tag, uint32_t *pfn)
+		     uint16_t **tag, uint32_t *pfn, struct sp_slab **slab, uint32_t *idx)
 {
-	struct sp_slab *slab;
-	uint32_t idx;
 	int rc;
 
 	*c = NULL;
-	if (p->backing == SP_BACK_SLAB) {
-		*c = pool_cache(s, p);
-		if (!*c)
+	if (p->backing == SP_BACK_SLAB || p->backing == SP_BACK_KMALLOC) {
+		*c = elem_cache(s, p);
+		if (!*c || p->state == SP_DESC_FREE)
 			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
 		rc = sp_cache_lock(s, *c);
 		if (rc)
 			return rc;
-		rc = sp_cache_obj_locate(s, *c, off, &slab, &idx);
-		if (!rc && !(slab->bitmap[idx / 64] >> (idx % 64) & 1))
+		rc = sp_cache_obj_locate(s, *c, off, slab, idx);
+		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
+			char why[160];
+
+			snprintf(why, sizeof(why), "%s", sp_errmsg());
+			rc = sp_err(-EINVAL, "offset %#llx is not an element of pool %s, whose "
+					     "elements are %s objects: %s",
+				    (unsigned long long)off, p->name, (*c)->name, why);
+		}
+		if (!rc && !((*slab)->bitmap[*idx / 64] >> (*idx % 64) & 1))
 			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
 				    (unsigned long long)off, p->name);
 		if (rc) {
 			sp_cache_unlock(*c);
 			return rc;
 		}
-		*tag = &sp_slab_owners(*c, slab)[idx];
+		*tag = &sp_slab_owners(*c, *slab)[*idx];
 		return 0;
 	}
 	rc = sp_buddy_lock(s);
@@ -193,22 +328,46 @@ static void unlock_backing(struct sp_seg *s, struct sp_cache *c)
 		sp_buddy_unlock(s);
 }
 
+/*
+ * KMALLOC: may a holder free @off into @p?  An object of the class held by
+ * a slot cannot be told from an element, but while nr_objs (never low)
+ * says nothing is out it is certainly not one.  Called with the class or
+ * the pool locked; curr_nr may be read unlocked: it only lags the reserve.
+ */
+static int class_elem_out(struct sp_pool *p, sp_off_t off)
+{
+	if (p->backing != SP_BACK_KMALLOC ||
+	    __atomic_load_n(&p->nr_objs, __ATOMIC_RELAXED) >
+		    __atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE))
+		return 0;
+	return sp_err(-EINVAL, "pool %s has no elements out, so %#llx is not one of them (a "
+			       "double free, or another pool's or sp_kmalloc()'s object of its "
+			       "size class)",
+		      p->name, (unsigned long long)off);
+}
+
 /* Free an element to the backing if holder_ok(its tag, @expect). */
 static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
 {
 	struct sp_cache *c;
+	struct sp_slab *slab;
 	uint16_t *tag;
-	uint32_t pfn;
-	int rc = lock_elem(s, p, off, &c, &tag, &pfn);
+	uint32_t pfn, idx;
+	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
-	if (!holder_ok(*tag, expect)) {
+	if (!holder_ok(*tag, expect))
 		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
 			    p->name, holder_why(expect));
-	} else if (c) {
-		rc = sp_cache_free_locked(s, c, off);
-	} else {
+	else if (sp_owner_is_user(*tag))
+		rc = class_elem_out(p, off);
+	if (!rc && c) {
+		sp_cache_free_obj_locked(s, c, slab, idx); /* located once, above */
+		c->nr_free += !sp_owner_is_mag(expect); /* a cached one counted at its push */
+		if (p->backing == SP_BACK_KMALLOC && p->nr_objs) /* after the free: never low */
+			__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
+	} else if (!rc) {
 		sp_buddy_free_locked(s, pfn);
 		p->nr_pages_out--;
 	}
@@ -218,23 +377,23 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint1
 
 /*
  * Read an element's owner tag into *@old and, with @to non-zero, change it.
- * With @any_holder the element must be held by someone (not free, not in
- * the reserve).  Takes the backing's lock.
+ * With @must, only when holder_ok(tag, *@must).  Takes the backing's lock.
  */
-static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to, bool any_holder,
-		 uint16_t *old)
+static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
+		 const uint16_t *must, uint16_t *old)
 {
 	struct sp_cache *c;
+	struct sp_slab *slab;
 	uint16_t *tag;
-	uint32_t pfn;
-	int rc = lock_elem(s, p, off, &c, &tag, &pfn);
+	uint32_t pfn, idx;
+	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
 	*old = *tag;
-	if (any_holder && (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_NONE))
-		rc = sp_err(-EINVAL, "element %#llx of pool %s is already free",
-			    (unsigned long long)off, p->name);
+	if (must && !holder_ok(*tag, *must))
+		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
+			    p->name, holder_why(*must));
 	else if (to)
 		__atomic_store_n(tag, to, __ATOMIC_RELEASE);
 	unlock_backing(s, c);
@@ -250,7 +409,7 @@ static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
  */
 int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t *owner)
 {
-	return retag(s, p, off, 0, false, owner);
+	return retag(s, p, off, 0, NULL, owner);
 }
 
 /* ---- locking and recovery ------------------------------------------------- */
@@ -289,10 +448,10 @@ static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, u
 		if (!c || (rc = sp_cache_lock(s, c)))
 			goto out;
 		rc = sp_buddy_lock(s);
-		for (pfn = 0; !rc && pfn < s->hdr->nr_pages;) {
+		for (pfn = 0; !rc && pfn < s->geo.nr_pages;) {
 			uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
 
-			if (o > s->hdr->max_order)
+			if (o > s->geo.max_order)
 				o = 0;
 			if (sp_slab_valid(s, c, pfn)) {
 				struct sp_slab *slab = sp_slab_at(s, c, pfn);
@@ -313,10 +472,10 @@ static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, u
 		if (rc)
 			goto out;
 		p->nr_pages_out = 0;
-		for (pfn = 0; pfn < s->hdr->nr_pages;) {
+		for (pfn = 0; pfn < s->geo.nr_pages;) {
 			uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
 
-			if (o > s->hdr->max_order)
+			if (o > s->geo.max_order)
 				o = 0;
 			if (info == SP_PG_INFO(SP_PG_ALLOC, p->page_order, SP_KIND_POOL) &&
 			    s->pages[pfn].owner == p->id) {
@@ -339,6 +498,62 @@ out:
 	return 0;
 }
 
+/*
+ * KMALLOC: re-tag an entry of elements[0, curr_nr) RESERVE when it may be
+ * the pool's - RESERVE, a slot's tag (a take cut short) or INTERNAL (a
+ * drain cut short) - never when it is free or cached in a magazine (the
+ * array was scribbled on).  Return: 0, or why the entry is dropped.
+ */
+static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
+{
+	struct sp_cache *c;
+	struct sp_slab *slab;
+	uint16_t *tag;
+	uint32_t pfn, idx;
+	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
+
+	if (rc)
+		return rc;
+	if (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_INTERNAL || sp_owner_is_user(*tag))
+		__atomic_store_n(tag, SP_OWNER_RESERVE, __ATOMIC_RELEASE);
+	else
+		rc = -EINVAL;
+	unlock_backing(s, c);
+	return rc;
+}
+
+/*
+ * KMALLOC: finish the put, fill or drain that put_off records (see the top
+ * of this file).  @el: elements[0, curr_nr), recovered and sorted.
+ */
+static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el)
+{
+	sp_off_t off = p->put_off;
+	struct sp_cache *c;
+	struct sp_slab *slab;
+	uint16_t *tag;
+	uint32_t pfn, idx;
+
+	if (off && !(p->curr_nr && bsearch(&off, el, p->curr_nr, sizeof(*el), cmp_off)) &&
+	    lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx) == 0) {
+		if (*tag == SP_OWNER_RESERVE && el && p->curr_nr < p->min_nr) {
+			el[p->curr_nr] = off; /* a put or fill, cut short after its tag */
+			__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE);
+		} else if (*tag == SP_OWNER_RESERVE || *tag == SP_OWNER_INTERNAL) {
+			/* a fill before its tag, a drain after its commit (or no
+			 * room: min_nr was scribbled on): back to the class,
+			 * forgotten first (see class_drain_one_locked()) */
+			__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+			sp_cache_free_obj_locked(s, c, slab, idx);
+			c->nr_free++;
+			if (p->nr_objs)
+				__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
+		} /* else a put before its tag: its holder still holds it */
+		unlock_backing(s, c);
+	}
+	__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+}
+
 /**
  * sp_pool_recover_locked() - rebuild a pool's reserve after its lock owner died.
  * @s: segment.  @p: pool, locked.
@@ -346,7 +561,8 @@ out:
  * elements[0, curr_nr) is the reserve: invalid or duplicate entries are
  * dropped, the rest re-tagged RESERVE; RESERVE-tagged elements outside it
  * (a put or take cut short) rejoin the reserve while it has room and go back
- * to the backing otherwise.
+ * to the backing otherwise.  A KMALLOC-backed pool adopts no stray RESERVE
+ * tag of its shared class; its put_off says what was in flight instead.
  * May sleep.
  */
 void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
@@ -368,11 +584,15 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 	for (i = 0; i < p->curr_nr; i++) {
 		if (i && el[i] == el[i - 1])
 			continue;
-		if (retag(s, p, el[i], SP_OWNER_RESERVE, false, &old) == 0)
+		if ((p->backing == SP_BACK_KMALLOC
+			     ? reclaim_entry(s, p, el[i])
+			     : retag(s, p, el[i], SP_OWNER_RESERVE, NULL, &old)) == 0)
 			el[n++] = el[i];
 	}
 	p->curr_nr = n;
-	if (reserve_tagged(s, p, &tagged, &ntag) == 0) {
+	if (p->backing == SP_BACK_KMALLOC)
+		recover_put_locked(s, p, el);
+	else if (reserve_tagged(s, p, &tagged, &ntag) == 0) {
 		sorted = malloc((n ? n : 1) * sizeof(*sorted));
 		if (sorted) {
 			if (n)
@@ -423,7 +643,9 @@ void sp_pool_unlock(struct sp_pool *p)
  * sp_pool_nr_out() - elements currently handed out (not in the reserve).
  * @s: segment.  @p: pool.
  *
- * Unlocked snapshot.  Does not sleep.
+ * Unlocked snapshot.  For a KMALLOC-backed pool a statistic that may
+ * over-count after a crash or the release of a dead slot (see the top of
+ * this file).  Does not sleep.
  * Return: the count.
  */
 uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p)
@@ -434,14 +656,109 @@ uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p)
 	if (p->backing == SP_BACK_SLAB) {
 		c = pool_cache(s, p);
 		total = c ? __atomic_load_n(&c->active_objs, __ATOMIC_RELAXED) : 0;
+		curr += c ? sp_mag_cached(s, c->id) : 0; /* cached free, not out */
+	} else if (p->backing == SP_BACK_KMALLOC) {
+		total = __atomic_load_n(&p->nr_objs, __ATOMIC_RELAXED);
 	} else {
 		total = __atomic_load_n(&p->nr_pages_out, __ATOMIC_RELAXED);
 	}
 	return total > curr ? total - curr : 0;
 }
 
+/*
+ * KMALLOC: nr_objs may over-count (see the top of this file).  Each element
+ * out is an object of the class that a slot holds, so lower it to the
+ * reserve plus what the class's users hold, if above.  Pool and class
+ * locked: no live process is between a count and its object.
+ */
+static void class_clamp_locked(struct sp_seg *s, struct sp_pool *p, struct sp_cache *c)
+{
+	uint64_t held = 0;
+
+	sp_assert(sp_lock_held(&p->lock) && sp_lock_held(&c->lock));
+	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
+		uint32_t pg = c->list_head[l], len = 0;
+
+		while (pg && len++ < c->nr_slabs && sp_slab_valid(s, c, pg - 1)) {
+			struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+			uint16_t *own = sp_slab_owners(c, slab);
+
+			for (uint32_t i = 0; i < c->objperslab; i++)
+				held += (slab->bitmap[i / 64] >> (i % 64) & 1) &&
+					sp_owner_is_user(own[i]);
+			pg = s->pages[pg - 1].next;
+		}
+	}
+	if (p->nr_objs > p->curr_nr + held)
+		__atomic_store_n(&p->nr_objs, p->curr_nr + held, __ATOMIC_RELAXED);
+}
+
+/**
+ * sp_pool_kmalloc_settle() - recover the KMALLOC-backed pools, and
+ * optionally correct their counts.
+ * @s: segment.
+ * @clamp: also lower each LIVE one's nr_objs to its reserve plus what the
+ *         users of its class hold, if above (after a dead slot's objects
+ *         were released: the pool elements among them went back as
+ *         kmalloc objects).
+ *
+ * Locking each pool recovers it if its owner died, which settles its
+ * put_off and its reserve entries.  Call it before freeing objects that
+ * nobody holds any more - the registry's sweep of INTERNAL memory, the
+ * release of a dead slot - so that no object recovery is yet to look at
+ * can be freed and handed out again first (see the top of this file).
+ * Caller holds no pool or cache lock.  May sleep.
+ */
+void sp_pool_kmalloc_settle(struct sp_seg *s, bool clamp)
+{
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+		struct sp_cache *c;
+
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == SP_DESC_FREE ||
+		    p->backing != SP_BACK_KMALLOC || sp_pool_lock(s, p))
+			continue;
+		c = pool_class(s, p);
+		if (clamp && p->state == SP_DESC_LIVE && c && sp_cache_lock(s, c) == 0) {
+			class_clamp_locked(s, p, c);
+			sp_cache_unlock(c);
+		}
+		sp_pool_unlock(p);
+	}
+}
+
 /* ---- create, resize, destroy ---------------------------------------------- */
 
+/*
+ * KMALLOC: put @off, held under a tag holder_ok() for @expect, into the
+ * reserve, recorded in put_off until the commit (see the top of this
+ * file).  @fill: from INTERNAL, filling the reserve; else a free.  Pool
+ * locked, curr_nr < min_nr <= elements_cap, the array present.
+ */
+static int class_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect,
+			    bool fill)
+{
+	uint16_t old;
+	int rc;
+
+	sp_assert(sp_lock_held(&p->lock));
+	__atomic_store_n(&p->put_off, off, __ATOMIC_RELEASE);
+	if (fill)
+		SP_CRASH_POINT("pool.create.reserve");
+	rc = retag(s, p, off, SP_OWNER_RESERVE, &expect, &old);
+	if (rc) {
+		__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+		return rc;
+	}
+	elements(s, p)[p->curr_nr] = off;
+	if (!fill)
+		SP_CRASH_POINT("pool.reserve.put");
+	__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE); /* the commit */
+	__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Fill the reserve up to @target.  Pool and registry locked. */
 static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t target)
 {
 	sp_off_t *el = elements(s, p), off;
@@ -449,7 +766,25 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 
 	if (!el && p->curr_nr < target)
 		return sp_err(-EFAULT, "pool %s: reserve array is corrupted", p->name);
+	/* KMALLOC: curr_nr <= min_nr at every instant, so min_nr is raised first */
+	if (target > p->elements_cap || (p->backing == SP_BACK_KMALLOC && target > p->min_nr))
+		return sp_err(-EFAULT, "pool %s: filling to %u, above min_nr %u or capacity %u",
+			      p->name, target, p->min_nr, p->elements_cap);
 	while (p->curr_nr < target) {
+		if (p->backing == SP_BACK_KMALLOC) {
+			/* INTERNAL until its put: a death in between leaves an
+			 * object the registry's recovery sweeps (we hold its lock) */
+			sp_assert(sp_lock_held(&s->hdr->registry_lock));
+			rc = backing_alloc(s, p, SP_OWNER_INTERNAL, &off);
+			if (rc)
+				return rc;
+			rc = class_put_locked(s, p, off, SP_OWNER_INTERNAL, true);
+			if (rc) {
+				backing_free(s, p, off, SP_OWNER_INTERNAL);
+				return rc;
+			}
+			continue;
+		}
 		rc = backing_alloc(s, p, SP_OWNER_RESERVE, &off);
 		if (rc)
 			return rc;
@@ -460,6 +795,34 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 	return 0;
 }
 
+/*
+ * KMALLOC: take the last reserve element out under put_off, tagged INTERNAL
+ * until it is back in the class (see the top of this file).  Pool and
+ * registry locked.
+ */
+static void class_drain_one_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
+{
+	uint16_t must = SP_OWNER_RESERVE, old;
+
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	__atomic_store_n(&p->put_off, off, __ATOMIC_RELEASE);
+	if (retag(s, p, off, SP_OWNER_INTERNAL, &must, &old)) {
+		/* not a reserve element: the array was scribbled on; drop the
+		 * entry, never free what may be somebody else's */
+		__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&p->curr_nr, p->curr_nr - 1, __ATOMIC_RELEASE);
+		return;
+	}
+	SP_CRASH_POINT("pool.destroy.drain");
+	__atomic_store_n(&p->curr_nr, p->curr_nr - 1, __ATOMIC_RELEASE); /* the commit */
+	/* forget it before it is free: a free object may be handed out and put
+	 * into another pool's reserve before our recovery reads put_off;
+	 * dying in between leaves an INTERNAL object for the registry's sweep */
+	__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
+	backing_free(s, p, off, SP_OWNER_INTERNAL);
+}
+
+/* Give the reserve back down to @target.  Pool and registry locked. */
 static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t target)
 {
 	sp_off_t *el = elements(s, p);
@@ -471,6 +834,10 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 	while (el && p->curr_nr > target) {
 		sp_off_t off = el[p->curr_nr - 1];
 
+		if (p->backing == SP_BACK_KMALLOC) {
+			class_drain_one_locked(s, p, off);
+			continue;
+		}
 		p->curr_nr--;
 		SP_CRASH_POINT("pool.destroy.drain");
 		backing_free(s, p, off, SP_OWNER_RESERVE);
@@ -538,10 +905,32 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 		if (!live || !out)
 			p->state = SP_DESC_DESTROYING;
 		sp_buddy_unlock(s);
+	} else if (p->backing == SP_BACK_KMALLOC && pool_class(s, p)) {
+		struct sp_cache *k = pool_class(s, p);
+
+		/* under the class lock, which class_alloc() checks the state under */
+		rc = sp_cache_lock(s, k);
+		if (rc)
+			return rc;
+		if (live && p->nr_objs > p->curr_nr)
+			class_clamp_locked(s, p, k);
+		out = p->nr_objs > p->curr_nr ? p->nr_objs - p->curr_nr : 0;
+		if (!live || !out)
+			p->state = SP_DESC_DESTROYING;
+		sp_cache_unlock(k);
 	}
-	if (live && out)
+	if (live && out) {
+		uint64_t cached = p->backing == SP_BACK_SLAB ? sp_mag_cached(s, c->id) : 0;
+
+		if (cached && cached <= out)
+			return sp_err(-EBUSY, "pool %s has %llu elements out and %llu cached free "
+					      "in the magazines of live threads (each must flush "
+					      "them first)",
+				      p->name, (unsigned long long)(out - cached),
+				      (unsigned long long)cached);
 		return sp_err(-EBUSY, "pool %s has %llu elements out", p->name,
 			      (unsigned long long)out);
+	}
 	p->state = SP_DESC_DESTROYING;
 	drain_reserve_locked(s, p, 0);
 	set_elements_cap(s, p, 0);
@@ -566,8 +955,10 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
  * @id: the new pool's id.
  *
  * May sleep.
- * Return: 0; -EEXIST; -EINVAL (name, size, max_nr < min_nr); -ENFILE (pool
- * table full); -ENOMEM when min_nr elements do not fit (nothing is kept).
+ * Return: 0; -EEXIST; -EINVAL (name, size, max_nr < min_nr; for KMALLOC
+ * backing a size above SP_KMALLOC_MAX, reclaim-on-exit, debug flags or an
+ * alignment above 8); -ENFILE (pool table full); -ENOMEM when min_nr
+ * elements do not fit (nothing is kept).
  */
 int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_params *pp,
 		   uint32_t *id)
@@ -589,10 +980,27 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 			      pp->min_nr, (unsigned long long)pp->elem_size);
 	if (pp->max_nr && pp->max_nr < pp->min_nr)
 		return sp_err(-EINVAL, "max_nr %u is below min_nr %u", pp->max_nr, pp->min_nr);
-	if (pp->backing != SP_BACK_SLAB && pp->backing != SP_BACK_PAGES)
+	if (pp->backing != SP_BACK_SLAB && pp->backing != SP_BACK_PAGES &&
+	    pp->backing != SP_BACK_KMALLOC)
 		return sp_err(-EINVAL, "unknown backing allocator %u", pp->backing);
 	if (pp->flags & ~SP_POOL_RECLAIM_ON_EXIT)
 		return sp_err(-EINVAL, "unknown pool flags %#x", pp->flags);
+	if (pp->backing == SP_BACK_KMALLOC) {
+		if (pp->elem_size > SP_KMALLOC_MAX)
+			return sp_err(-EINVAL, "element size %llu is above the largest kmalloc "
+					       "class (%u bytes): use slab or pages backing",
+				      (unsigned long long)pp->elem_size, SP_KMALLOC_MAX);
+		if (pp->flags & SP_POOL_RECLAIM_ON_EXIT)
+			return sp_err(-EINVAL, "reclaim-on-exit needs slab or pages backing: a "
+					       "kmalloc class is shared, so a dead process's "
+					       "elements cannot be told from its other objects");
+		if (pp->cache_flags & SP_CACHE_USER_FLAGS)
+			return sp_err(-EINVAL, "hwcache_align, poison and redzone need slab "
+					       "backing: a kmalloc class is shared");
+		if (pp->align > 8)
+			return sp_err(-EINVAL, "alignment %u needs slab backing: kmalloc classes "
+					       "align objects to 8 bytes", pp->align);
+	}
 	rc = sp_registry_lock(s);
 	if (rc)
 		return rc;
@@ -600,7 +1008,7 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 		rc = sp_err(-EEXIST, "pool %s already exists", name);
 		goto out;
 	}
-	for (i = 0; i < s->hdr->max_pools; i++) {
+	for (i = 0; i < s->geo.max_pools; i++) {
 		if (sp_pools(s)[i].state == SP_DESC_FREE &&
 		    sp_caches(s)[sp_pool_cache_id(s, i)].state == SP_DESC_FREE) {
 			p = &sp_pools(s)[i];
@@ -608,7 +1016,7 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 		}
 	}
 	if (!p) {
-		rc = sp_err(-ENFILE, "pool table full (%u pools)", s->hdr->max_pools);
+		rc = sp_err(-ENFILE, "pool table full (%u pools)", s->geo.max_pools);
 		goto out;
 	}
 	rc = sp_pool_lock(s, p);
@@ -625,7 +1033,8 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 	p->creator_uid = pp->uid;
 	p->mode = pp->mode ? pp->mode : 0600;
 	p->min_nr = p->curr_nr = p->elements_cap = p->nr_pages_out = 0;
-	p->elements_off = 0;
+	p->elements_off = p->put_off = 0;
+	p->nr_objs = 0;
 	p->nr_waiters = 0;
 	p->nr_alloc = p->nr_free = p->nr_reserve_alloc = p->nr_fail = p->nr_wait = 0;
 	p->nr_bad_free = 0;
@@ -647,10 +1056,17 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 		c->mode = p->mode;
 		c->gen++;
 		__atomic_store_n(&c->state, SP_DESC_LIVE, __ATOMIC_RELEASE);
+	} else if (pp->backing == SP_BACK_KMALLOC) {
+		p->cache_id = (uint32_t)sp_kmalloc_class(pp->elem_size); /* shared with others */
+		if (!pool_class(s, p)) {
+			rc = sp_err(-EFAULT, "kmalloc class %u of %llu bytes is corrupted",
+				    p->cache_id, (unsigned long long)pp->elem_size);
+			goto fail;
+		}
 	} else {
 		while (((uint64_t)SP_PAGE_SIZE << p->page_order) < pp->elem_size)
 			p->page_order++;
-		if (p->page_order > s->hdr->max_order) {
+		if (p->page_order > s->geo.max_order) {
 			rc = sp_err(-EINVAL, "element size %llu is above the largest block",
 				    (unsigned long long)pp->elem_size);
 			goto fail;
@@ -726,8 +1142,13 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 		 * Fill first, raise min_nr last (the commit): if we die in between,
 		 * recovery clamps curr_nr to the old min_nr and gives the extra
 		 * elements back, so a resize is all or nothing, never a raised
-		 * min_nr with a reserve that nobody will fill.
+		 * min_nr with a reserve that nobody will fill.  Not for a shared
+		 * kmalloc class, where recovery may give back nothing it finds
+		 * outside elements[0, curr_nr): min_nr goes first, and a death
+		 * mid-way leaves a short reserve that frees refill.
 		 */
+		if (!rc && p->backing == SP_BACK_KMALLOC)
+			p->min_nr = new_min_nr;
 		if (!rc)
 			rc = grow_reserve_locked(s, p, new_min_nr);
 		if (!rc)
@@ -738,11 +1159,14 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 			/* give back what the attempt took: the larger array, empty slabs */
 			if (p->elements_cap > old_cap)
 				set_elements_cap(s, p, old_cap);
-			if (pool_cache(s, p))
-				sp_cache_shrink(s, pool_cache(s, p));
+			if (elem_cache(s, p))
+				sp_cache_shrink(s, elem_cache(s, p));
 			rc = sp_err(-ENOMEM, "pool %s: %u reserved elements do not fit", p->name,
 				    new_min_nr);
 		}
+	} else if (p->backing == SP_BACK_KMALLOC) {
+		drain_reserve_locked(s, p, new_min_nr); /* curr_nr <= min_nr throughout */
+		p->min_nr = new_min_nr;
 	} else {
 		p->min_nr = new_min_nr;
 		drain_reserve_locked(s, p, new_min_nr);
@@ -800,7 +1224,7 @@ out:
 static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *off)
 {
 	sp_off_t *el = elements(s, p);
-	uint16_t old;
+	uint16_t old, reserve = SP_OWNER_RESERVE;
 	int rc;
 
 	if (!el || !p->curr_nr)
@@ -808,8 +1232,9 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 	/* a corrupted entry or count: rebuild and let the caller retry */
 	if (p->curr_nr > p->min_nr || p->min_nr > p->elements_cap)
 		rc = -EFAULT;
-	else
-		rc = retag(s, p, el[p->curr_nr - 1], s->owner, false, &old);
+	else /* in a shared class, only ever what carries the RESERVE tag */
+		rc = retag(s, p, el[p->curr_nr - 1], s->owner,
+			   p->backing == SP_BACK_KMALLOC ? &reserve : NULL, &old);
 	if (rc) {
 		sp_pool_recover_locked(s, p);
 		return -EAGAIN;
@@ -836,6 +1261,7 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off)
 {
 	uint64_t deadline = timeout_ms >= 0 ? sp_now_ms() + (uint64_t)timeout_ms : 0;
+	unsigned rebuilt = 0;
 	int rc;
 
 	if (sp_unlikely(!s->owner))
@@ -861,6 +1287,11 @@ int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms
 			sp_pool_unlock(p);
 			if (rc == 0)
 				goto ok;
+			/* a rebuilt reserve that is still unusable: corrupted, give up */
+			if (++rebuilt > 3)
+				return sp_err(-EFAULT, "pool %s: reserve still corrupted after %u "
+						       "rebuilds",
+					      p->name, rebuilt - 1);
 			continue;
 		}
 		if (flags & SP_ALLOC_NOWAIT) {
@@ -910,13 +1341,16 @@ static void wake_one(struct sp_pool *p)
 /**
  * sp_pool_free_owned() - free an element, optionally only if @expect holds it.
  * @s: segment.  @p: pool.  @off: the element.
- * @expect: 0 for any holder, else the owner tag it must carry (reclaim).
+ * @expect: 0 for any holder, else the owner tag it must carry (reclaim;
+ *          a magazine tag: a flush or the release of a dead slot's cached
+ *          objects, which nr_free counted when they were pushed).
  *
  * May sleep.
  * Return: 0 or -EINVAL (not an allocated element of @p, or in the reserve).
  */
 int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
 {
+	bool counted = !sp_owner_is_mag(expect);
 	uint16_t old;
 	int rc;
 
@@ -932,17 +1366,25 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 		if (rc)
 			return rc;
 		if (p->curr_nr < p->min_nr && p->curr_nr < p->elements_cap && elements(s, p)) {
-			rc = retag(s, p, off, SP_OWNER_RESERVE, true, &old);
-			if (!rc && expect && old != expect) {
-				retag(s, p, off, old, false, &old);
-				rc = sp_err(-EINVAL, "element %#llx is not held by slot tag %u",
-					    (unsigned long long)off, expect);
+			if (p->backing == SP_BACK_KMALLOC) {
+				/* what is wrong with a refused free, in that order */
+				rc = retag(s, p, off, 0, &expect, &old);
+				if (!rc)
+					rc = class_elem_out(p, off);
+				if (!rc)
+					rc = class_put_locked(s, p, off, expect, false);
+			} else {
+				rc = retag(s, p, off, SP_OWNER_RESERVE, &expect, &old);
+				if (!rc) {
+					elements(s, p)[p->curr_nr] = off;
+					SP_CRASH_POINT("pool.reserve.put");
+					__atomic_store_n(&p->curr_nr, p->curr_nr + 1,
+							 __ATOMIC_RELEASE);
+				}
 			}
 			if (!rc) {
-				elements(s, p)[p->curr_nr] = off;
-				SP_CRASH_POINT("pool.reserve.put");
-				__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE);
-				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+				if (counted)
+					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
 				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
 					wake_one(p);
 			} else {
@@ -956,7 +1398,8 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 			if (rc) {
 				p->nr_bad_free++;
 			} else {
-				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+				if (counted)
+					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
 				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
 					wake_one(p);
 			}

@@ -66,20 +66,20 @@ uint32_t sp_name_hash(const char *name)
 static uint32_t *table(struct sp_seg *s, bool pools, uint32_t *size)
 {
 	if (pools) {
-		*size = s->hdr->phash_size;
-		return (uint32_t *)(s->base + s->hdr->phash.off);
+		*size = s->geo.phash_size;
+		return (uint32_t *)(s->base + s->geo.phash.off);
 	}
-	*size = s->hdr->chash_size;
-	return (uint32_t *)(s->base + s->hdr->chash.off);
+	*size = s->geo.chash_size;
+	return (uint32_t *)(s->base + s->geo.chash.off);
 }
 
 static const char *desc_name(struct sp_seg *s, bool pools, uint32_t id, bool *ok)
 {
 	if (pools) {
-		*ok = id < s->hdr->max_pools;
+		*ok = id < s->geo.max_pools;
 		return *ok ? sp_pools(s)[id].name : "";
 	}
-	*ok = id >= s->hdr->nr_kmalloc && id < s->hdr->nr_kmalloc + s->hdr->max_caches;
+	*ok = id >= s->geo.nr_kmalloc && id < s->geo.nr_kmalloc + s->geo.max_caches;
 	return *ok ? sp_caches(s)[id].name : "";
 }
 
@@ -183,7 +183,7 @@ static void rebuild_tables(struct sp_seg *s)
 	t = table(s, false, &size);
 	memset(t, 0, (size_t)size * sizeof(*t));
 	s->hdr->nr_live_caches = 0;
-	for (i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+	for (i = s->geo.nr_kmalloc; i < s->geo.nr_kmalloc + s->geo.max_caches; i++) {
 		struct sp_cache *c = &sp_caches(s)[i];
 
 		c->name[SP_NAME_MAX] = '\0';
@@ -195,7 +195,7 @@ static void rebuild_tables(struct sp_seg *s)
 	t = table(s, true, &size);
 	memset(t, 0, (size_t)size * sizeof(*t));
 	s->hdr->nr_live_pools = 0;
-	for (i = 0; i < s->hdr->max_pools; i++) {
+	for (i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = &sp_pools(s)[i];
 
 		p->name[SP_NAME_MAX] = '\0';
@@ -213,29 +213,77 @@ static int cmp_off(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/*
- * Free the INTERNAL allocations no descriptor references: a reserve array or
- * a template whose maker died before storing its offset, or before freeing
- * the one it replaced.  Every INTERNAL allocation is made, referenced and
- * freed under the registry lock, so with it held none is in flight and the
- * descriptors' elements_off and tmpl_off are the truth.
+/**
+ * sp_internal_refs() - every offset a descriptor holds to INTERNAL memory.
+ * @s: segment; registry lock held, or a quiescent or read-only segment.
+ * @n: receives the count.
+ *
+ * INTERNAL memory (owner tag SP_OWNER_INTERNAL) is referenced by a pool's
+ * elements_off (its reserve array) and put_off (a KMALLOC-backed pool's
+ * element between its class and its reserve, INTERNAL while that move is
+ * in flight: mempool.c) and a cache's tmpl_off (its template), in any
+ * descriptor state; one nothing references is leaked.  The sweep
+ * below and the checker share this one definition.  Every INTERNAL
+ * allocation is made, referenced and freed under the registry lock, so with
+ * it held none is in flight.  Does not sleep.
+ * Return: the offsets, sorted (for sp_internal_referenced()), in memory the
+ * caller frees; NULL when out of process memory.
  */
-static void sweep_internal(struct sp_seg *s)
+sp_off_t *sp_internal_refs(struct sp_seg *s, uint32_t *n)
 {
-	uint32_t n = s->hdr->nr_pages, nref = 0, ndead = 0, dcap = 0, pfn;
-	sp_off_t *ref = malloc(((size_t)s->hdr->max_pools + sp_nr_cache_slots(s) + 1) *
-			       sizeof(*ref)), *dead = NULL;
+	sp_off_t *ref = malloc(((size_t)2 * s->geo.max_pools + sp_nr_cache_slots(s) + 1) *
+			       sizeof(*ref));
+	uint32_t nref = 0;
 
+	*n = 0;
 	if (!ref)
-		return;
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++)
+		return NULL;
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
 		if (sp_pools(s)[i].elements_off)
 			ref[nref++] = sp_pools(s)[i].elements_off;
+		if (sp_pools(s)[i].put_off)
+			ref[nref++] = sp_pools(s)[i].put_off;
+	}
 	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
 		if (sp_caches(s)[i].tmpl_off)
 			ref[nref++] = sp_caches(s)[i].tmpl_off;
 	qsort(ref, nref, sizeof(*ref), cmp_off);
-	for (uint32_t id = 0; id < s->hdr->nr_kmalloc; id++) {
+	*n = nref;
+	return ref;
+}
+
+/**
+ * sp_internal_referenced() - is @off among the references sp_internal_refs() found?
+ * @ref: @n: its result.  @off: an INTERNAL object or block.
+ *
+ * Does not sleep.
+ * Return: true when a descriptor references @off.
+ */
+bool sp_internal_referenced(const sp_off_t *ref, uint32_t n, sp_off_t off)
+{
+	return n && bsearch(&off, ref, n, sizeof(*ref), cmp_off);
+}
+
+/*
+ * Free the INTERNAL allocations no descriptor references: a reserve array or
+ * a template whose maker died before storing its offset, or before freeing
+ * the one it replaced; an element a KMALLOC-backed pool was moving between
+ * its class and its reserve.  With the registry lock held none is in
+ * flight, so sp_internal_refs() is the truth - once the KMALLOC-backed
+ * pools are recovered: a reserve entry of theirs may be INTERNAL-tagged by
+ * a drain cut short, and only their recovery (which re-tags it RESERVE)
+ * knows it is not garbage.
+ */
+static void sweep_internal(struct sp_seg *s)
+{
+	uint32_t n = s->geo.nr_pages, nref, ndead = 0, dcap = 0, pfn;
+	sp_off_t *ref, *dead = NULL;
+
+	sp_pool_kmalloc_settle(s, false);
+	ref = sp_internal_refs(s, &nref);
+	if (!ref)
+		return;
+	for (uint32_t id = 0; id < s->geo.nr_kmalloc; id++) {
 		struct sp_cache *c = &sp_caches(s)[id];
 
 		if (sp_cache_lock(s, c))
@@ -253,7 +301,7 @@ static void sweep_internal(struct sp_seg *s)
 
 						if (!(slab->bitmap[i / 64] >> (i % 64) & 1) ||
 						    own[i] != SP_OWNER_INTERNAL ||
-						    bsearch(&off, ref, nref, sizeof(*ref), cmp_off))
+						    sp_internal_referenced(ref, nref, off))
 							continue;
 						if (ndead == dcap) {
 							sp_off_t *nd = realloc(dead, (dcap ? 2 * dcap : 16) *
@@ -266,7 +314,7 @@ static void sweep_internal(struct sp_seg *s)
 						dead[ndead++] = off;
 					}
 				}
-				pfn += 1u << (o > s->hdr->max_order ? 0 : o);
+				pfn += 1u << (o > s->geo.max_order ? 0 : o);
 			}
 			sp_buddy_unlock(s);
 		}
@@ -279,11 +327,11 @@ static void sweep_internal(struct sp_seg *s)
 			uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
 			sp_off_t off = sp_pfn_off(s, pfn);
 
-			if (o > s->hdr->max_order)
+			if (o > s->geo.max_order)
 				o = 0;
 			if (SP_PG_STATE(info) == SP_PG_ALLOC && SP_PG_KIND(info) == SP_KIND_LARGE &&
 			    s->pages[pfn].slot == SP_OWNER_INTERNAL &&
-			    !bsearch(&off, ref, nref, sizeof(*ref), cmp_off))
+			    !sp_internal_referenced(ref, nref, off))
 				sp_buddy_free_locked(s, pfn); /* merged: the walk steps over tails */
 			pfn += 1u << o;
 		}
@@ -306,7 +354,7 @@ void sp_registry_recover_locked(struct sp_seg *s)
 	uint32_t i;
 
 	sp_assert(sp_lock_held(&s->hdr->registry_lock));
-	for (i = 0; i < s->hdr->max_pools; i++) {
+	for (i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = &sp_pools(s)[i];
 
 		if (p->state != SP_DESC_CREATING && p->state != SP_DESC_DESTROYING)
@@ -316,7 +364,7 @@ void sp_registry_recover_locked(struct sp_seg *s)
 			sp_pool_unlock(p);
 		}
 	}
-	for (i = s->hdr->nr_kmalloc; i < s->hdr->nr_kmalloc + s->hdr->max_caches; i++) {
+	for (i = s->geo.nr_kmalloc; i < s->geo.nr_kmalloc + s->geo.max_caches; i++) {
 		struct sp_cache *c = &sp_caches(s)[i];
 
 		if (c->state != SP_DESC_CREATING && c->state != SP_DESC_DESTROYING)
@@ -340,6 +388,7 @@ void sp_registry_recover_locked(struct sp_seg *s)
 		c->state = SP_DESC_FREE;
 	}
 	sweep_internal(s);
+	sp_mag_relink_locked(s); /* the dead owner may have been linking a set */
 	rebuild_tables(s);
 }
 

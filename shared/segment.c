@@ -10,6 +10,11 @@
  * file and validates every geometry field against the file size before any
  * other code looks at the segment: a wrong magic, version or size is an
  * error with a message, never a silent re-initialisation.
+ *
+ * The geometry is validated in a process-private copy (struct sp_seg.geo)
+ * and only that copy is used afterwards: every client can write the header
+ * page, so a size or offset read from it again could have been rewritten
+ * since the validation.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,16 +210,19 @@ int sp_seg_validate_header(const struct sp_header *h, uint64_t file_size)
 	return 0;
 }
 
+/* @geo: the validated geometry, copied: nothing reads it from the header again. */
 static void seg_fill(struct sp_seg *s, void *base, uint64_t size, int fd, bool ro,
-		     const char *name)
+		     const struct sp_header *geo, const char *name)
 {
 	s->base = base;
 	s->size = size;
 	s->fd = fd;
 	s->readonly = ro;
 	s->hdr = base;
-	s->pages = (struct sp_page *)(s->base + s->hdr->pages.off);
-	s->data = s->base + s->hdr->data.off;
+	memset(&s->geo, 0, sizeof(s->geo));
+	memcpy(&s->geo, geo, offsetof(struct sp_header, geometry_sum) + sizeof(geo->geometry_sum));
+	s->pages = (struct sp_page *)(s->base + s->geo.pages.off);
+	s->data = s->base + s->geo.data.off;
 	s->owner = SP_OWNER_NONE;
 	s->slot = UINT32_MAX;
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "(fd)");
@@ -222,16 +230,15 @@ static void seg_fill(struct sp_seg *s, void *base, uint64_t size, int fd, bool r
 
 static int init_structures(struct sp_seg *s)
 {
-	struct sp_header *h = s->hdr;
 	uint32_t i, ncaches = sp_nr_cache_slots(s);
 	int rc;
 
-	rc = sp_lock_init(&h->registry_lock, SP_LOCK_REGISTRY);
+	rc = sp_lock_init(&s->hdr->registry_lock, SP_LOCK_REGISTRY);
 	for (i = 0; !rc && i < ncaches; i++) {
 		sp_caches(s)[i].id = i;
 		rc = sp_lock_init(&sp_caches(s)[i].lock, SP_LOCK_CACHE);
 	}
-	for (i = 0; !rc && i < h->max_pools; i++) {
+	for (i = 0; !rc && i < s->geo.max_pools; i++) {
 		sp_pools(s)[i].id = i;
 		rc = sp_lock_init(&sp_pools(s)[i].lock, SP_LOCK_POOL);
 	}
@@ -298,16 +305,16 @@ int sp_seg_create(const char *shm_name, int fd, const struct sp_seg_params *p,
 	memset(base, 0, geo.data.off); /* an fd handed in may hold anything */
 	geo.geometry_sum = 0;
 	memcpy(base, &geo, offsetof(struct sp_header, geometry_sum));
-	seg_fill(s, base, geo.seg_size, fd, false, shm_name);
+	/* the sum covers the magic: compute it as it will read, magic last */
+	geo.magic = SP_MAGIC;
+	geo.geometry_sum = sp_geometry_sum(&geo);
+	seg_fill(s, base, geo.seg_size, fd, false, &geo, shm_name);
 	rc = init_structures(s);
 	if (!rc)
 		rc = sp_kmalloc_init(s);
 	if (rc)
 		goto fail_seg;
-	/* the sum covers the magic: compute it as it will read, magic last */
-	memcpy(&geo, s->hdr, offsetof(struct sp_header, geometry_sum));
-	geo.magic = SP_MAGIC;
-	s->hdr->geometry_sum = sp_geometry_sum(&geo);
+	s->hdr->geometry_sum = geo.geometry_sum;
 	__atomic_store_n(&s->hdr->magic, SP_MAGIC, __ATOMIC_RELEASE);
 	*out = s;
 	return 0;
@@ -337,6 +344,7 @@ fail_fd:
 int sp_seg_attach(const char *shm_name, int fd, int flags, struct sp_seg **out)
 {
 	bool ro = flags & SP_ATTACH_RDONLY;
+	struct sp_header geo;
 	struct sp_seg *s;
 	struct stat st;
 	void *base;
@@ -364,7 +372,10 @@ int sp_seg_attach(const char *shm_name, int fd, int flags, struct sp_seg **out)
 		rc = sp_err(-errno, "mmap: %s", strerror(errno));
 		goto fail_fd;
 	}
-	rc = sp_seg_validate_header(base, (uint64_t)st.st_size);
+	/* validate a private copy: another process may rewrite the header at
+	 * any time, and what was validated must be what is used */
+	memcpy(&geo, base, offsetof(struct sp_header, geometry_sum) + sizeof(geo.geometry_sum));
+	rc = sp_seg_validate_header(&geo, (uint64_t)st.st_size);
 	if (rc)
 		goto fail_map;
 	s = calloc(1, sizeof(*s));
@@ -372,7 +383,7 @@ int sp_seg_attach(const char *shm_name, int fd, int flags, struct sp_seg **out)
 		rc = sp_err(-ENOMEM, "out of process memory");
 		goto fail_map;
 	}
-	seg_fill(s, base, (uint64_t)st.st_size, fd, ro, shm_name);
+	seg_fill(s, base, (uint64_t)st.st_size, fd, ro, &geo, shm_name);
 	if (!ro)
 		__atomic_fetch_add(&s->hdr->attach_count, 1, __ATOMIC_RELAXED);
 	*out = s;

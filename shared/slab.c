@@ -77,8 +77,8 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
 	const struct sp_slab *slab;
 	uint32_t info;
 
-	if (!c->colour_off || !c->stride || pfn >= s->hdr->nr_pages ||
-	    (uint64_t)pfn + (1u << c->order) > s->hdr->nr_pages)
+	if (!c->colour_off || !c->stride || pfn >= s->geo.nr_pages ||
+	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
 		return false;
 	info = s->pages[pfn].info;
 	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
@@ -101,7 +101,7 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
 int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint64_t obj_size,
 		   uint64_t align, uint32_t flags)
 {
-	unsigned k, best = 0, max_k = s->hdr->max_order;
+	unsigned k, best = 0, max_k = s->geo.max_order;
 	uint64_t stride, best_waste = 0, n, best_n = 0;
 
 	if (!obj_size || obj_size > SP_MAX_OBJ_SIZE)
@@ -119,7 +119,7 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	stride = align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
 	if (max_k > SP_SLAB_MAX_ORDER)
 		max_k = SP_SLAB_MAX_ORDER;
-	for (k = 0; k <= s->hdr->max_order; k++) {
+	for (k = 0; k <= s->geo.max_order; k++) {
 		uint64_t bytes = (uint64_t)SP_PAGE_SIZE << k, waste;
 
 		n = bytes / stride;
@@ -140,7 +140,7 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	}
 	if (!best_n)
 		return sp_err(-EINVAL, "object size %llu does not fit a slab of order %u",
-			      (unsigned long long)obj_size, s->hdr->max_order);
+			      (unsigned long long)obj_size, s->geo.max_order);
 
 	memset(c->name, 0, sizeof(c->name));
 	snprintf(c->name, sizeof(c->name), "%s", name);
@@ -155,6 +155,8 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	c->colour_off = (uint32_t)(align > 64 ? align : 64);
 	c->colour_num = (uint32_t)(((SP_PAGE_SIZE << best) - c->obj_start - best_n * stride) /
 					   c->colour_off + 1);
+	c->owners_off = (uint32_t)(sizeof(struct sp_slab) + 8 * c->bitmap_words);
+	c->recip = UINT64_MAX / stride + 1; /* exact for offsets inside a slab */
 	c->colour_next = 0;
 	c->min_free = 0;
 	c->max_objs = 0;
@@ -166,6 +168,7 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	c->active_objs = c->total_objs = 0;
 	c->nr_alloc = c->nr_free = c->nr_fail = c->nr_bad_free = 0;
 	c->nr_poison_err = c->nr_redzone_err = c->nr_grow = c->nr_shrink = 0;
+	c->nr_mag_refill = c->nr_mag_flush = 0;
 	return 0;
 }
 
@@ -292,7 +295,7 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
  */
 void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 {
-	uint32_t pfn, n = s->hdr->nr_pages;
+	uint32_t pfn, n = s->geo.nr_pages;
 
 	sp_assert(sp_lock_held(&c->lock));
 	if (sp_buddy_lock(s))
@@ -309,7 +312,7 @@ void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		uint16_t *owner;
 		uint32_t i, cnt = 0;
 
-		if (o > s->hdr->max_order)
+		if (o > s->geo.max_order)
 			o = 0;
 		if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_KIND(info) != SP_KIND_SLAB ||
 		    s->pages[pfn].owner != c->id) {
@@ -390,6 +393,117 @@ static void check_poison(struct sp_cache *c, const uint8_t *obj)
 	}
 }
 
+/* The slab to allocate from: partial, else empty, else a new one; 0 or < 0. */
+static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn)
+{
+	int rc;
+
+	*pfn = c->list_head[SP_LIST_PARTIAL];
+	if (!*pfn)
+		*pfn = c->list_head[SP_LIST_EMPTY];
+	if (!*pfn) {
+		rc = grow_locked(s, c);
+		if (rc)
+			return rc;
+		*pfn = c->list_head[SP_LIST_EMPTY];
+	}
+	(*pfn)--;
+	if (sp_unlikely(!sp_slab_valid(s, c, *pfn))) {
+		sp_cache_recover_locked(s, c);
+		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
+	}
+	return 0;
+}
+
+/**
+ * sp_cache_alloc_bulk_locked() - allocate up to @n objects.
+ * @s: segment.  @c: cache, locked.
+ * @owner: tag recorded for each object (slot + 1, a magazine tag, RESERVE
+ *         or INTERNAL).
+ * @v: the objects' offsets.  @n: how many are wanted (>= 1).
+ *
+ * Takes objects slab by slab, so a magazine refill costs one list move per
+ * slab rather than per object.  Does not count them in nr_alloc: callers
+ * count what they hand out.  May sleep (growing takes the buddy lock and
+ * may fallocate).
+ * Return: how many (1..@n); or -ENOMEM when the segment is full or the
+ * cache's cap is reached; -ENOENT when the cache was destroyed; -EFAULT
+ * when a corrupted slab list had to be rebuilt.
+ */
+int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
+			       unsigned n)
+{
+	unsigned got = 0;
+	int rc = 0;
+
+	sp_assert(sp_lock_held(&c->lock));
+	if (sp_unlikely(c->state != SP_DESC_LIVE))
+		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
+	while (got < n) {
+		struct sp_slab *slab;
+		uint16_t *owners;
+		uint32_t pfn, w;
+
+		if (c->max_objs && c->active_objs >= c->max_objs) {
+			rc = sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
+				    c->max_objs);
+			break;
+		}
+		rc = alloc_slab_locked(s, c, &pfn);
+		if (rc)
+			break;
+		slab = sp_slab_at(s, c, pfn);
+		owners = sp_slab_owners(c, slab);
+		w = slab->hint < c->bitmap_words ? slab->hint : 0;
+		if (sp_unlikely(slab->inuse >= c->objperslab)) { /* a full slab on a free list */
+			sp_cache_recover_locked(s, c);
+			if (got)
+				break;
+			c->nr_fail++;
+			return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
+		}
+		while (got < n && slab->inuse < c->objperslab &&
+		       (!c->max_objs || c->active_objs < c->max_objs)) {
+			uint64_t word, bits;
+			uint32_t bit, idx, i;
+
+			for (i = 0; i < c->bitmap_words; i++, w = (w + 1 == c->bitmap_words ? 0 : w + 1))
+				if (~slab->bitmap[w] & obj_bits(c, w))
+					break;
+			word = slab->bitmap[w];
+			bits = ~word & obj_bits(c, w);
+			bit = bits ? (uint32_t)__builtin_ctzll(bits) : 64;
+			idx = w * 64 + bit;
+			if (sp_unlikely(bit == 64 || idx >= c->objperslab)) {
+				sp_cache_recover_locked(s, c);
+				if (got)
+					return (int)got;
+				return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap",
+					      c->name);
+			}
+			owners[idx] = owner;
+			SP_CRASH_POINT("slab.alloc.owner");
+			__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
+			SP_CRASH_POINT("slab.alloc.bit");
+			slab->inuse++;
+			c->active_objs++;
+			if ((c->flags & (SP_CACHE_POISON)) && !c->tmpl_off)
+				check_poison(c, sp_slab_obj(c, slab, idx));
+			v[got++] = (sp_off_t)(sp_slab_obj(c, slab, idx) - s->base);
+		}
+		slab->hint = w;
+		slab_relist(s, c, slab, pfn);
+	}
+	if (!got) {
+		c->nr_fail++;
+		return rc;
+	}
+	/* kmalloc stock: refill below the low watermark (half the prefill) */
+	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
+		sp_cache_stock_locked(s, c);
+	return (int)got;
+}
+
 /**
  * sp_cache_alloc_locked() - allocate one object.
  * @s: segment.  @c: cache, locked.
@@ -402,63 +516,11 @@ static void check_poison(struct sp_cache *c, const uint8_t *obj)
  */
 int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
 {
-	struct sp_slab *slab;
-	uint32_t pfn, w, bit, idx;
-	uint64_t word;
-	int rc;
+	int rc = sp_cache_alloc_bulk_locked(s, c, owner, off, 1);
 
-	sp_assert(sp_lock_held(&c->lock));
-	if (sp_unlikely(c->state != SP_DESC_LIVE))
-		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
-	if (c->max_objs && c->active_objs >= c->max_objs) {
-		c->nr_fail++;
-		return sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
-			      c->max_objs);
-	}
-	pfn = c->list_head[SP_LIST_PARTIAL];
-	if (!pfn)
-		pfn = c->list_head[SP_LIST_EMPTY];
-	if (!pfn) {
-		rc = grow_locked(s, c);
-		if (rc) {
-			c->nr_fail++;
-			return rc;
-		}
-		pfn = c->list_head[SP_LIST_EMPTY];
-	}
-	pfn--;
-	if (sp_unlikely(!sp_slab_valid(s, c, pfn))) {
-		sp_cache_recover_locked(s, c);
-		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
-	}
-	slab = sp_slab_at(s, c, pfn);
-	w = slab->hint < c->bitmap_words ? slab->hint : 0;
-	for (uint32_t i = 0; i < c->bitmap_words; i++, w = (w + 1 == c->bitmap_words ? 0 : w + 1))
-		if (~slab->bitmap[w] & obj_bits(c, w))
-			break;
-	word = slab->bitmap[w];
-	bit = (~word & obj_bits(c, w)) ? (uint32_t)__builtin_ctzll(~word & obj_bits(c, w)) : 64;
-	idx = w * 64 + bit;
-	if (sp_unlikely(bit == 64 || idx >= c->objperslab)) {
-		sp_cache_recover_locked(s, c);
-		return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap", c->name);
-	}
-	sp_slab_owners(c, slab)[idx] = owner;
-	SP_CRASH_POINT("slab.alloc.owner");
-	__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
-	SP_CRASH_POINT("slab.alloc.bit");
-	slab->hint = w;
-	slab->inuse++;
-	c->active_objs++;
+	if (rc < 0)
+		return rc;
 	c->nr_alloc++;
-	if (slab->inuse == 1 || slab->inuse == c->objperslab)
-		slab_relist(s, c, slab, pfn);
-	if ((c->flags & (SP_CACHE_POISON)) && !c->tmpl_off)
-		check_poison(c, sp_slab_obj(c, slab, idx));
-	*off = (sp_off_t)(sp_slab_obj(c, slab, idx) - s->base);
-	/* kmalloc stock: refill below the low watermark (half the prefill) */
-	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
-		sp_cache_stock_locked(s, c);
 	return 0;
 }
 
@@ -510,7 +572,7 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 			struct sp_slab **slab, uint32_t *idx)
 {
 	uint32_t pfn, head;
-	uint64_t first, rel;
+	uint64_t first, rel, q;
 
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
@@ -522,44 +584,33 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 	*slab = sp_slab_at(s, c, head);
 	first = sp_pfn_off(s, head) + c->obj_start + (*slab)->colour;
 	rel = off - first;
-	if (off < first || rel % c->stride || rel / c->stride >= c->objperslab)
+	/* rel / stride by the reciprocal: exact for offsets inside a slab */
+	q = off < first ? UINT64_MAX : (uint64_t)(((unsigned __int128)rel * c->recip) >> 64);
+	if (q >= c->objperslab || q * c->stride != rel)
 		return sp_err(-EINVAL, "offset %#llx points into the middle of a %s object",
 			      (unsigned long long)off, c->name);
-	*idx = (uint32_t)(rel / c->stride);
+	*idx = (uint32_t)q;
 	return 0;
 }
 
 /**
- * sp_cache_free_locked() - free one object.
- * @s: segment.  @c: cache, locked.  @off: the object.
+ * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
+ * @s: segment.  @c: cache, locked.  @slab: a valid slab of @c.
+ * @idx: an allocated object of it.
  *
- * A pointer that is not an allocated object of @c (double free, foreign or
- * mid-object pointer) is refused and counted; nothing is modified.
- * May sleep (releasing a surplus empty slab takes the buddy lock).
- * Return: 0 or -EINVAL.
+ * Checks the red zone, poisons, clears the bit (the commit), then the tag;
+ * gives a surplus empty slab back.  Does not count nr_free.
+ * May sleep (buddy lock).
  */
-int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
+			      uint32_t idx)
 {
-	struct sp_slab *slab;
-	uint32_t idx, pfn;
-	uint64_t word, mask;
-	uint8_t *obj;
-	int rc;
+	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
+	uint8_t *obj = sp_slab_obj(c, slab, idx);
+	uint32_t pfn;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
-	if (rc) {
-		c->nr_bad_free++;
-		return rc;
-	}
-	mask = 1ull << (idx % 64);
-	word = slab->bitmap[idx / 64];
-	if (!(word & mask)) {
-		c->nr_bad_free++;
-		return sp_err(-EINVAL, "double free of %s object at %#llx", c->name,
-			      (unsigned long long)off);
-	}
-	obj = s->base + off;
+	sp_assert(word & mask);
 	if (c->flags & SP_CACHE_REDZONE) {
 		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
 			if (obj[c->obj_size + i] != SP_REDZONE_BYTE) {
@@ -576,7 +627,6 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 	sp_slab_owners(c, slab)[idx] = SP_OWNER_NONE;
 	slab->inuse--;
 	c->active_objs--;
-	c->nr_free++;
 	pfn = (uint32_t)((sp_off_t)((uint8_t *)slab - s->data) >> SP_PAGE_SHIFT);
 	if (slab->inuse == 0 || slab->inuse == c->objperslab - 1)
 		slab_relist(s, c, slab, pfn);
@@ -588,6 +638,44 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 		else /* inuse lied: never give back a slab whose bitmap is in use */
 			sp_cache_recover_locked(s, c);
 	}
+}
+
+/**
+ * sp_cache_free_locked() - free one object.
+ * @s: segment.  @c: cache, locked.  @off: the object.
+ *
+ * A pointer that is not an allocated object of @c (double free, foreign or
+ * mid-object pointer, an object cached free in a magazine, or one in a
+ * pool's reserve: a KMALLOC-backed pool's in a kmalloc class) is refused
+ * and counted; nothing is modified.
+ * May sleep (releasing a surplus empty slab takes the buddy lock).
+ * Return: 0 or -EINVAL.
+ */
+int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
+{
+	struct sp_slab *slab;
+	uint32_t idx;
+	int rc;
+
+	sp_assert(sp_lock_held(&c->lock));
+	rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+	if (rc) {
+		c->nr_bad_free++;
+		return rc;
+	}
+	if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) ||
+	    sp_owner_is_mag(sp_slab_owners(c, slab)[idx])) {
+		c->nr_bad_free++;
+		return sp_err(-EINVAL, "double free of %s object at %#llx", c->name,
+			      (unsigned long long)off);
+	}
+	if (sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE) {
+		c->nr_bad_free++;
+		return sp_err(-EINVAL, "%s object at %#llx is in a pool's reserve", c->name,
+			      (unsigned long long)off);
+	}
+	sp_cache_free_obj_locked(s, c, slab, idx);
+	c->nr_free++;
 	return 0;
 }
 
@@ -640,6 +728,21 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 	return n;
 }
 
+/* -EBUSY: @c has live objects; say how many are only cached free. */
+static int busy(struct sp_seg *s, struct sp_cache *c)
+{
+	uint64_t cached = sp_mag_cached(s, c->id);
+
+	if (cached && cached <= c->active_objs)
+		return sp_err(-EBUSY, "cache %s still has %llu live objects and %llu cached free "
+				      "in the magazines of live threads (each must flush them "
+				      "first)",
+			      c->name, (unsigned long long)(c->active_objs - cached),
+			      (unsigned long long)cached);
+	return sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
+		      (unsigned long long)c->active_objs);
+}
+
 /**
  * sp_cache_teardown_locked() - release every slab of an empty cache.
  * @s: segment.  @c: cache, locked, with no live objects.
@@ -653,8 +756,7 @@ int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 
 	sp_assert(sp_lock_held(&c->lock));
 	if (c->active_objs)
-		return sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
-			      (unsigned long long)c->active_objs);
+		return busy(s, c);
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
 		while (c->list_head[l]) {
 			uint32_t pfn = c->list_head[l] - 1;
@@ -694,7 +796,7 @@ int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint64_t align,
 		    uint32_t flags, const void *tmpl, uint32_t *id)
 {
-	uint32_t i, first = s->hdr->nr_kmalloc, end = first + s->hdr->max_caches, found;
+	uint32_t i, first = s->geo.nr_kmalloc, end = first + s->geo.max_caches, found;
 	struct sp_cache *c = NULL;
 	int rc;
 
@@ -717,7 +819,7 @@ int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint6
 		}
 	}
 	if (!c) {
-		rc = sp_err(-ENFILE, "cache table full (%u caches)", s->hdr->max_caches);
+		rc = sp_err(-ENFILE, "cache table full (%u caches)", s->geo.max_caches);
 		goto out;
 	}
 	c->magic = SP_CACHE_MAGIC ^ i;
@@ -794,8 +896,7 @@ int sp_cache_destroy(struct sp_seg *s, uint32_t id)
 	if (rc)
 		goto out;
 	if (c->active_objs) {
-		rc = sp_err(-EBUSY, "cache %s still has %llu live objects", c->name,
-			    (unsigned long long)c->active_objs);
+		rc = busy(s, c);
 		sp_cache_unlock(c);
 		goto out;
 	}

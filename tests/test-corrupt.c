@@ -1214,6 +1214,345 @@ static void writable_corrupted(void **state)
 	world_free(&w);
 }
 
+/* ---- (d) the header rewritten after attach --------------------------------- */
+
+/* The owner tag of allocation @off: its slab's owner array or its block head. */
+static uint16_t tag_of(struct sp_seg *s, sp_off_t off)
+{
+	uint32_t pfn, head, idx;
+	struct sp_slab *slab;
+	struct sp_cache *c;
+
+	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head))
+		return SP_OWNER_NONE;
+	if (SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
+		return s->pages[head].slot;
+	c = &sp_caches(s)[s->pages[head].owner];
+	if (sp_cache_obj_locate(s, c, off, &slab, &idx))
+		return SP_OWNER_NONE;
+	return sp_slab_owners(c, slab)[idx];
+}
+
+struct geo_job {
+	struct copy *c;
+	struct world *w;
+	uint64_t fields;	/* GEO_* to overwrite */
+	bool resum;		/* recompute the checksum, so validation passes */
+};
+
+enum {
+	GEO_NR_PAGES = 1 << 0,	/* far more pages than the file holds */
+	GEO_DATA = 1 << 1,	/* the data area beyond the end of the file */
+	GEO_PAGES = 1 << 2,	/* page metadata beyond the end of the file */
+	GEO_POOLS = 1 << 3,	/* max_pools, and the pool table's offset */
+	GEO_CACHES = 1 << 4,	/* max_caches, nr_kmalloc, the cache table's offset */
+	GEO_CLIENTS = 1 << 5,	/* max_clients, and the client table's offset */
+	GEO_HASHES = 1 << 6,	/* name table sizes and offsets */
+	GEO_ORDER = 1 << 7,	/* max_order in the header and in the buddy zone */
+	GEO_ALL = (1 << 8) - 1,
+};
+
+static void scribble_header(struct sp_seg *s, uint64_t f, bool resum)
+{
+	struct sp_header *h = s->hdr;
+	uint64_t beyond = s->size + (1ull << 30);
+
+	if (f & GEO_NR_PAGES)
+		h->nr_pages = 0xfffffff0u;
+	if (f & GEO_DATA) {
+		h->data.off = beyond;
+		h->data.size = 1ull << 40;
+	}
+	if (f & GEO_PAGES)
+		h->pages.off = beyond;
+	if (f & GEO_POOLS) {
+		h->max_pools = 1u << 30;
+		h->pools.off = beyond;
+	}
+	if (f & GEO_CACHES) {
+		h->max_caches = 1u << 30;
+		h->nr_kmalloc = 4000;
+		h->caches.off = beyond;
+	}
+	if (f & GEO_CLIENTS) {
+		h->max_clients = 0xfff0;
+		h->clients.off = beyond;
+	}
+	if (f & GEO_HASHES) {
+		h->chash_size = h->phash_size = 1u << 31;
+		h->chash.off = h->phash.off = beyond;
+	}
+	if (f & GEO_ORDER) {
+		h->max_order = 31;
+		h->buddy.max_order = 200; /* the zone's copy is shared too */
+		h->buddy.nr_pages = 0xfffffff0u;
+	}
+	if (resum)
+		h->geometry_sum = sp_geometry_sum(h);
+}
+
+#define GEO_OK(what, expr)                                                                \
+	do {                                                                              \
+		int geo_rc_ = (expr);                                                     \
+		if (geo_rc_ != 0 && !res->bad) {                                          \
+			res->bad = 1;                                                     \
+			snprintf(res->msg, sizeof(res->msg), "%s: %s: %s", what,          \
+				 sp_err_name(geo_rc_), sp_errmsg());                      \
+		}                                                                         \
+	} while (0)
+
+/*
+ * A process attached (header validated), then someone rewrote the header's
+ * geometry: everything this process does must go on with the geometry it
+ * validated, reading nothing outside the mapping, which ends at a PROT_NONE
+ * page.
+ */
+static int geo_child(void *arg)
+{
+	struct geo_job *j = arg;
+	struct world *w = j->w;
+	struct sp_report r = { .cap = 4 };
+	struct sp_seg *s = NULL;
+	struct sp_holdings h;
+	FILE *null = fopen("/dev/null", "w");
+	sp_off_t off[8];
+	uint32_t slot, id;
+	uint8_t *hole;
+
+	tu_child_signals_default();
+	alarm(30);
+	r.v = calloc(r.cap, sizeof(*r.v));
+	hole = mmap(NULL, j->c->size + SP_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		    0);
+	if (hole != MAP_FAILED)
+		munmap(hole, j->c->size);
+	if (sp_seg_attach(NULL, dup(j->c->fd), 0, &s) ||
+	    sp_client_register(s, "geo", getpid(), getuid(), getgid(), &slot) ||
+	    sp_client_use_slot(s, slot)) {
+		snprintf(res->msg, sizeof(res->msg), "attach: %s", sp_errmsg());
+		return 3;
+	}
+	res->guarded = hole != MAP_FAILED && s->base == hole;
+	s->lock_timeout_ms = 3000;
+	scribble_header(s, j->fields, j->resum);
+
+	/* the checker reports the header and checks the rest by the copy */
+	res->nviol = sp_check(s, 0, &r);
+	snprintf(res->msg, sizeof(res->msg), "%s", r.nr && r.v ? r.v[0].what : "");
+	if (sp_check(s, SP_CHECK_NOLOCK, &r) != res->nviol)
+		res->bad = 3;
+	if (null) {
+		sp_dump_buddyinfo(s, null);
+		sp_dump_slabinfo(s, null, true);
+		sp_dump_pools(s, null);
+		sp_dump_clients(s, null);
+		fclose(null);
+	}
+	/* a healthy segment behind a lying header: every operation works */
+	GEO_OK("kmalloc", sp_kmalloc(s, 100, &off[0]));
+	GEO_OK("large kmalloc", sp_kmalloc(s, 20000, &off[1]));
+	GEO_OK("cache alloc", sp_cache_alloc(s, sp_cache_get(s, w->cache), s->owner, &off[2]));
+	GEO_OK("slab pool alloc", sp_pool_alloc(s, sp_pool_get(s, w->pool_slab), SP_ALLOC_NOWAIT,
+						0, &off[3]));
+	GEO_OK("page pool alloc", sp_pool_alloc(s, sp_pool_get(s, w->pool_pages),
+						SP_ALLOC_NOWAIT, 0, &off[4]));
+	GEO_OK("buddy alloc", sp_buddy_alloc(s, 1, &off[5]));
+	if (!res->bad) {
+		GEO_OK("kfree", sp_kfree(s, off[0]));
+		GEO_OK("large kfree", sp_kfree(s, off[1]));
+		GEO_OK("cache free", sp_cache_free(s, sp_cache_get(s, w->cache), off[2]));
+		GEO_OK("slab pool free", sp_pool_free(s, sp_pool_get(s, w->pool_slab), off[3]));
+		GEO_OK("page pool free", sp_pool_free(s, sp_pool_get(s, w->pool_pages), off[4]));
+		GEO_OK("buddy free", sp_buddy_free(s, off[5]));
+	}
+	GEO_OK("pool lookup", sp_pool_lookup(s, "k.slab", &id));
+	GEO_OK("cache lookup", sp_cache_lookup(s, "k.cache", &id));
+	{
+		struct sp_pool_params pp = { .elem_size = 48, .min_nr = 2 };
+
+		GEO_OK("pool create", sp_pool_create(s, "k.geo", &pp, &id));
+		GEO_OK("pool destroy", sp_pool_destroy(s, id));
+	}
+	GEO_OK("holdings", sp_slot_holdings(s, w->victim_slot, &h));
+	id = (uint32_t)sp_client_reap(s);
+	GEO_OK("reap", (int)id < 0 ? (int)id : 0);
+	GEO_OK("release", sp_slot_release(s, w->victim_slot, false, NULL));
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
+		if (sp_cache_get(s, i))
+			sp_cache_shrink(s, sp_cache_get(s, i));
+	/* what was there before is still there: nothing was handed out twice */
+	for (uint32_t i = 0; i < w->norig && !res->bad; i++) {
+		if (!ocheck(s->base, w->orig[i], w->orig_len[i])) {
+			res->bad = 2;
+			snprintf(res->msg, sizeof(res->msg), "allocation %#llx overwritten",
+				 (unsigned long long)w->orig[i]);
+		}
+	}
+	sp_report_free(&r);
+	sp_seg_detach(s);
+	return 0;
+}
+
+static void header_rewritten_after_attach(void **state)
+{
+	static const struct {
+		uint64_t fields;
+		const char *what;
+	} cases[] = {
+		{ GEO_NR_PAGES, "nr_pages huge" },
+		{ GEO_DATA, "data area beyond the file" },
+		{ GEO_PAGES, "page metadata beyond the file" },
+		{ GEO_POOLS, "max_pools huge, pool table beyond the file" },
+		{ GEO_CACHES, "max_caches, nr_kmalloc huge, cache table beyond the file" },
+		{ GEO_CLIENTS, "max_clients huge, client table beyond the file" },
+		{ GEO_HASHES, "name tables huge and beyond the file" },
+		{ GEO_ORDER, "max_order 31, buddy zone max_order 200" },
+		{ GEO_ALL, "all of it" },
+	};
+	struct world w;
+	struct copy c;
+	unsigned guarded = 0, runs = 0;
+
+	(void)state;
+	world_new(&w);
+	/* the children release the dead victim's orphans, which may then be
+	 * handed out again: compare only what the live client holds */
+	for (uint32_t i = 0; i < w.norig;) {
+		if (tag_of(w.s, w.orig[i]) == w.victim_slot + 1)
+			orig_del(&w, i);
+		else
+			i++;
+	}
+	copy_new(&c, w.s);
+	for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		for (int resum = 0; resum < 2; resum++) {
+			struct geo_job j = { .c = &c, .w = &w, .fields = cases[k].fields,
+					     .resum = resum };
+			int st;
+
+			memcpy(c.map, w.s->base, c.size);
+			memset(res, 0, sizeof(*res));
+			res->nviol = -1;
+			st = tu_wait(tu_fork(geo_child, &j));
+			if (st == 128 + SIGALRM)
+				fail_msg("%s%s: hung", cases[k].what, resum ? " (checksum redone)" : "");
+			if (st)
+				fail_msg("%s%s: the process crashed or failed (status %d%s) %s",
+					 cases[k].what, resum ? " (checksum redone)" : "", st,
+					 st > 128 ? ", a signal" : "", res->msg);
+			if (res->bad)
+				fail_msg("%s%s: %s", cases[k].what,
+					 resum ? " (checksum redone)" : "", res->msg);
+			/* reported, as a header problem, whether or not the sum was redone */
+			if (res->nviol < 1 || !strstr(res->msg, "header"))
+				fail_msg("%s%s: the checker did not report the header (%d: %s)",
+					 cases[k].what, resum ? " (checksum redone)" : "",
+					 res->nviol, res->msg);
+			guarded += res->guarded;
+			runs++;
+		}
+	}
+	printf("  %u header rewrites after attach: checker, views, alloc/free, create, "
+	       "reclaim all worked by the validated geometry (%u of them with the mapping "
+	       "ending at a PROT_NONE page)\n", runs, guarded);
+	copy_free(&c);
+	world_free(&w);
+}
+
+/* ---- (e) checker: page-pool block counts, leaked INTERNAL memory --------------- */
+
+/* Does a check (@flags) report a violation containing @needle? */
+static bool reports(struct sp_seg *s, int flags, const char *needle)
+{
+	struct sp_report r = { .cap = 64 };
+	bool found = false;
+
+	r.v = calloc(r.cap, sizeof(*r.v));
+	assert_non_null(r.v);
+	assert_true(sp_check(s, flags, &r) >= 0);
+	for (unsigned i = 0; i < r.nr && i < r.cap; i++)
+		found |= strstr(r.v[i].what, needle) != NULL;
+	sp_report_free(&r);
+	return found;
+}
+
+static void checker_gaps(void **state)
+{
+	struct sp_pool_params pages = { .elem_size = 4096, .min_nr = 3, .max_nr = 10,
+					.backing = SP_BACK_PAGES };
+	struct sp_pool_params slab = { .elem_size = 100, .min_nr = 4, .backing = SP_BACK_SLAB };
+	struct sp_seg *s = tu_seg_new(0);
+	sp_off_t el[4], leak, big;
+	char tmpl[24] = "template";
+	uint32_t pid, sid, cid;
+	struct sp_pool *p;
+
+	(void)state;
+	snprintf(current_seg, sizeof(current_seg), "%s", s->name);
+	/* referenced INTERNAL memory: reserve arrays and a template */
+	TU_ASSERT_OK(sp_pool_create(s, "g.pages", &pages, &pid));
+	TU_ASSERT_OK(sp_pool_create(s, "g.slab", &slab, &sid));
+	TU_ASSERT_OK(sp_cache_create(s, "g.tmpl", sizeof(tmpl), 0, 0, tmpl, &cid));
+	p = sp_pool_get(s, pid);
+	for (int i = 0; i < 4; i++)
+		TU_ASSERT_OK(sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &el[i]));
+	assert_int_equal(p->nr_pages_out, 7); /* the reserve's 3 blocks and 4 out */
+	tu_check_clean(s);
+	assert_int_equal(tu_check_count(s, SP_CHECK_NOLOCK), 0);
+
+	/* (a) a page-backed pool's block count drifts */
+	p->nr_pages_out++;
+	assert_true(reports(s, 0, "nr_pages_out 8, but 7 blocks"));
+	assert_true(reports(s, SP_CHECK_NOLOCK, "nr_pages_out 8, but 7 blocks"));
+	p->nr_pages_out -= 2;
+	assert_true(reports(s, 0, "nr_pages_out 6, but 7 blocks"));
+	p->nr_pages_out++;
+	tu_check_clean(s);
+	for (int i = 0; i < 4; i++)
+		TU_ASSERT_OK(sp_pool_free(s, p, el[i]));
+	assert_int_equal(p->nr_pages_out, 3); /* the reserve's blocks */
+	tu_check_clean(s);
+
+	/* (b) INTERNAL memory nothing references: an object and a large block */
+	TU_ASSERT_OK(sp_kmalloc_owner(s, 100, SP_OWNER_INTERNAL, &leak));
+	assert_true(reports(s, 0, "INTERNAL object"));
+	assert_true(reports(s, SP_CHECK_NOLOCK, "referenced by no pool or cache: leaked"));
+	TU_ASSERT_OK(sp_kfree(s, leak));
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_kmalloc_owner(s, 3 * SP_PAGE_SIZE, SP_OWNER_INTERNAL, &big));
+	assert_true(reports(s, 0, "INTERNAL large block"));
+	TU_ASSERT_OK(sp_kfree(s, big));
+	tu_check_clean(s);
+
+	/* a reserve array a dead resizer replaced but never freed: the checker
+	 * and the registry's recovery sweep agree on what is leaked */
+	{
+		struct sp_pool *ps = sp_pool_get(s, sid);
+		sp_off_t old = ps->elements_off;
+
+		TU_ASSERT_OK(sp_kmalloc_owner(s, (uint64_t)ps->elements_cap * 8,
+					      SP_OWNER_INTERNAL, &leak));
+		memcpy(sp_ptr(s, leak), sp_ptr(s, old), (size_t)ps->elements_cap * 8);
+		ps->elements_off = leak; /* the old array is now referenced by nothing */
+		assert_true(reports(s, 0, "INTERNAL object"));
+		TU_ASSERT_OK(sp_kmalloc_owner(s, 20000, SP_OWNER_INTERNAL, &big));
+		assert_int_equal(tu_check_count(s, 0), 2);
+		TU_ASSERT_OK(sp_registry_lock(s));
+		sp_registry_recover_locked(s);
+		sp_registry_unlock(s);
+		tu_check_clean(s);
+		assert_int_equal(ps->elements_off, leak); /* the referenced one stayed */
+	}
+	TU_ASSERT_OK(sp_pool_destroy(s, pid));
+	TU_ASSERT_OK(sp_pool_destroy(s, sid));
+	TU_ASSERT_OK(sp_cache_destroy(s, cid));
+	tu_check_clean(s);
+	printf("  pool nr_pages_out drift and leaked INTERNAL objects and blocks reported; "
+	       "none on the clean segment\n");
+	current_seg[0] = '\0';
+	tu_seg_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1222,6 +1561,8 @@ int main(void)
 		cmocka_unit_test_teardown(redzone_flag_at_segment_end, unlink_leftover),
 		cmocka_unit_test_teardown(header_geometry, unlink_leftover),
 		cmocka_unit_test_teardown(writable_corrupted, unlink_leftover),
+		cmocka_unit_test_teardown(header_rewritten_after_attach, unlink_leftover),
+		cmocka_unit_test_teardown(checker_gaps, unlink_leftover),
 	};
 
 	return cmocka_run_group_tests(tests, setup_shared, teardown_shared);

@@ -15,9 +15,26 @@
  * right after the crash, before any recovery, must stay its own; it drains
  * every capped pool, a slab's worth of the named cache and every free page,
  * and checks that all offsets are distinct, none is something it already
- * holds, the counts match the counters, and no INTERNAL memory leaked.  A
- * further test checks that the catalogue matches the SP_CRASH_POINT()s in
- * shared/ sources.
+ * holds, the counts match the counters, and no INTERNAL memory leaked.
+ * The pool points (pool.*) also run on a pool backed by a shared kmalloc
+ * class, whose reserve recovery rebuilds from its elements array and
+ * put_off alone; the parent holds it at its cap, so that every element the
+ * dying child takes comes from the reserve, and the child holds nothing but
+ * the element in flight (what a dead holder keeps of such a pool goes back
+ * to the class as kmalloc objects on release, and the pool's count of
+ * elements out can then only be bounded: mempool.c).  A death inside the
+ * class's own alloc or free during a fill or drain (slab.alloc.bit,
+ * slab.free.bit) leaves that count one high, never low, and the object
+ * INTERNAL for the registry's sweep: nothing leaked, nothing twice.
+ * The magazine points (mag.*) run in children with two threads' magazine
+ * sets on a named cache, a kmalloc class and an uncapped slab pool, objects
+ * allocated by one thread and freed by the other, and a flush into a pool
+ * whose reserve ran short; a dead slot's magazines (client.release) are
+ * released by another process that dies half way.  After the release no
+ * object or set carries the dead slot's tags, and the alloc and free
+ * counts, magazines included, match what is out.  A further test checks
+ * that the catalogue matches the SP_CRASH_POINT()s in shared/ sources and
+ * headers (the magazine fast paths are inline).
  *
  * In every build: a random-kill torture.  Children run a mixed workload
  * (shared pools, cache and kmalloc; private pools and caches created and
@@ -40,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "magazine.h"
 #include "test-util.h"
 
 /* ---- helpers shared by both parts --------------------------------------- */
@@ -207,13 +225,20 @@ static uint32_t count_pool_pages(struct sp_seg *s, uint32_t id)
 }
 
 /*
+ * How far a kmalloc-backed pool's count of its class objects may run high:
+ * a death inside the class's alloc or free, between the object and the
+ * count, leaves it one high (never low: mempool.c).  Set per scenario.
+ */
+static unsigned kcount_slack;
+
+/*
  * A pool's counters reconcile: reserve full, and its backing holds exactly
  * the reserve plus the @out elements the caller knows are out.
  */
 static void check_pool_counters(struct sp_seg *s, struct sp_pool *p, uint32_t out)
 {
 	uint32_t curr, min, pages = 0, pages_out = 0;
-	uint64_t active = 0;
+	uint64_t active = 0, objs = 0;
 
 	/* read under the locks, fail after releasing them */
 	TU_ASSERT_OK(sp_pool_lock(s, p));
@@ -224,6 +249,13 @@ static void check_pool_counters(struct sp_seg *s, struct sp_pool *p, uint32_t ou
 
 		if (sp_cache_lock(s, c) == 0) {
 			active = c->active_objs;
+			sp_cache_unlock(c);
+		}
+	} else if (p->backing == SP_BACK_KMALLOC) {
+		struct sp_cache *c = &sp_caches(s)[p->cache_id];
+
+		if (sp_cache_lock(s, c) == 0) {
+			objs = p->nr_objs;
 			sp_cache_unlock(c);
 		}
 	} else {
@@ -237,6 +269,11 @@ static void check_pool_counters(struct sp_seg *s, struct sp_pool *p, uint32_t ou
 	if (p->backing == SP_BACK_SLAB && active != (uint64_t)curr + out)
 		fail_msg("pool %s: its cache has %llu objects, expected reserve %u + %u out",
 			 p->name, (unsigned long long)active, curr, out);
+	/* its class's RESERVE tags match the reserves: the checker sees to it */
+	if (p->backing == SP_BACK_KMALLOC &&
+	    (objs < (uint64_t)curr + out || objs > (uint64_t)curr + out + kcount_slack))
+		fail_msg("pool %s: counts %llu objects of its kmalloc class, expected reserve %u "
+			 "+ %u out", p->name, (unsigned long long)objs, curr, out);
 	if (p->backing == SP_BACK_PAGES && (pages_out != pages || pages != curr + out))
 		fail_msg("pool %s: nr_pages_out %u, %u element pages, expected reserve %u + %u out",
 			 p->name, pages_out, pages, curr, out);
@@ -261,7 +298,9 @@ static void exhaust_pool(struct sp_seg *s, struct sp_pool *p, const sp_off_t *he
 	if (n < cap && rc != -ENOMEM)
 		fail_msg("pool %s: allocation %u failed: %s: %s", p->name, n, sp_strerror(rc),
 			 sp_errmsg());
-	if (p->max_nr && n + nheld != p->max_nr)
+	if (p->max_nr && (n + nheld > p->max_nr ||
+			  n + nheld + (p->backing == SP_BACK_KMALLOC ? kcount_slack : 0) <
+				  p->max_nr))
 		fail_msg("pool %s: obtained %u elements with %u held, max_nr is %u", p->name, n,
 			 nheld, p->max_nr);
 	for (uint32_t i = 0; i < n; i++)
@@ -418,6 +457,9 @@ static uint64_t total_recoveries(struct sp_seg *s)
 #define SLAB_MAX 24
 #define PAGES_MIN 3
 #define PAGES_MAX 10
+#define KPOOL_MIN 4	/* the pool on a shared kmalloc class */
+#define KPOOL_MAX 12
+#define KPOOL_SIZE 112
 
 enum workload {
 	W_RAW,		  /* raw buddy blocks: split, commit, free, merge */
@@ -432,13 +474,24 @@ enum workload {
 	W_CACHE_CREATE,	  /* create a cache with a template, use, destroy */
 	W_CACHE_TMPL,	  /* create a cache with a template, destroy it unused */
 	W_RELEASE,	  /* sp_slot_release() of a dead slot holding everything */
+	W_RELEASE_MAG,	  /* the same, the dead slot also caching in magazines */
+	W_MAG_CACHE,	  /* two threads' magazines of a named cache, handing off */
+	W_MAG_KMALLOC,	  /* the same on a kmalloc class */
+	W_MAG_POOL,	  /* the same on an uncapped slab pool */
+	W_MAG_POOL_SHORT, /* magazine flush to a pool with a short reserve */
+	W_KPOOL_RESERVE,  /* kmalloc-class pool at its cap: take from the reserve, put back */
+	W_KPOOL_CREATE,	  /* create, use, destroy a kmalloc-class pool */
+	W_KPOOL_RESIZE,	  /* grow and shrink a kmalloc-class pool's reserve */
 };
 
 static const char *const wl_name[] = {
 	"raw pages", "kmalloc", "cache churn", "slab pool churn", "slab pool reserve",
 	"page pool reserve", "slab pool create/destroy", "page pool create/destroy",
 	"pool resize", "cache create/destroy", "template cache create/destroy",
-	"release of a dead slot",
+	"release of a dead slot", "release of a dead slot with magazines",
+	"named cache magazines", "kmalloc magazines", "slab pool magazines",
+	"magazine flush to a short reserve", "kmalloc pool reserve",
+	"kmalloc pool create/destroy", "kmalloc pool resize",
 };
 
 struct scenario {
@@ -486,12 +539,14 @@ static const struct scenario scenarios[] = {
 	{ "slab.alloc.bit", W_KMALLOC, 4 },
 	{ "slab.alloc.bit", W_POOL_RESIZE, 1 },
 	{ "slab.alloc.bit", W_CACHE_CREATE, 1 },
+	{ "slab.alloc.bit", W_KPOOL_RESIZE, 2 },	/* a fill's object from the class */
 	{ "slab.free.bit", W_CACHE_CHURN, 1 },
 	{ "slab.free.bit", W_CACHE_CHURN, 30 },
 	{ "slab.free.bit", W_POOL_CHURN, 2 },
 	{ "slab.free.bit", W_KMALLOC, 3 },
 	{ "slab.free.bit", W_POOL_RESIZE, 1 },
 	{ "slab.free.bit", W_CACHE_TMPL, 1 },
+	{ "slab.free.bit", W_KPOOL_RESIZE, 3 },		/* a drained object to the class */
 	{ "slab.list.move", W_CACHE_CHURN, 1 },
 	{ "slab.list.move", W_CACHE_CHURN, 4 },
 	{ "slab.list.move", W_KMALLOC, 2 },
@@ -502,54 +557,107 @@ static const struct scenario scenarios[] = {
 	{ "pool.reserve.take", W_POOL_RESERVE, 3 },
 	{ "pool.reserve.take", W_PAGES_RESERVE, 1 },
 	{ "pool.reserve.take", W_PAGES_RESERVE, 2 },
+	{ "pool.reserve.take", W_KPOOL_RESERVE, 1 },
+	{ "pool.reserve.take", W_KPOOL_RESERVE, 3 },
 	{ "pool.reserve.put", W_POOL_RESERVE, 1 },
 	{ "pool.reserve.put", W_POOL_RESERVE, 4 },
 	{ "pool.reserve.put", W_PAGES_RESERVE, 1 },
 	{ "pool.reserve.put", W_PAGES_RESERVE, 3 },
+	{ "pool.reserve.put", W_KPOOL_RESERVE, 1 },
+	{ "pool.reserve.put", W_KPOOL_RESERVE, 2 },
 	{ "pool.create.reserve", W_POOL_CREATE, 1 },
 	{ "pool.create.reserve", W_POOL_CREATE, 3 },
 	{ "pool.create.reserve", W_PAGES_CREATE, 2 },
 	{ "pool.create.reserve", W_POOL_RESIZE, 1 },
 	{ "pool.create.reserve", W_POOL_RESIZE, 4 },
+	{ "pool.create.reserve", W_KPOOL_CREATE, 1 },
+	{ "pool.create.reserve", W_KPOOL_CREATE, 3 },
+	{ "pool.create.reserve", W_KPOOL_RESIZE, 1 },
+	{ "pool.create.reserve", W_KPOOL_RESIZE, 5 },
 	{ "pool.destroy.drain", W_POOL_CREATE, 1 },
 	{ "pool.destroy.drain", W_POOL_CREATE, 3 },
 	{ "pool.destroy.drain", W_PAGES_CREATE, 2 },
 	{ "pool.destroy.drain", W_POOL_RESIZE, 1 },
+	{ "pool.destroy.drain", W_KPOOL_CREATE, 1 },
+	{ "pool.destroy.drain", W_KPOOL_CREATE, 4 },
+	{ "pool.destroy.drain", W_KPOOL_RESIZE, 1 },
+	{ "pool.destroy.drain", W_KPOOL_RESIZE, 3 },
 	{ "registry.insert", W_CACHE_CREATE, 1 },
 	{ "registry.insert", W_CACHE_TMPL, 1 },
 	{ "registry.insert", W_POOL_CREATE, 1 },
 	{ "registry.insert", W_PAGES_CREATE, 1 },
+	{ "registry.insert", W_KPOOL_CREATE, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 2 },
 	{ "client.release", W_RELEASE, 1 },
 	{ "client.release", W_RELEASE, 4 },
 	{ "client.release", W_RELEASE, 9 },
 	{ "client.release", W_RELEASE, 14 },
+	{ "client.release", W_RELEASE_MAG, 1 },
+	{ "client.release", W_RELEASE_MAG, 12 },
+	{ "client.release", W_RELEASE_MAG, 40 },
+	{ "client.release", W_RELEASE_MAG, 75 },
+	{ "mag.set.linked", W_MAG_CACHE, 1 },
+	{ "mag.set.linked", W_MAG_CACHE, 2 },
+	{ "mag.set.linked", W_MAG_POOL, 1 },
+	{ "mag.refill", W_MAG_CACHE, 1 },
+	{ "mag.refill", W_MAG_CACHE, 3 },
+	{ "mag.refill", W_MAG_KMALLOC, 2 },
+	{ "mag.refill", W_MAG_POOL, 1 },
+	{ "mag.refill", W_MAG_POOL, 5 },
+	{ "mag.flush", W_MAG_CACHE, 1 },
+	{ "mag.flush", W_MAG_CACHE, 31 },
+	{ "mag.flush", W_MAG_KMALLOC, 45 },
+	{ "mag.flush", W_MAG_POOL, 2 },
+	{ "mag.flush", W_MAG_POOL_SHORT, 1 },
+	{ "mag.flush", W_MAG_POOL_SHORT, 3 },
+	{ "mag.flush", W_MAG_POOL_SHORT, 6 },
+	{ "mag.pop", W_MAG_CACHE, 1 },
+	{ "mag.pop", W_MAG_CACHE, 31 },
+	{ "mag.pop", W_MAG_KMALLOC, 150 },
+	{ "mag.pop", W_MAG_POOL, 1 },
+	{ "mag.pop", W_MAG_POOL, 77 },
+	{ "mag.push", W_MAG_CACHE, 1 },
+	{ "mag.push", W_MAG_CACHE, 41 },
+	{ "mag.push", W_MAG_KMALLOC, 150 },
+	{ "mag.push", W_MAG_POOL, 1 },
+	{ "mag.push", W_MAG_POOL, 60 },
+	{ "mag.push", W_MAG_POOL_SHORT, 5 },
 };
 
-enum hkind { H_SLAB, H_PAGES, H_CACHE, H_KMALLOC, H_LARGE, H_RAW, H_NR };
+enum hkind {
+	H_SLAB, H_PAGES, H_CACHE, H_KMALLOC, H_LARGE, H_RAW, H_MPOOL, H_MCACHE, H_KPOOL, H_NR
+};
+
+/* The uncapped slab pool and the plain named cache that magazines serve. */
+#define MPOOL_MIN 4
+#define MPOOL_SIZE 192
+#define MCACHE_SIZE 56
 
 struct world {
 	struct sp_seg *s;
 	char name[256];
 	uint32_t pool_slab, pool_pages, cache;
+	uint32_t mpool, mcache;	/* what magazines may serve (no cap, no debug flags) */
+	uint32_t kpool;		/* backed by a shared kmalloc class */
 	uint32_t victim_slot;
 	struct {
 		sp_off_t off;
 		uint64_t size;
 		enum hkind kind;
-	} held[32];
+	} held[40];
 	uint32_t nheld;
 	/* kmalloc objects taken right after the crash, before any recovery */
 	sp_off_t grab[64 * 8];
 	uint32_t grab_size[64 * 8], ngrab;
-	/* for the child */
+	/* for the children */
 	const struct scenario *sc;
+	bool victim_mags;	/* the victim also caches objects in magazines */
 };
 
 static void hold(struct world *w, enum hkind kind, sp_off_t off, uint64_t size)
 {
-	assert_true(w->nheld < 32);
+	assert_true(w->nheld < 40);
 	w->held[w->nheld].off = off;
 	w->held[w->nheld].size = size;
 	w->held[w->nheld].kind = kind;
@@ -574,6 +682,10 @@ static void world_new(struct world *w)
 				       .backing = SP_BACK_SLAB };
 	struct sp_pool_params pages = { .elem_size = 4096, .min_nr = PAGES_MIN,
 					.max_nr = PAGES_MAX, .backing = SP_BACK_PAGES };
+	struct sp_pool_params mpool = { .elem_size = MPOOL_SIZE, .min_nr = MPOOL_MIN,
+					.backing = SP_BACK_SLAB };
+	struct sp_pool_params kpool = { .elem_size = KPOOL_SIZE, .min_nr = KPOOL_MIN,
+					.max_nr = KPOOL_MAX, .backing = SP_BACK_KMALLOC };
 	sp_off_t off;
 
 	memset(w, 0, sizeof(*w));
@@ -587,11 +699,23 @@ static void world_new(struct world *w)
 	TU_ASSERT_OK(sp_pool_create(w->s, "c.slab", &slab, &w->pool_slab));
 	TU_ASSERT_OK(sp_pool_create(w->s, "c.pages", &pages, &w->pool_pages));
 	TU_ASSERT_OK(sp_cache_create(w->s, "c.cache", 72, 0, SP_CACHE_POISON, NULL, &w->cache));
+	TU_ASSERT_OK(sp_pool_create(w->s, "c.mpool", &mpool, &w->mpool));
+	TU_ASSERT_OK(sp_cache_create(w->s, "c.mcache", MCACHE_SIZE, 0, 0, NULL, &w->mcache));
+	TU_ASSERT_OK(sp_pool_create(w->s, "c.kpool", &kpool, &w->kpool));
+	for (int i = 0; i < 2; i++) {
+		TU_ASSERT_OK(sp_pool_alloc(w->s, sp_pool_get(w->s, w->mpool), 0, 0, &off));
+		hold(w, H_MPOOL, off, MPOOL_SIZE);
+		TU_ASSERT_OK(sp_cache_alloc(w->s, sp_cache_get(w->s, w->mcache), w->s->owner,
+					    &off));
+		hold(w, H_MCACHE, off, MCACHE_SIZE);
+	}
 	for (int i = 0; i < 2; i++) {
 		TU_ASSERT_OK(sp_pool_alloc(w->s, sp_pool_get(w->s, w->pool_slab), 0, 0, &off));
 		hold(w, H_SLAB, off, 128);
 		TU_ASSERT_OK(sp_pool_alloc(w->s, sp_pool_get(w->s, w->pool_pages), 0, 0, &off));
 		hold(w, H_PAGES, off, 4096);
+		TU_ASSERT_OK(sp_pool_alloc(w->s, sp_pool_get(w->s, w->kpool), 0, 0, &off));
+		hold(w, H_KPOOL, off, KPOOL_SIZE);
 	}
 	for (int i = 0; i < 3; i++) {
 		TU_ASSERT_OK(sp_cache_alloc(w->s, sp_cache_get(w->s, w->cache), w->s->owner, &off));
@@ -606,6 +730,102 @@ static void world_new(struct world *w)
 	TU_ASSERT_OK(sp_buddy_alloc(w->s, 1, &off));
 	hold(w, H_RAW, off, 2 * SP_PAGE_SIZE);
 	tu_check_clean(w->s);
+}
+
+/* The uncapped pool's backing cache, which its magazines are bound to. */
+static struct sp_cache *mpool_cache(struct sp_seg *s, const struct world *w)
+{
+	struct sp_pool *p = sp_pool_get(s, w->mpool);
+
+	return p ? sp_cache_get(s, p->cache_id) : NULL;
+}
+
+/* An alloc as the client library's fast path does it: pop, else refill. */
+static bool mag_alloc(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, sp_off_t *off)
+{
+	return sp_mag_pop(s, c, m, off) || (sp_mag_refill(s, c, m) > 0 && sp_mag_pop(s, c, m, off));
+}
+
+/* A free as the fast path does it: push, else flush half and push again. */
+static bool mag_free(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, sp_off_t off)
+{
+	enum sp_mag_push_result r = sp_mag_push(s, c, m, off);
+
+	if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, SP_MAG_OBJS / 2) == 0)
+		r = sp_mag_push(s, c, m, off);
+	return r == SP_MAG_PUSHED;
+}
+
+/* Take @n objects of @c through @set's magazine, give back all but @keep. */
+static int victim_cache_in(struct sp_seg *s, struct sp_magset *set, struct sp_cache *c,
+			   uint32_t n, uint32_t keep)
+{
+	struct sp_mag *m;
+	sp_off_t v[128];
+
+	if (!c || n > 128 || sp_mag_bind(s, set, c, &m))
+		return 1;
+	for (uint32_t i = 0; i < n; i++)
+		if (!mag_alloc(s, c, m, &v[i]))
+			return 1;
+	for (uint32_t i = keep; i < n; i++)
+		if (!mag_free(s, c, m, v[i]))
+			return 1;
+	return 0;
+}
+
+/*
+ * Two threads' magazines of @c: thread 0 allocates, and hands every other
+ * object to thread 1, which frees it into its own magazine.
+ */
+static void mag_churn(struct sp_seg *s, struct sp_cache *c)
+{
+	struct sp_magset *set[2];
+	struct sp_mag *m[2];
+	sp_off_t v[100];
+	uint32_t n;
+
+	for (int t = 0; t < 2; t++)
+		if (!c || sp_magset_create(s, 100 + (uint32_t)t, &set[t]) ||
+		    sp_mag_bind(s, set[t], c, &m[t]))
+			return;
+	for (int round = 0; round < 4; round++) {
+		for (n = 0; n < 100 && mag_alloc(s, c, m[0], &v[n]); n++)
+			fill(s, v[n], c->obj_size, n);
+		for (uint32_t i = 0; i < n; i++)
+			mag_free(s, c, m[i % 2], v[i]);
+	}
+	for (int t = 0; t < 2; t++)
+		sp_magset_destroy(s, set[t]);
+}
+
+/*
+ * Drain the uncapped pool past its reserve while every free page is taken
+ * (its backing cannot grow), give the pages back, then free everything
+ * through a magazine: the flush refills the reserve first.
+ */
+static void mag_short_reserve(struct sp_seg *s, const struct world *w)
+{
+	struct sp_pool *p = sp_pool_get(s, w->mpool);
+	struct sp_cache *c = mpool_cache(s, w);
+	sp_off_t raw[256], v[512];
+	struct sp_magset *set;
+	struct sp_mag *m;
+	uint32_t nraw = 0, n = 0;
+
+	if (!p || !c || sp_magset_create(s, 1, &set) || sp_mag_bind(s, set, c, &m))
+		return;
+	for (int o = (int)s->geo.max_order; o >= 0; o--)
+		while (nraw < 256 && sp_buddy_alloc(s, (unsigned)o, &raw[nraw]) == 0)
+			nraw++;
+	while (n < 512 && sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n]) == 0)
+		n++;
+	while (nraw)
+		sp_buddy_free(s, raw[--nraw]);
+	for (uint32_t i = 0; i < n; i++)
+		mag_free(s, c, m, v[i]);
+	sp_mag_flush(s, c, m, 0);
+	sp_magset_destroy(s, set);
 }
 
 /* A process that allocates from everything and dies without freeing. */
@@ -632,6 +852,18 @@ static int victim_main(void *arg)
 	bad |= sp_kmalloc(s, 50000, &off);
 	bad |= sp_buddy_alloc(s, 0, &off);
 	bad |= sp_buddy_alloc(s, 2, &off);
+	if (w->victim_mags) { /* three threads' magazines, holding and caching */
+		struct sp_magset *set[3];
+
+		for (int t = 0; t < 3; t++)
+			if (sp_magset_create(s, 200 + (uint32_t)t, &set[t]))
+				return 12;
+		bad |= victim_cache_in(s, set[0], sp_cache_get(s, w->mcache), 40, 6);
+		bad |= victim_cache_in(s, set[0], mpool_cache(s, w), 20, 4);
+		bad |= victim_cache_in(s, set[0], &sp_caches(s)[sp_kmalloc_class(100)], 10, 3);
+		bad |= victim_cache_in(s, set[1], sp_cache_get(s, w->mcache), 90, 10);
+		bad |= victim_cache_in(s, set[1], mpool_cache(s, w), 5, 5);
+	}
 	return bad ? 11 : 0; /* exits holding all of it */
 }
 
@@ -757,8 +989,61 @@ static void run_workload(struct sp_seg *s, const struct world *w, enum workload 
 		break;
 	}
 	case W_RELEASE:
+	case W_RELEASE_MAG:
 		sp_slot_release(s, w->victim_slot, false, NULL);
 		break;
+	case W_MAG_CACHE:
+		mag_churn(s, sp_cache_get(s, w->mcache));
+		break;
+	case W_MAG_KMALLOC:
+		mag_churn(s, &sp_caches(s)[sp_kmalloc_class(200)]);
+		break;
+	case W_MAG_POOL:
+		mag_churn(s, mpool_cache(s, w));
+		break;
+	case W_MAG_POOL_SHORT:
+		mag_short_reserve(s, w);
+		break;
+	case W_KPOOL_RESERVE: {
+		struct sp_pool *kp = sp_pool_get(s, w->kpool);
+
+		/* the parent holds it at its cap: every element comes from the
+		 * reserve, and none but the one in flight is held here */
+		for (int round = 0; round < 3; round++)
+			if (sp_pool_alloc(s, kp, SP_ALLOC_NOWAIT, 0, &v[0]) == 0)
+				sp_pool_free(s, kp, v[0]);
+		break;
+	}
+	case W_KPOOL_CREATE: {
+		struct sp_pool_params pr = { .elem_size = 160, .min_nr = 5,
+					     .backing = SP_BACK_KMALLOC };
+
+		for (int round = 0; round < 3; round++) {
+			struct sp_pool *p;
+
+			if (sp_pool_create(s, "c.tmp", &pr, &id))
+				continue;
+			p = sp_pool_get(s, id);
+			for (n = 0; n < 3; n++)
+				if (sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n]))
+					break;
+			while (n)
+				sp_pool_free(s, p, v[--n]);
+			sp_pool_destroy(s, id);
+		}
+		break;
+	}
+	case W_KPOOL_RESIZE: {
+		struct sp_pool *kp = sp_pool_get(s, w->kpool);
+
+		for (int round = 0; round < 3; round++) {
+			sp_pool_resize(s, kp, 8); /* a larger reserve array each time */
+			sp_pool_resize(s, kp, 10);
+			sp_pool_resize(s, kp, 2);
+			sp_pool_resize(s, kp, KPOOL_MIN);
+		}
+		break;
+	}
 	}
 }
 
@@ -779,13 +1064,41 @@ static int crash_child(void *arg)
 	return 0; /* not reached when the point is */
 }
 
+/*
+ * The alloc and free counts (magazines' unfolded ones included) account for
+ * what is out.  A death between the two stores of a pop or a push loses
+ * that one operation's count (@slack).
+ */
+static void check_counts(struct sp_seg *s, struct sp_pool *p, struct sp_cache *c, int slack)
+{
+	uint64_t na, nf;
+	int64_t d;
+
+	sp_pool_counters(s, p, &na, &nf);
+	d = (int64_t)(na - nf) - (int64_t)sp_pool_nr_out(s, p);
+	if (d < -slack || d > slack)
+		fail_msg("pool %s: %llu allocs - %llu frees, but %llu elements out", p->name,
+			 (unsigned long long)na, (unsigned long long)nf,
+			 (unsigned long long)sp_pool_nr_out(s, p));
+	sp_cache_counters(s, c, &na, &nf);
+	d = (int64_t)(na - nf) - (int64_t)sp_cache_in_use(s, c);
+	if (d < -slack || d > slack)
+		fail_msg("cache %s: %llu allocs - %llu frees, but %llu objects in use", c->name,
+			 (unsigned long long)na, (unsigned long long)nf,
+			 (unsigned long long)sp_cache_in_use(s, c));
+}
+
 /* Everything that must hold after a crash, the recovery and the release. */
 static void verify_world(struct world *w)
 {
 	struct sp_seg *s = w->s;
 	struct sp_pool *ps = sp_pool_get(s, w->pool_slab), *pp = sp_pool_get(s, w->pool_pages);
 	struct sp_cache *c = sp_cache_get(s, w->cache);
+	struct sp_pool *pm = sp_pool_get(s, w->mpool);
+	struct sp_cache *mc = sp_cache_get(s, w->mcache);
+	struct sp_pool *kp = sp_pool_get(s, w->kpool);
 	struct sp_pool_params tmp = { .elem_size = 256, .min_nr = 2, .backing = SP_BACK_SLAB };
+	int slack = !strcmp(w->sc->point, "mag.pop") || !strcmp(w->sc->point, "mag.push");
 	sp_off_t v[16], large[16];
 	uint64_t large_len[16];
 	uint32_t n, nl = 0, id;
@@ -795,14 +1108,20 @@ static void verify_world(struct world *w)
 	assert_non_null(ps);
 	assert_non_null(pp);
 	assert_non_null(c);
+	assert_non_null(pm);
+	assert_non_null(mc);
+	assert_non_null(kp);
 	for (uint32_t i = 0; i < w->nheld; i++) {
 		uint16_t tag = 0;
 
 		if (!intact(s, w->held[i].off, w->held[i].size, 0x100 + i))
 			fail_msg("the parent's allocation %#llx was overwritten",
 				 (unsigned long long)w->held[i].off);
-		if (w->held[i].kind == H_SLAB || w->held[i].kind == H_PAGES) {
-			TU_ASSERT_OK(sp_pool_elem_owner(s, w->held[i].kind == H_SLAB ? ps : pp,
+		if (w->held[i].kind == H_SLAB || w->held[i].kind == H_PAGES ||
+		    w->held[i].kind == H_MPOOL || w->held[i].kind == H_KPOOL) {
+			TU_ASSERT_OK(sp_pool_elem_owner(s, w->held[i].kind == H_SLAB ? ps
+							   : w->held[i].kind == H_PAGES ? pp
+							   : w->held[i].kind == H_KPOOL ? kp : pm,
 							w->held[i].off, &tag));
 			if (tag != s->owner)
 				fail_msg("the parent's pool element %#llx is now tagged %u",
@@ -816,9 +1135,17 @@ static void verify_world(struct world *w)
 	check_pool_counters(s, ps, held_of(w, H_SLAB, v));
 	check_pool_counters(s, pp, held_of(w, H_PAGES, v));
 	assert_int_equal(c->active_objs, held_of(w, H_CACHE, v));
+	/* no magazine is left: every cached object went back */
+	check_pool_counters(s, pm, held_of(w, H_MPOOL, v));
+	assert_int_equal(mc->active_objs, held_of(w, H_MCACHE, v));
+	assert_int_equal(sp_mag_cached(s, mc->id), 0);
+	check_counts(s, pm, mc, slack);
 	/* a crashed resize was rolled back or completed; either way set it back */
 	TU_ASSERT_OK(sp_pool_resize(s, ps, SLAB_MIN));
 	check_pool_counters(s, ps, held_of(w, H_SLAB, v));
+	/* on a kmalloc class it may have stopped half way, min_nr raised */
+	TU_ASSERT_OK(sp_pool_resize(s, kp, KPOOL_MIN));
+	check_pool_counters(s, kp, held_of(w, H_KPOOL, v));
 
 	/* interrupted creations were rolled back, destructions finished; what
 	 * was LIVE when its creator died is intact and can be destroyed */
@@ -845,9 +1172,18 @@ static void verify_world(struct world *w)
 	exhaust_pool(s, pp, v, n);
 	n = held_of(w, H_CACHE, v);
 	exhaust_cache(s, c, v, n);
+	n = held_of(w, H_MPOOL, v);
+	exhaust_pool(s, pm, v, n);
+	n = held_of(w, H_MCACHE, v);
+	exhaust_cache(s, mc, v, n);
+	n = held_of(w, H_KPOOL, v);
+	exhaust_pool(s, kp, v, n);
 	exhaust_pages(s, large, large_len, nl);
+	check_pool_counters(s, kp, held_of(w, H_KPOOL, v));
 	check_pool_counters(s, ps, held_of(w, H_SLAB, v));
 	check_pool_counters(s, pp, held_of(w, H_PAGES, v));
+	check_pool_counters(s, pm, held_of(w, H_MPOOL, v));
+	check_counts(s, pm, mc, slack);
 	tu_check_clean(s);
 }
 
@@ -926,6 +1262,16 @@ static void exercise(struct world *w)
 		fail_msg("page pool alloc after the crash: %s: %s", sp_strerror(rc), sp_errmsg());
 	if (!rc)
 		TU_ASSERT_OK(sp_pool_free(s, pp, b));
+	TU_ASSERT_OK(sp_pool_alloc(s, sp_pool_get(s, w->mpool), SP_ALLOC_NOWAIT, 0, &a));
+	TU_ASSERT_OK(sp_pool_free(s, sp_pool_get(s, w->mpool), a));
+	rc = sp_pool_alloc(s, sp_pool_get(s, w->kpool), SP_ALLOC_NOWAIT, 0, &a);
+	if (rc && rc != -ENOMEM)
+		fail_msg("kmalloc pool alloc after the crash: %s: %s", sp_strerror(rc),
+			 sp_errmsg());
+	if (!rc)
+		TU_ASSERT_OK(sp_pool_free(s, sp_pool_get(s, w->kpool), a));
+	TU_ASSERT_OK(sp_cache_alloc(s, sp_cache_get(s, w->mcache), s->owner, &a));
+	TU_ASSERT_OK(sp_cache_free(s, sp_cache_get(s, w->mcache), a));
 	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &a));
 	TU_ASSERT_OK(sp_kmalloc(s, 100, &b));
 	TU_ASSERT_OK(sp_kmalloc(s, 30000, &k));
@@ -951,7 +1297,18 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 	uint64_t rec;
 
 	world_new(&w);
-	if (sc->wl == W_RELEASE) {
+	w.victim_mags = sc->wl == W_RELEASE_MAG;
+	if (sc->wl == W_KPOOL_RESERVE) { /* at its cap: the child takes from the reserve */
+		struct sp_pool *kp = sp_pool_get(w.s, w.kpool);
+		sp_off_t off;
+
+		while (kp->nr_objs < kp->max_nr) {
+			TU_ASSERT_OK(sp_pool_alloc(w.s, kp, SP_ALLOC_NOWAIT, 0, &off));
+			hold(&w, H_KPOOL, off, KPOOL_SIZE);
+		}
+		assert_int_equal(kp->curr_nr, KPOOL_MIN);
+	}
+	if (sc->wl == W_RELEASE || sc->wl == W_RELEASE_MAG) {
 		pid = tu_fork(victim_main, &w);
 		assert_int_equal(tu_wait(pid), 0);
 		assert_int_equal(sp_client_reap(w.s), 1);
@@ -960,6 +1317,10 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 				break;
 	}
 	w.sc = sc;
+	/* a kmalloc-backed pool's count: exact unless the death came inside
+	 * its class's alloc or free (then at most one high) */
+	kcount_slack = (sc->wl == W_KPOOL_RESIZE || sc->wl == W_KPOOL_CREATE ||
+			sc->wl == W_KPOOL_RESERVE) && !strncmp(sc->point, "slab.", 5);
 	rec = total_recoveries(w.s);
 	pid = tu_fork(crash_child, &w);
 	st = tu_wait(pid);
@@ -1096,7 +1457,8 @@ static void crash_catalogue_matches_code(void **state)
 		char *text;
 		long size;
 
-		if (l < 3 || strcmp(de->d_name + l - 2, ".c"))
+		/* sources and headers: the magazine fast paths are inline */
+		if (l < 3 || (strcmp(de->d_name + l - 2, ".c") && strcmp(de->d_name + l - 2, ".h")))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		f = fopen(path, "r");

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-mempool.c - named mempools (mempool_t in shared memory), both
- * backings: the reserve survives an exhausted segment, free refills the
- * reserve first, waiters in other processes wake, timed waits expire,
- * max_nr caps, resize, destroy, refused input and frees, a pool registry of
- * 10,000 pools, and two processes sharing elements through offsets.
+ * test-mempool.c - named mempools (mempool_t in shared memory), every
+ * backing (own slab cache, buddy pages, a shared kmalloc class): the
+ * reserve survives an exhausted segment, free refills the reserve first,
+ * waiters in other processes wake, timed waits expire, max_nr caps, resize,
+ * destroy, refused input and frees, a pool registry of 10,000 pools, and
+ * two processes sharing elements through offsets.  For kmalloc backing
+ * also: pools sharing a class keep separate reserves, frees of other
+ * classes are refused, and the recovery of each interrupted step (put_off,
+ * re-tagged entries, no stray RESERVE tag adopted).
  *
  * Children never call cmocka: they report through their exit status (and
  * pipes), and every child arms alarm() so that no test can hang.
@@ -19,7 +23,7 @@
 
 #include "test-util.h"
 
-static const char *const backing_name[] = { "slab", "pages" };
+static const char *const backing_name[] = { "slab", "pages", "kmalloc" };
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -43,6 +47,8 @@ static uint64_t backing_used(struct sp_seg *s, struct sp_pool *p)
 {
 	if (p->backing == SP_BACK_SLAB)
 		return sp_caches(s)[p->cache_id].active_objs;
+	if (p->backing == SP_BACK_KMALLOC) /* a shared class: the pool's own count */
+		return p->nr_objs;
 	return p->nr_pages_out;
 }
 
@@ -186,7 +192,7 @@ static void reserve_survives_exhaustion_one(uint32_t backing)
 {
 	enum { N = 8 };
 	struct sp_seg *s = tu_seg_new(16u << 20);
-	uint64_t esize = backing == SP_BACK_SLAB ? 200 : 2 * SP_PAGE_SIZE;
+	uint64_t esize = backing == SP_BACK_PAGES ? 2 * SP_PAGE_SIZE : 200;
 	uint32_t id = pool_new(s, "guaranteed", backing, esize, N, 0, 0);
 	struct sp_pool *p = sp_pool_get(s, id);
 	struct held other = { 0 };
@@ -199,7 +205,7 @@ static void reserve_survives_exhaustion_one(uint32_t backing)
 	assert_int_equal(sp_pool_nr_out(s, p), 0);
 	base_free = free_pages(s);
 	exhaust_segment(s, &other);
-	if (backing == SP_BACK_SLAB) {
+	if (backing != SP_BACK_PAGES) { /* its own cache, or its class's stock */
 		struct sp_cache *c = &sp_caches(s)[p->cache_id];
 
 		free_in_backing = c->total_objs - c->active_objs;
@@ -287,6 +293,7 @@ static void reserve_survives_exhaustion(void **state)
 {
 	reserve_survives_exhaustion_one(SP_BACK_SLAB);
 	reserve_survives_exhaustion_one(SP_BACK_PAGES);
+	reserve_survives_exhaustion_one(SP_BACK_KMALLOC);
 }
 
 /* ---- free refills the reserve first, else returns to the backing ------------ */
@@ -294,7 +301,7 @@ static void reserve_survives_exhaustion(void **state)
 static void free_refills_reserve_first_one(uint32_t backing)
 {
 	struct sp_seg *s = tu_seg_new(16u << 20);
-	uint64_t esize = backing == SP_BACK_SLAB ? 64 : SP_PAGE_SIZE;
+	uint64_t esize = backing == SP_BACK_PAGES ? SP_PAGE_SIZE : 64; /* KMALLOC: one class */
 	uint32_t id = pool_new(s, "refill", backing, esize, 4, 6, 0);
 	uint32_t id2 = pool_new(s, "plenty", backing, esize, 2, 0, 0);
 	struct sp_pool *p = sp_pool_get(s, id), *q = sp_pool_get(s, id2);
@@ -356,6 +363,7 @@ static void free_refills_reserve_first(void **state)
 {
 	free_refills_reserve_first_one(SP_BACK_SLAB);
 	free_refills_reserve_first_one(SP_BACK_PAGES);
+	free_refills_reserve_first_one(SP_BACK_KMALLOC);
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -409,7 +417,7 @@ static void waiter_case(uint32_t backing, uint32_t min, uint32_t max, int timeou
 			bool exhaust)
 {
 	struct sp_seg *s = tu_seg_new(16u << 20);
-	uint64_t esize = backing == SP_BACK_SLAB ? 128 : SP_PAGE_SIZE;
+	uint64_t esize = backing == SP_BACK_PAGES ? SP_PAGE_SIZE : 128;
 	uint32_t id = pool_new(s, "waitpool", backing, esize, min, max, 0), slot = UINT32_MAX;
 	struct sp_pool *p = sp_pool_get(s, id);
 	struct waiter_arg a = { .s = s, .id = id, .timeout_ms = timeout_ms };
@@ -492,6 +500,10 @@ static void waiter_in_other_process_wakes(void **state)
 	/* the whole segment is full: only the reserve can serve the waiter */
 	waiter_case(SP_BACK_SLAB, 3, 0, -1, true);
 	waiter_case(SP_BACK_PAGES, 3, 0, 30000, true);
+	/* a shared kmalloc class: the same three ways */
+	waiter_case(SP_BACK_KMALLOC, 2, 2, 30000, false);
+	waiter_case(SP_BACK_KMALLOC, 0, 1, -1, false);
+	waiter_case(SP_BACK_KMALLOC, 3, 0, -1, true);
 }
 
 /* Wait (bounded) until *word == want; false on timeout. */
@@ -600,6 +612,7 @@ static void several_waiters(void **state)
 {
 	several_waiters_one(SP_BACK_SLAB);
 	several_waiters_one(SP_BACK_PAGES);
+	several_waiters_one(SP_BACK_KMALLOC);
 }
 
 struct timed_arg {
@@ -682,6 +695,7 @@ static void timed_wait_expires(void **state)
 {
 	timed_wait_expires_one(SP_BACK_SLAB);
 	timed_wait_expires_one(SP_BACK_PAGES);
+	timed_wait_expires_one(SP_BACK_KMALLOC);
 }
 
 /* ---- max_nr -------------------------------------------------------------------- */
@@ -740,6 +754,7 @@ static void max_nr_caps(void **state)
 {
 	max_nr_caps_one(SP_BACK_SLAB);
 	max_nr_caps_one(SP_BACK_PAGES);
+	max_nr_caps_one(SP_BACK_KMALLOC);
 }
 
 /* ---- resize --------------------------------------------------------------------- */
@@ -747,7 +762,7 @@ static void max_nr_caps(void **state)
 static void resize_one(uint32_t backing)
 {
 	struct sp_seg *s = tu_seg_new(16u << 20);
-	uint64_t esize = backing == SP_BACK_SLAB ? 1000 : SP_PAGE_SIZE;
+	uint64_t esize = backing == SP_BACK_PAGES ? SP_PAGE_SIZE : 1000;
 	uint32_t id = pool_new(s, "elastic", backing, esize, 2, 0, 0), huge;
 	struct sp_pool *p = sp_pool_get(s, id);
 	uint64_t fp = free_pages(s), before;
@@ -789,7 +804,7 @@ static void resize_one(uint32_t backing)
 	tu_check_clean(s);
 
 	/* up beyond what fits: -ENOMEM, min_nr unchanged, nothing leaked */
-	huge = backing == SP_BACK_SLAB ? 20000 : 5000; /* > 16 MiB of elements */
+	huge = backing == SP_BACK_PAGES ? 5000 : 20000; /* > 16 MiB of elements */
 	before = free_pages(s);
 	assert_int_equal(sp_pool_resize(s, p, huge), -ENOMEM);
 	assert_non_null(strstr(sp_errmsg(), "elastic"));
@@ -816,6 +831,7 @@ static void resize(void **state)
 {
 	resize_one(SP_BACK_SLAB);
 	resize_one(SP_BACK_PAGES);
+	resize_one(SP_BACK_KMALLOC);
 }
 
 /* ---- destroy ----------------------------------------------------------------------- */
@@ -825,7 +841,7 @@ static void destroy_one(uint32_t backing)
 	struct sp_seg *s = tu_seg_new(16u << 20);
 	uint64_t fp = free_pages(s);
 	uint32_t live = s->hdr->nr_live_pools, id, id2, found;
-	uint64_t esize = backing == SP_BACK_SLAB ? 512 : 3 * SP_PAGE_SIZE;
+	uint64_t esize = backing == SP_BACK_PAGES ? 3 * SP_PAGE_SIZE : 512;
 	struct sp_pool *p;
 	struct snap before;
 	sp_off_t a, b;
@@ -875,6 +891,7 @@ static void destroy(void **state)
 {
 	destroy_one(SP_BACK_SLAB);
 	destroy_one(SP_BACK_PAGES);
+	destroy_one(SP_BACK_KMALLOC);
 }
 
 /* ---- refused input ---------------------------------------------------------------- */
@@ -892,7 +909,7 @@ static void expect_create_fails(struct sp_seg *s, const char *name, uint64_t esi
 
 	if (rc != want)
 		fail_msg("create(%s, size %llu, min %u, %s) returned %d (%s), want %d", name,
-			 (unsigned long long)esize, min, backing < 2 ? backing_name[backing] : "?",
+			 (unsigned long long)esize, min, backing < 3 ? backing_name[backing] : "?",
 			 rc, sp_errmsg(), want);
 	assert_true(strlen(sp_errmsg()) > 0);
 	assert_int_equal(id, 12345);
@@ -917,7 +934,7 @@ static void bad_create(void **state)
 	sp.size = 16u << 20;
 	sp.max_pools = 2;
 	s = tu_seg_new_params(&sp);
-	for (int b = 0; b < 2; b++) {
+	for (int b = 0; b < 3; b++) {
 		expect_create_fails(s, "", 64, 1, 0, b, 0, -EINVAL);
 		expect_create_fails(s, NULL, 64, 1, 0, b, 0, -EINVAL);
 		expect_create_fails(s, "a/b", 64, 1, 0, b, 0, -EINVAL);
@@ -936,13 +953,31 @@ static void bad_create(void **state)
 		expect_create_fails(s, "fat", 4096, 5000, 0, b, 0, -ENOMEM);
 		expect_create_fails(s, "fat", 64, UINT32_MAX, 0, b, 0, -ENOMEM);
 		/* passes the size estimate, fails while filling the reserve */
-		expect_create_fails(s, "fat", b == SP_BACK_SLAB ? 1000 : 4096,
-				    (b == SP_BACK_SLAB ? 4 : 1) * s->hdr->nr_pages, 0, b, 0, -ENOMEM);
+		expect_create_fails(s, "fat", b == SP_BACK_PAGES ? 4096 : 1000,
+				    (b == SP_BACK_PAGES ? 1 : 4) * s->hdr->nr_pages, 0, b, 0, -ENOMEM);
 		expect_create_fails(s, "fat", 8, 600000, 0, b, 0, -ENOMEM); /* array too big */
 		expect_create_fails(s, "capped", 64, 5, 4, b, 0, -EINVAL);
 		expect_create_fails(s, "flags", 64, 1, 0, b, 0x80, -EINVAL);
 	}
 	expect_create_fails(s, "backing", 64, 1, 0, 7, 0, -EINVAL);
+	/* a kmalloc class: up to 8 KiB, shared, so no reclaim, debug flags, alignment */
+	expect_create_fails(s, "kbig", SP_KMALLOC_MAX + 1, 1, 0, SP_BACK_KMALLOC, 0, -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "largest kmalloc class"));
+	expect_create_fails(s, "krec", 64, 1, 0, SP_BACK_KMALLOC, SP_POOL_RECLAIM_ON_EXIT, -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "reclaim-on-exit"));
+	{
+		struct sp_pool_params pp = { .elem_size = 64, .min_nr = 1,
+					     .backing = SP_BACK_KMALLOC };
+
+		pp.cache_flags = SP_CACHE_POISON;
+		assert_int_equal(sp_pool_create(s, "kdbg", &pp, &id), -EINVAL);
+		assert_non_null(strstr(sp_errmsg(), "need slab backing"));
+		pp.cache_flags = 0;
+		pp.align = 64;
+		assert_int_equal(sp_pool_create(s, "kalign", &pp, &id), -EINVAL);
+		assert_non_null(strstr(sp_errmsg(), "align"));
+		assert_int_equal(s->hdr->nr_live_pools, 0);
+	}
 	/* no table slot was consumed: both fit, in slots 0 and 1 */
 	memset(name, 'n', 63);
 	name[63] = '\0';
@@ -1101,6 +1136,432 @@ static void bad_free(void **state)
 	bad_free_one(SP_BACK_PAGES);
 }
 
+
+/* ---- a shared kmalloc class as the backing ------------------------------------------ */
+
+/* The owner tag of object @off of kmalloc class @cls (tests are single-threaded here). */
+static uint16_t *class_tag(struct sp_seg *s, int cls, sp_off_t off)
+{
+	struct sp_cache *c = &sp_caches(s)[cls];
+	struct sp_slab *slab;
+	uint32_t idx;
+
+	TU_ASSERT_OK(sp_cache_obj_locate(s, c, off, &slab, &idx));
+	assert_true(slab->bitmap[idx / 64] >> (idx % 64) & 1);
+	return &sp_slab_owners(c, slab)[idx];
+}
+
+static bool class_allocated(struct sp_seg *s, int cls, sp_off_t off)
+{
+	struct sp_cache *c = &sp_caches(s)[cls];
+	struct sp_slab *slab;
+	uint32_t idx;
+
+	TU_ASSERT_OK(sp_cache_obj_locate(s, c, off, &slab, &idx));
+	return slab->bitmap[idx / 64] >> (idx % 64) & 1;
+}
+
+static sp_off_t *reserve_of(struct sp_seg *s, struct sp_pool *p)
+{
+	return sp_ptr(s, p->elements_off);
+}
+
+/* Does the checker report @what (with or without its locks)? */
+static bool reports(struct sp_seg *s, int flags, const char *what)
+{
+	struct sp_report r = { .cap = 64 };
+	bool found = false;
+
+	r.v = calloc(r.cap, sizeof(*r.v));
+	assert_non_null(r.v);
+	assert_true(sp_check(s, flags, &r) > 0);
+	for (unsigned i = 0; i < r.nr && i < r.cap; i++)
+		found |= strstr(r.v[i].what, what) != NULL;
+	sp_report_free(&r);
+	return found;
+}
+
+/*
+ * Two pools on one class keep their own reserves: resizing one leaves the
+ * other alone, elements of both (and sp_kmalloc()) are distinct objects of
+ * the class, and each pool's count follows only its own elements.
+ */
+static void kmalloc_shared_class(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	int cls = sp_kmalloc_class(96);
+	struct sp_cache *c = &sp_caches(s)[cls];
+	uint64_t active0 = c->active_objs, ksz;
+	uint32_t i1 = pool_new(s, "k1", SP_BACK_KMALLOC, 90, 4, 0, 0);
+	uint32_t i2 = pool_new(s, "k2", SP_BACK_KMALLOC, 96, 3, 0, 0);
+	struct sp_pool *k1 = sp_pool_get(s, i1), *k2 = sp_pool_get(s, i2);
+	sp_off_t v[64], r2[3], k;
+	uint32_t n = 0;
+
+	assert_int_equal(k1->cache_id, cls);
+	assert_int_equal(k2->cache_id, cls);
+	assert_int_equal(c->active_objs, active0 + 7);
+	assert_int_equal(sp_pool_nr_out(s, k1), 0);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(*class_tag(s, cls, reserve_of(s, k1)[i]), SP_OWNER_RESERVE);
+	memcpy(r2, reserve_of(s, k2), sizeof(r2));
+	tu_check_clean(s);
+
+	/* resizing one reserve leaves the other's alone */
+	TU_ASSERT_OK(sp_pool_resize(s, k1, 10));
+	assert_int_equal(k1->curr_nr, 10);
+	assert_int_equal(k1->nr_objs, 10);
+	assert_int_equal(k2->curr_nr, 3);
+	assert_int_equal(k2->nr_objs, 3);
+	assert_memory_equal(reserve_of(s, k2), r2, sizeof(r2));
+	assert_int_equal(c->active_objs, active0 + 13);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_resize(s, k2, 1));
+	assert_int_equal(k1->curr_nr, 10);
+	assert_int_equal(k2->curr_nr, 1);
+	assert_int_equal(c->active_objs, active0 + 11);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_resize(s, k1, 4));
+	TU_ASSERT_OK(sp_pool_resize(s, k2, 3));
+	assert_int_equal(k1->curr_nr, 4);
+	assert_int_equal(k2->curr_nr, 3);
+	assert_int_equal(c->active_objs, active0 + 7);
+	tu_check_clean(s);
+
+	/* elements of both, and sp_kmalloc() of the size: distinct objects */
+	for (int i = 0; i < 5; i++) {
+		TU_ASSERT_OK(sp_pool_alloc(s, k1, SP_ALLOC_NOWAIT, 0, &v[n++]));
+		TU_ASSERT_OK(sp_pool_alloc(s, k2, SP_ALLOC_NOWAIT, 0, &v[n++]));
+	}
+	TU_ASSERT_OK(sp_kmalloc(s, 96, &k));
+	for (uint32_t i = 0; i < n; i++) {
+		assert_int_equal(*class_tag(s, cls, v[i]), s->owner);
+		TU_ASSERT_OK(sp_ksize(s, v[i], &ksz));
+		assert_int_equal(ksz, 96);
+	}
+	memcpy(v + n, reserve_of(s, k1), 4 * sizeof(*v));
+	memcpy(v + n + 4, reserve_of(s, k2), 3 * sizeof(*v));
+	v[n + 7] = k;
+	assert_distinct(v, n + 8);
+	assert_int_equal(k1->curr_nr, 4); /* the class had room: the reserves stay */
+	assert_int_equal(k2->curr_nr, 3);
+	assert_int_equal(sp_pool_nr_out(s, k1), 5);
+	assert_int_equal(sp_pool_nr_out(s, k2), 5);
+	assert_int_equal(c->active_objs, active0 + 7 + 11);
+	tu_check_clean(s);
+	/* a shrunk reserve refills from frees, each pool from its own */
+	TU_ASSERT_OK(sp_pool_resize(s, k2, 0));
+	TU_ASSERT_OK(sp_pool_resize(s, k2, 3));
+	assert_int_equal(k2->curr_nr, 3);
+	for (uint32_t i = 0; i < n; i++)
+		TU_ASSERT_OK(sp_pool_free(s, i % 2 ? k2 : k1, v[i]));
+	assert_int_equal(sp_pool_nr_out(s, k1), 0);
+	assert_int_equal(sp_pool_nr_out(s, k2), 0);
+	assert_int_equal(k1->nr_bad_free + k2->nr_bad_free, 0);
+	TU_ASSERT_OK(sp_kfree(s, k));
+	assert_int_equal(c->active_objs, active0 + 7);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_destroy(s, i1));
+	assert_int_equal(k2->curr_nr, 3);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_destroy(s, i2));
+	assert_int_equal(c->active_objs, active0);
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
+/*
+ * What a pool on a shared class can refuse: anything not an object of its
+ * class, what is in its reserve, double frees; and an object of the class
+ * while it has nothing out.  sp_kfree() refuses a reserve element.
+ */
+static void kmalloc_refused_frees(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	int cls = sp_kmalloc_class(96);
+	uint32_t ia = pool_new(s, "ka", SP_BACK_KMALLOC, 96, 2, 0, 0);
+	uint32_t ib = pool_new(s, "kb", SP_BACK_KMALLOC, 96, 2, 0, 0);
+	uint32_t ir = pool_new(s, "kr", SP_BACK_KMALLOC, 96, 2, 3, 0);
+	uint32_t ic = pool_new(s, "kc", SP_BACK_KMALLOC, 200, 2, 0, 0);
+	uint32_t is = pool_new(s, "sl", SP_BACK_SLAB, 96, 2, 0, 0);
+	struct sp_pool *a = sp_pool_get(s, ia), *b = sp_pool_get(s, ib), *r = sp_pool_get(s, ir);
+	struct sp_pool *c = sp_pool_get(s, ic), *sl = sp_pool_get(s, is);
+	struct sp_pool *others[4] = { b, r, c, sl };
+	sp_off_t a1, c1, s1, k64, k96, big, res, r1, r2, r3;
+
+	TU_ASSERT_OK(sp_pool_alloc(s, a, SP_ALLOC_NOWAIT, 0, &a1));
+	TU_ASSERT_OK(sp_pool_alloc(s, c, SP_ALLOC_NOWAIT, 0, &c1));
+	TU_ASSERT_OK(sp_pool_alloc(s, sl, SP_ALLOC_NOWAIT, 0, &s1));
+	TU_ASSERT_OK(sp_kmalloc(s, 64, &k64));
+	TU_ASSERT_OK(sp_kmalloc(s, 96, &k96));
+	TU_ASSERT_OK(sp_kmalloc(s, 20000, &big));
+	res = reserve_of(s, a)[0];
+
+	/* not an object of its class: refused, saying so */
+	expect_bad_free(s, a, c1, others, 4, "an element of a pool of another class");
+	assert_non_null(strstr(sp_errmsg(), "not an element of pool ka"));
+	expect_bad_free(s, a, s1, others, 4, "an element of a slab-backed pool");
+	assert_non_null(strstr(sp_errmsg(), "not an element of pool ka"));
+	expect_bad_free(s, a, k64, others, 4, "a kmalloc object of another class");
+	expect_bad_free(s, a, big, others, 4, "a large kmalloc block");
+	expect_bad_free(s, a, 0, others, 4, "offset 0");
+	expect_bad_free(s, a, s->size + 4096, others, 4, "beyond the segment");
+	expect_bad_free(s, a, a1 + 8, others, 4, "the middle of an element");
+	expect_bad_free(s, a, res, others, 4, "an element in the reserve");
+	/* b has nothing out: no object of the class can be its element */
+	others[0] = a;
+	expect_bad_free(s, b, a1, others, 4, "another pool's element, none out");
+	assert_non_null(strstr(sp_errmsg(), "no elements out"));
+	expect_bad_free(s, b, k96, others, 4, "a kmalloc object of the class, none out");
+	/* sp_kfree() of a reserve element: refused, the reserve intact */
+	assert_int_equal(sp_kfree(s, res), -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "reserve"));
+	assert_int_equal(*class_tag(s, cls, res), SP_OWNER_RESERVE);
+	tu_check_clean(s);
+
+	/* double frees: to the class (reserve full), and into the reserve */
+	TU_ASSERT_OK(sp_pool_free(s, a, a1));
+	others[0] = b;
+	expect_bad_free(s, a, a1, others, 4, "a double free (class)");
+	TU_ASSERT_OK(sp_pool_alloc(s, r, SP_ALLOC_NOWAIT, 0, &r1)); /* from the class */
+	TU_ASSERT_OK(sp_pool_alloc(s, r, SP_ALLOC_NOWAIT, 0, &r2)); /* max_nr: the reserve */
+	TU_ASSERT_OK(sp_pool_alloc(s, r, SP_ALLOC_NOWAIT, 0, &r3));
+	assert_int_equal(r->curr_nr, 0);
+	assert_int_equal(r->nr_objs, 3);
+	assert_int_equal(sp_pool_alloc(s, r, SP_ALLOC_NOWAIT, 0, &res), -ENOMEM);
+	TU_ASSERT_OK(sp_pool_free(s, r, r2));
+	assert_int_equal(r->curr_nr, 1);
+	others[1] = a;
+	expect_bad_free(s, r, r2, others, 4, "a double free (reserve)");
+	TU_ASSERT_OK(sp_pool_free(s, r, r3));
+	TU_ASSERT_OK(sp_pool_free(s, r, r1));
+	assert_int_equal(r->curr_nr, 2);
+	assert_int_equal(r->nr_objs, 2);
+	TU_ASSERT_OK(sp_pool_free(s, c, c1));
+	TU_ASSERT_OK(sp_pool_free(s, sl, s1));
+	TU_ASSERT_OK(sp_kfree(s, k64));
+	TU_ASSERT_OK(sp_kfree(s, k96));
+	TU_ASSERT_OK(sp_kfree(s, big));
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_destroy(s, ia));
+	TU_ASSERT_OK(sp_pool_destroy(s, ib));
+	TU_ASSERT_OK(sp_pool_destroy(s, ir));
+	TU_ASSERT_OK(sp_pool_destroy(s, ic));
+	TU_ASSERT_OK(sp_pool_destroy(s, is));
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
+/*
+ * Recovery of a pool on a shared class, from each state a kill -9 can
+ * leave (set up by hand under the pool lock, as the dead process would
+ * have left it): put_off and the reserve entries are the only truth, and
+ * a stray RESERVE tag of the class is adopted by no pool.
+ */
+static void kmalloc_recovery(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	int cls = sp_kmalloc_class(64);
+	uint32_t ia = pool_new(s, "ra", SP_BACK_KMALLOC, 64, 4, 6, 0);
+	uint32_t ib = pool_new(s, "rb", SP_BACK_KMALLOC, 64, 4, 0, 0);
+	struct sp_pool *a = sp_pool_get(s, ia), *b = sp_pool_get(s, ib);
+	sp_off_t e[4], rb[4], last, x, k;
+	uint64_t ksz;
+
+	for (int i = 0; i < 4; i++) /* two from the class (max_nr), two from the reserve */
+		TU_ASSERT_OK(sp_pool_alloc(s, a, SP_ALLOC_NOWAIT, 0, &e[i]));
+	assert_int_equal(a->curr_nr, 2);
+	assert_int_equal(a->nr_objs, 6);
+	memcpy(rb, reserve_of(s, b), sizeof(rb));
+
+	/* a put cut short after its tag: it joins the reserve */
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	a->put_off = e[3];
+	*class_tag(s, cls, e[3]) = SP_OWNER_RESERVE;
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	assert_int_equal(a->curr_nr, 3);
+	assert_int_equal(reserve_of(s, a)[2], e[3]);
+	assert_int_equal(a->put_off, 0);
+	assert_int_equal(a->nr_objs, 6);
+	tu_check_clean(s);
+
+	/* a put cut short before its tag: its holder keeps it */
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	a->put_off = e[2];
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	assert_int_equal(a->curr_nr, 3);
+	assert_int_equal(*class_tag(s, cls, e[2]), s->owner);
+	assert_int_equal(a->put_off, 0);
+	tu_check_clean(s);
+
+	/* a take cut short before its commit: back to RESERVE */
+	last = reserve_of(s, a)[2];
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	*class_tag(s, cls, last) = s->owner;
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	assert_int_equal(a->curr_nr, 3);
+	assert_int_equal(*class_tag(s, cls, last), SP_OWNER_RESERVE);
+	tu_check_clean(s);
+
+	/* a drain cut short before its commit: back to RESERVE */
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	a->put_off = last;
+	*class_tag(s, cls, last) = SP_OWNER_INTERNAL;
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	assert_int_equal(a->curr_nr, 3);
+	assert_int_equal(*class_tag(s, cls, last), SP_OWNER_RESERVE);
+	assert_int_equal(a->put_off, 0);
+	tu_check_clean(s);
+
+	/* a drain cut short after its commit: the element goes back to the class */
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	a->put_off = last;
+	*class_tag(s, cls, last) = SP_OWNER_INTERNAL;
+	a->curr_nr--;
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	assert_int_equal(a->curr_nr, 2);
+	assert_false(class_allocated(s, cls, last));
+	assert_int_equal(a->nr_objs, 5);
+	assert_int_equal(a->put_off, 0);
+	tu_check_clean(s);
+
+	/* a fill cut short before its tag: the same */
+	TU_ASSERT_OK(sp_registry_lock(s));
+	TU_ASSERT_OK(sp_pool_lock(s, a));
+	TU_ASSERT_OK(sp_kmalloc_owner(s, 64, SP_OWNER_INTERNAL, &x));
+	a->nr_objs++;
+	a->put_off = x;
+	sp_pool_recover_locked(s, a);
+	sp_pool_unlock(a);
+	sp_registry_unlock(s);
+	assert_false(class_allocated(s, cls, x));
+	assert_int_equal(a->nr_objs, 5);
+	assert_int_equal(a->curr_nr, 2);
+	tu_check_clean(s);
+
+	/* a RESERVE tag on an object of the class that no reserve lists: the
+	 * checker reports it, and no pool's recovery adopts it */
+	TU_ASSERT_OK(sp_kmalloc(s, 64, &k));
+	*class_tag(s, cls, k) = SP_OWNER_RESERVE;
+	assert_true(reports(s, 0, "objects tagged RESERVE"));
+	assert_true(reports(s, SP_CHECK_NOLOCK, "objects tagged RESERVE"));
+	for (int i = 0; i < 2; i++) {
+		struct sp_pool *p = i ? b : a;
+
+		TU_ASSERT_OK(sp_pool_lock(s, p));
+		sp_pool_recover_locked(s, p);
+		sp_pool_unlock(p);
+	}
+	assert_int_equal(a->curr_nr, 2);
+	assert_int_equal(b->curr_nr, 4);
+	assert_int_equal(*class_tag(s, cls, k), SP_OWNER_RESERVE);
+	/* and sp_kfree() will not free it either */
+	assert_int_equal(sp_kfree(s, k), -EINVAL);
+	*class_tag(s, cls, k) = s->owner;
+	TU_ASSERT_OK(sp_ksize(s, k, &ksz));
+	TU_ASSERT_OK(sp_kfree(s, k));
+	tu_check_clean(s);
+
+	/* the other pool of the class never noticed */
+	assert_memory_equal(reserve_of(s, b), rb, sizeof(rb));
+	assert_int_equal(b->nr_objs, 4);
+	/* and the count stayed exact: e[3] joined the reserve, was drained */
+	for (int i = 0; i < 3; i++)
+		TU_ASSERT_OK(sp_pool_free(s, a, e[i]));
+	assert_int_equal(a->curr_nr, 4);
+	assert_int_equal(a->nr_objs, 4);
+	assert_int_equal(sp_pool_nr_out(s, a), 0);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_destroy(s, ia));
+	TU_ASSERT_OK(sp_pool_destroy(s, ib));
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
+struct kholder_arg {
+	const char *shm_name;
+	uint32_t id;
+	int n;
+};
+
+/* Take n elements and exit holding them. */
+static int kholder_child(void *arg)
+{
+	struct kholder_arg *a = arg;
+	struct sp_seg *c;
+	struct sp_pool *p;
+	sp_off_t off;
+
+	alarm(20);
+	c = tu_child_attach(a->shm_name, "kholder");
+	if (!c || !(p = sp_pool_get(c, a->id)))
+		return 10;
+	for (int i = 0; i < a->n; i++)
+		if (sp_pool_alloc(c, p, SP_ALLOC_NOWAIT, 0, &off))
+			return 11;
+	return 0;
+}
+
+/*
+ * A dead process's elements of a pool on a shared class: attributed to its
+ * slot, kept by the automatic (reclaim-only) release, freed as objects of
+ * the class by an explicit one - after which the pool's count is clamped to
+ * what the class's users hold, and destroy recounts.
+ */
+static void kmalloc_dead_holder(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	uint32_t id = pool_new(s, "kd", SP_BACK_KMALLOC, 48, 2, 8, 0), slot;
+	struct sp_pool *p = sp_pool_get(s, id);
+	struct kholder_arg a = { s->name, id, 5 };
+	struct sp_holdings h;
+	sp_off_t mine, v[16];
+	uint32_t n = 0;
+
+	assert_int_equal(tu_wait(tu_fork(kholder_child, &a)), 0);
+	assert_int_equal(sp_client_reap(s), 1);
+	for (slot = 0; slot < s->hdr->max_clients; slot++)
+		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD)
+			break;
+	assert_true(slot < s->hdr->max_clients);
+	assert_int_equal(sp_pool_nr_out(s, p), 5);
+	TU_ASSERT_OK(sp_slot_holdings(s, slot, &h));
+	assert_int_equal(h.objects, 5); /* objects of a kmalloc class, as far as it knows */
+	tu_check_clean(s);
+	assert_int_equal(sp_pool_destroy(s, id), -EBUSY);
+	assert_non_null(strstr(sp_errmsg(), "5 elements out"));
+	/* the daemon's release on death: nothing to reclaim here */
+	TU_ASSERT_OK(sp_slot_release(s, slot, true, NULL));
+	assert_int_equal(sp_clients(s)[slot].state, SP_CLIENT_DEAD);
+	assert_int_equal(sp_pool_nr_out(s, p), 5);
+	/* an explicit release: back to the class; the count follows what users hold */
+	TU_ASSERT_OK(sp_kmalloc(s, 48, &mine));
+	TU_ASSERT_OK(sp_slot_release(s, slot, false, NULL));
+	assert_int_equal(sp_clients(s)[slot].state, SP_CLIENT_FREE);
+	assert_int_equal(sp_pool_nr_out(s, p), 1); /* could be ours: mine */
+	assert_int_equal(p->curr_nr, 2);
+	tu_check_clean(s);
+	/* max_nr 8 still holds, one short for the element it cannot rule out */
+	while (n < 16 && sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n]) == 0)
+		n++;
+	assert_int_equal(n, 7);
+	assert_int_equal(p->curr_nr, 0);
+	while (n)
+		TU_ASSERT_OK(sp_pool_free(s, p, v[--n]));
+	assert_int_equal(sp_pool_nr_out(s, p), 1);
+	assert_int_equal(sp_pool_destroy(s, id), -EBUSY);
+	assert_non_null(strstr(sp_errmsg(), "1 elements out"));
+	TU_ASSERT_OK(sp_kfree(s, mine));
+	TU_ASSERT_OK(sp_pool_destroy(s, id)); /* nobody holds an object of the class */
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
 /* ---- registry scale ---------------------------------------------------------------- */
 
 static void registry_scale(void **state)
@@ -1222,7 +1683,7 @@ static void share_one(uint32_t backing)
 {
 	enum { NSHARE = 12 };
 	struct sp_seg *s = tu_seg_new(16u << 20);
-	uint64_t esize = backing == SP_BACK_SLAB ? 256 : 5000;
+	uint64_t esize = backing == SP_BACK_PAGES ? 5000 : 256;
 	uint32_t id = pool_new(s, "shared", backing, esize, 4, 0, 0);
 	struct sp_pool *p = sp_pool_get(s, id);
 	struct share_arg a = { .s = s, .nshare = NSHARE };
@@ -1273,6 +1734,7 @@ static void two_processes_share(void **state)
 {
 	share_one(SP_BACK_SLAB);
 	share_one(SP_BACK_PAGES);
+	share_one(SP_BACK_KMALLOC);
 }
 
 int main(void)
@@ -1288,6 +1750,10 @@ int main(void)
 		cmocka_unit_test(destroy),
 		cmocka_unit_test(bad_create),
 		cmocka_unit_test(bad_free),
+		cmocka_unit_test(kmalloc_shared_class),
+		cmocka_unit_test(kmalloc_refused_frees),
+		cmocka_unit_test(kmalloc_recovery),
+		cmocka_unit_test(kmalloc_dead_holder),
 		cmocka_unit_test(registry_scale),
 		cmocka_unit_test(two_processes_share),
 	};

@@ -18,6 +18,18 @@
  * checker is clean and the counters reconcile: every reserve is full
  * (curr_nr == min_nr), every pool's backing holds exactly its reserve, the
  * named cache is empty and no large block is left.
+ *
+ * stress_magazines: the same processes allocate and free through per-thread
+ * magazines (shared/magazine.h; two sets per process, as two threads) from
+ * an uncapped slab pool, a plain named cache and kmalloc, flush them, end
+ * and start "threads", and hand stamped objects to each other through
+ * shared mailboxes: an object taken from a mailbox is verified (stamp and
+ * owner tag of whoever put it there) and freed into the taker's magazine.
+ * Half of the processes say goodbye, the other half exit with their
+ * magazines full; the parent empties the mailboxes, releases the slots,
+ * and everything must be back: checker clean, no magazine set left, the
+ * pool's reserve full and nothing out, the counts (magazines included)
+ * matching.
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "magazine.h"
 #include "test-util.h"
 
 #define NPOOLS 3
@@ -545,10 +558,343 @@ static void stress(void **state)
 	tu_seg_free(s);
 }
 
+/* ---- through magazines ----------------------------------------------------- */
+
+#define NBOX 32
+enum mkind { M_POOL, M_CACHE, M_KMALLOC };
+
+/* Shared (MAP_SHARED anonymous): mailboxes of held objects, by kind. */
+struct mboxes {
+	sp_off_t box[2][NBOX];
+};
+
+static struct mboxes *mbox;
+
+struct msetup {
+	char name[256];
+	uint32_t pool, cache;
+	long iter;
+	uint64_t seed;
+	int idx;
+};
+
+static struct sp_cache *mkind_cache(struct sp_seg *s, const struct msetup *su, int kind,
+				    uint64_t size)
+{
+	struct sp_pool *p;
+
+	switch (kind) {
+	case M_POOL:
+		p = sp_pool_get(s, su->pool);
+		return p ? sp_cache_get(s, p->cache_id) : NULL;
+	case M_CACHE:
+		return sp_cache_get(s, su->cache);
+	default:
+		return &sp_caches(s)[sp_kmalloc_class(size)];
+	}
+}
+
+/* Stamp and owner tag of a held object: 0, or 11 (and the report). */
+static int mverify(struct sp_seg *s, const struct msetup *su, struct sp_cache *c,
+		   const struct held *h, uint16_t owner, const char *how)
+{
+	long bad = verify(sp_ptr(s, h->off), h->size, owner, h->seq, h->off);
+	bool allocated = false;
+	uint16_t *tag = sp_mag_tag(s, c, h->off, &allocated);
+
+	if (bad >= 0 || !tag || !allocated || *tag != owner) {
+		child_fail(su->idx, "child %d: %s %s object %#llx (seq %u of tag %u): %s (tag %u)",
+			   su->idx, how, c->name, (unsigned long long)h->off, h->seq, owner,
+			   bad >= 0 ? "stamp broken: handed out twice?" : "not held by its owner",
+			   tag ? *tag : 0);
+		return 11;
+	}
+	return 0;
+}
+
+/* Free into the thread's magazine, flushing half of it when full: 0 or 12. */
+static int mfree(struct sp_seg *s, const struct msetup *su, struct sp_magset *set,
+		 struct sp_cache *c, sp_off_t off)
+{
+	enum sp_mag_push_result r = SP_MAG_REFUSED;
+	struct sp_mag *m;
+
+	if (sp_mag_bind(s, set, c, &m) == 0) {
+		r = sp_mag_push(s, c, m, off);
+		if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, SP_MAG_OBJS / 2) == 0)
+			r = sp_mag_push(s, c, m, off);
+	}
+	if (r == SP_MAG_PUSHED)
+		return 0;
+	child_fail(su->idx, "child %d: magazine free of %s object %#llx refused (%d): %s",
+		   su->idx, c->name, (unsigned long long)off, (int)r, sp_errmsg());
+	return 12;
+}
+
+/* Allocate from the thread's magazine, refilling it: 0 or 12. */
+static int malloc_mag(struct sp_seg *s, const struct msetup *su, struct sp_magset *set,
+		      struct sp_cache *c, sp_off_t *off)
+{
+	struct sp_mag *m;
+
+	if (c && sp_mag_bind(s, set, c, &m) == 0 &&
+	    (sp_mag_pop(s, c, m, off) ||
+	     (sp_mag_refill(s, c, m) > 0 && sp_mag_pop(s, c, m, off))))
+		return 0;
+	child_fail(su->idx, "child %d: magazine alloc from %s: %s", su->idx, c ? c->name : "?",
+		   sp_errmsg());
+	return 12;
+}
+
+static int mag_child_main(void *arg)
+{
+	const struct msetup *su = arg;
+	uint64_t rng = su->seed * 0x100000001b3ULL + (uint64_t)su->idx * 0x9e3779b97f4a7c15ULL + 7;
+	struct held held[MAX_HELD];
+	struct sp_magset *set[2];
+	uint32_t nheld = 0, seq = 0, window = 8 + (uint32_t)(rng % 120);
+	struct sp_seg *s;
+	int rc = 0;
+
+	tu_child_signals_default();
+	s = tu_child_attach(su->name, "mstress");
+	if (!s || sp_magset_create(s, 1, &set[0]) || sp_magset_create(s, 2, &set[1])) {
+		child_fail(su->idx, "child %d: attach or magazine sets: %s", su->idx, sp_errmsg());
+		return 10;
+	}
+	for (long it = 0; it < su->iter && !rc; it++) {
+		uint64_t r = tu_rand(&rng) % 1000;
+		int t = (int)(tu_rand(&rng) & 1);
+		struct sp_cache *c;
+		struct held *h;
+
+		if (r < 4) { /* a thread flushes */
+			if (sp_mag_flush_all(s, set[t])) {
+				child_fail(su->idx, "child %d: flush: %s", su->idx, sp_errmsg());
+				rc = 12;
+			}
+			continue;
+		}
+		if (r < 6) { /* a thread ends, another starts */
+			sp_magset_destroy(s, set[t]);
+			if (sp_magset_create(s, 3 + (uint32_t)it, &set[t])) {
+				child_fail(su->idx, "child %d: new set: %s", su->idx, sp_errmsg());
+				rc = 12;
+			}
+			continue;
+		}
+		if (nheld && (nheld >= window || r < 470)) {
+			uint32_t i = (uint32_t)(tu_rand(&rng) % nheld);
+			struct held x = held[i];
+
+			held[i] = held[--nheld];
+			c = mkind_cache(s, su, x.kind, x.size);
+			if ((rc = mverify(s, su, c, &x, s->owner, "freeing")))
+				break;
+			if (x.kind != M_KMALLOC && r % 3 == 0) {
+				/* hand it to whoever comes next; free what was there */
+				sp_off_t got = __atomic_exchange_n(&mbox->box[x.kind][r % NBOX], x.off,
+								   __ATOMIC_ACQ_REL);
+				uint64_t w0;
+
+				if (!got)
+					continue;
+				memcpy(&w0, sp_ptr(s, got), 8);
+				x.off = got;
+				x.seq = (uint32_t)w0;
+				if ((rc = mverify(s, su, c, &x, (uint16_t)(w0 >> 48), "taking over")))
+					break;
+			}
+			memset(sp_ptr(s, x.off), 0, 8);
+			rc = mfree(s, su, set[t], c, x.off);
+			continue;
+		}
+		if (nheld == MAX_HELD)
+			continue;
+		h = &held[nheld];
+		h->kind = (uint8_t)(tu_rand(&rng) % 3);
+		h->size = h->kind == M_POOL ? 200 : h->kind == M_CACHE ? 96
+			: 1 + tu_rand(&rng) % (r % 4 ? 256 : SP_KMALLOC_MAX);
+		h->seq = ++seq;
+		c = mkind_cache(s, su, h->kind, h->size);
+		if ((rc = malloc_mag(s, su, set[t], c, &h->off)))
+			break;
+		fill(sp_ptr(s, h->off), h->size, s->owner, h->seq, h->off);
+		nheld++;
+		rep->ops[su->idx]++;
+	}
+	while (nheld && !rc) {
+		struct held *x = &held[--nheld];
+		struct sp_cache *c = mkind_cache(s, su, x->kind, x->size);
+
+		rc = mverify(s, su, c, x, s->owner, "freeing");
+		if (!rc)
+			rc = mfree(s, su, set[0], c, x->off);
+	}
+	if (rc || su->idx % 2)
+		return rc; /* no goodbye: the parent releases the slot, sets and all */
+	sp_magset_destroy(s, set[0]);
+	sp_magset_destroy(s, set[1]);
+	if (sp_client_unregister(s, s->slot)) {
+		child_fail(su->idx, "child %d: unregister: %s", su->idx, sp_errmsg());
+		return 12;
+	}
+	sp_seg_detach(s);
+	return 0;
+}
+
+static void stress_magazines(void **state)
+{
+	struct sp_pool_params pp = { .elem_size = 200, .min_nr = 16, .backing = SP_BACK_SLAB };
+	long procs = tu_env_long("SHMPOOL_STRESS_PROCS", 4);
+	int status[MAX_PROCS], alive, checks = 0;
+	uint64_t kmalloc_before = 0, kmalloc_after = 0, t0 = sp_now_ms(), na, nf;
+	struct sp_seg_params sp;
+	struct sp_pool *p;
+	struct sp_cache *c;
+	struct msetup su;
+	struct sp_seg *s;
+	pid_t pids[MAX_PROCS];
+
+	memset(&su, 0, sizeof(su));
+	su.iter = tu_env_long("SHMPOOL_STRESS_ITER", 20000);
+	su.seed = (uint64_t)tu_env_long("SHMPOOL_STRESS_SEED", 1);
+	if (procs < 1 || procs > MAX_PROCS)
+		fail_msg("SHMPOOL_STRESS_PROCS must be 1..%d", MAX_PROCS);
+	printf("stress_magazines: %ld processes x %ld operations, seed %llu\n", procs, su.iter,
+	       (unsigned long long)su.seed);
+	rep = mmap(NULL, sizeof(*rep), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	mbox = mmap(NULL, sizeof(*mbox), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(rep != MAP_FAILED && mbox != MAP_FAILED);
+	memset(rep, 0, sizeof(*rep));
+	memset(mbox, 0, sizeof(*mbox));
+
+	sp_seg_params_default(&sp);
+	sp.size = 64u << 20;
+	sp.max_clients = 64;
+	sp.max_caches = 16;
+	sp.max_pools = 16;
+	s = tu_seg_new_params(&sp);
+	s->lock_timeout_ms = 20000;
+	snprintf(su.name, sizeof(su.name), "%s", s->name);
+	snprintf(seg_name, sizeof(seg_name), "%s", s->name);
+	TU_ASSERT_OK(sp_pool_create(s, "mstress.pool", &pp, &su.pool));
+	TU_ASSERT_OK(sp_cache_create(s, "mstress.cache", 96, 0, 0, NULL, &su.cache));
+	p = sp_pool_get(s, su.pool);
+	c = sp_cache_get(s, su.cache);
+	for (uint32_t i = 0; i < s->geo.nr_kmalloc; i++)
+		kmalloc_before += sp_caches(s)[i].active_objs;
+
+	for (long i = 0; i < procs; i++) {
+		su.idx = (int)i;
+		pids[i] = running[i] = tu_fork(mag_child_main, &su);
+		status[i] = -1;
+	}
+	do { /* the locking checker while they run */
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		int n;
+
+		nanosleep(&ts, NULL);
+		alive = 0;
+		for (long i = 0; i < procs; i++) {
+			int st;
+
+			if (status[i] >= 0)
+				continue;
+			if (waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				status[i] = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+				running[i] = 0;
+			} else {
+				alive++;
+			}
+		}
+		if (!alive)
+			break;
+		n = tu_check_count(s, 0);
+		checks++;
+		if (n || sp_now_ms() - t0 > 240000) {
+			for (long i = 0; i < procs; i++)
+				if (status[i] < 0)
+					kill(pids[i], SIGKILL);
+			if (n)
+				fail_msg("checker found %d violation(s) during the run", n);
+			fail_msg("children still running after 240 s (deadlock?)");
+		}
+	} while (alive);
+	for (long i = 0; i < procs; i++) {
+		if (rep->msg[i][0])
+			printf("  %s\n", rep->msg[i]);
+		if (status[i] != 0)
+			fail_msg("child %ld exited with status %d", i, status[i]);
+	}
+	assert_int_equal(rep->failed, 0);
+	tu_check_clean(s);
+
+	/* what is left in the mailboxes is held by whoever put it there */
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < NBOX; i++) {
+			sp_off_t off = mbox->box[k][i];
+			uint64_t w0;
+
+			if (!off)
+				continue;
+			memcpy(&w0, sp_ptr(s, off), 8);
+			if (verify(sp_ptr(s, off), k == M_POOL ? 200 : 96, (uint16_t)(w0 >> 48),
+				   (uint32_t)w0, off) >= 0)
+				fail_msg("mailbox object %#llx overwritten", (unsigned long long)off);
+			TU_ASSERT_OK(k == M_POOL ? sp_pool_free(s, p, off) : sp_cache_free(s, c, off));
+		}
+	}
+	/* those without a goodbye; those with one but whose objects were in a
+	 * mailbox are DEAD already */
+	assert_int_equal(sp_client_reap(s), (int)(procs / 2));
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
+		struct sp_holdings h;
+		long k;
+
+		if (sp_clients(s)[i].state != SP_CLIENT_DEAD)
+			continue;
+		for (k = 0; k < procs && (uint32_t)pids[k] != sp_clients(s)[i].pid; k++)
+			;
+		assert_true(k < procs);
+		TU_ASSERT_OK(sp_slot_release(s, i, false, &h));
+		assert_int_equal(h.objects, 0); /* everything was freed ... */
+		assert_int_equal(h.magsets, k % 2 ? 2 : 0); /* ... into two threads' magazines */
+		assert_true(k % 2 ? h.cached > 0 : h.cached == 0);
+	}
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		if (i != s->slot)
+			assert_int_equal(sp_clients(s)[i].state, SP_CLIENT_FREE);
+	TU_ASSERT_OK(sp_pool_lock(s, p));
+	sp_pool_unlock(p);
+	assert_int_equal(p->curr_nr, p->min_nr);
+	assert_int_equal(sp_pool_nr_out(s, p), 0);
+	assert_int_equal(sp_caches(s)[p->cache_id].active_objs, p->curr_nr);
+	assert_int_equal(c->active_objs, 0);
+	sp_pool_counters(s, p, &na, &nf);
+	assert_int_equal(na - nf, 0);
+	sp_cache_counters(s, c, &na, &nf);
+	assert_int_equal(na - nf, 0);
+	for (uint32_t i = 0; i < s->geo.nr_kmalloc; i++) {
+		kmalloc_after += sp_caches(s)[i].active_objs;
+		assert_int_equal(sp_mag_cached(s, i), 0);
+	}
+	assert_int_equal(kmalloc_after, kmalloc_before);
+	tu_check_clean(s);
+	printf("stress_magazines: %d locked checks during the run, %llu ms\n", checks,
+	       (unsigned long long)(sp_now_ms() - t0));
+	munmap(rep, sizeof(*rep));
+	munmap(mbox, sizeof(*mbox));
+	rep = NULL;
+	seg_name[0] = '\0';
+	tu_seg_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(stress, stress_teardown),
+		cmocka_unit_test_teardown(stress_magazines, stress_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,7 +73,8 @@ static int parse_num(const char *s, uint64_t max, uint64_t *out, bool size)
 
 /**
  * ctl_cmd_create() - create a pool: NAME ELEM_SIZE [MIN_NR].
- * @src: the daemon.  @o: options (--max, --pages, flags, --align, --mode).
+ * @src: the daemon.  @o: options (--max, --pages or --kmalloc, flags, --align,
+ * --mode).
  * @argc: @argv: the operands.
  *
  * Return: the exit code (1 when the daemon refuses: the name exists, ...).
@@ -87,7 +88,8 @@ int ctl_cmd_create(struct ctl_src *src, const struct ctl_opts *o, int argc, char
 	int rc;
 
 	if (argc < 2 || argc > 3)
-		return ctl_usage_error("usage: create NAME ELEM_SIZE [MIN_NR] [--max N] [--pages] "
+		return ctl_usage_error("usage: create NAME ELEM_SIZE [MIN_NR] [--max N] "
+				       "[--pages | --kmalloc] "
 				       "[--reclaim-on-exit] [--poison] [--redzone] "
 				       "[--hwcache-align] [--align N] [--mode MODE]");
 	if (parse_num(argv[1], 1ull << 30, &size, true) || !size)
@@ -99,7 +101,9 @@ int ctl_cmd_create(struct ctl_src *src, const struct ctl_opts *o, int argc, char
 	pc.elem_size = size;
 	pc.min_nr = (uint32_t)min_nr;
 	pc.max_nr = o->max_nr;
-	pc.backing = o->pages ? SP_BACK_PAGES : SP_BACK_SLAB;
+	if (o->pages && o->kmalloc)
+		return ctl_usage_error("--pages and --kmalloc: a pool has one backing");
+	pc.backing = o->pages ? SP_BACK_PAGES : o->kmalloc ? SP_BACK_KMALLOC : SP_BACK_SLAB;
 	pc.flags = o->pool_flags;
 	pc.cache_flags = o->cache_flags;
 	pc.align = o->align;

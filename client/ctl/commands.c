@@ -79,14 +79,14 @@ uint64_t ctl_cache_bytes(const Shmpool__CacheInfo *c)
 }
 
 /**
- * ctl_backing_name() - "slab" or "pages".
+ * ctl_backing_name() - "slab", "pages" or "kmalloc".
  * @b: enum sp_backing.
  *
  * Return: a static string.
  */
 const char *ctl_backing_name(uint32_t b)
 {
-	return b == SP_BACK_SLAB ? "slab" : b == SP_BACK_PAGES ? "pages" : "?";
+	return sp_backing_name(b);
 }
 
 static json_object *mode_json(uint32_t mode)
@@ -115,7 +115,8 @@ static const Shmpool__CacheInfo *pool_cache(const Shmpool__StatsReply *st,
 					    const Shmpool__PoolInfo *p)
 {
 	for (size_t i = 0; i < st->n_caches; i++)
-		if (st->caches[i]->pool_id == p->id + 1)
+		if (p->backing == SP_BACK_KMALLOC ? st->caches[i]->id == p->cache_id
+						  : st->caches[i]->pool_id == p->id + 1)
 			return st->caches[i];
 	return NULL;
 }
@@ -504,8 +505,10 @@ int ctl_cmd_pool(struct ctl_src *src, const struct ctl_opts *o, int argc, char *
 		uint64_t cb = ctl_cache_bytes(c);
 		char b_cb[32];
 
-		printf("cache         %s: %llu/%llu objects active (%s), %u per slab of %u "
+		printf("cache         %s%s: %llu/%llu objects active (%s), %u per slab of %u "
 		       "pages, %u slabs, %s\n", ctl_str(c->name),
+		       p->backing == SP_BACK_KMALLOC ? " (shared with kmalloc and its other pools)"
+						     : "",
 		       (unsigned long long)c->active_objs, (unsigned long long)c->num_objs,
 		       ctl_pct(pct, sizeof(pct), c->active_objs, c->num_objs), c->objperslab,
 		       c->pagesperslab, c->num_slabs, ctl_bytes(b_cb, sizeof(b_cb), cb));

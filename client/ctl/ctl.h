@@ -61,6 +61,7 @@ struct ctl_opts {
 	/* create */
 	uint32_t max_nr;
 	bool pages;		/* page backing */
+	bool kmalloc;		/* kmalloc-class backing */
 	uint32_t pool_flags;	/* SP_POOL_* */
 	uint32_t cache_flags;	/* SP_CACHE_USER_FLAGS */
 	uint32_t align;

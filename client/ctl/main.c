@@ -20,7 +20,7 @@
 /* Options a command may take, beyond the global ones. */
 enum {
 	O_ALL = 1 << 0,
-	O_CREATE = 1 << 1,	/* --max, --pages, flags, --align, --mode */
+	O_CREATE = 1 << 1,	/* --max, --pages, --kmalloc, flags, --align, --mode */
 	O_TOP = 1 << 2,		/* --delay, --sort, --iterations */
 	O_READ = 1 << 3,	/* works offline (--segment) */
 };
@@ -79,6 +79,7 @@ static void usage(FILE *f)
 		"                     cache_size, allocs_per_s or name (or its key letter)\n"
 		"  -n, --iterations N top: draw N frames and exit (batch mode)\n"
 		"  create options: --max N (cap on reserve + out), --pages (page backing),\n"
+		"                  --kmalloc (backing: the kmalloc class of ELEM_SIZE, shared),\n"
 		"                  --reclaim-on-exit, --poison, --redzone, --hwcache-align,\n"
 		"                  --align N, --mode MODE (octal, e.g. 0604)\n"
 		"  --help             print this help and exit\n"
@@ -89,7 +90,7 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_SOCKET = 256, OPT_SEGMENT, OPT_JSON, OPT_ALL, OPT_MAX, OPT_PAGES, OPT_RECLAIM,
+	OPT_SOCKET = 256, OPT_SEGMENT, OPT_JSON, OPT_ALL, OPT_MAX, OPT_PAGES, OPT_KMALLOC, OPT_RECLAIM,
 	OPT_POISON, OPT_REDZONE, OPT_HWALIGN, OPT_ALIGN, OPT_MODE, OPT_HELP, OPT_VERSION,
 };
 
@@ -103,6 +104,7 @@ static const struct option long_options[] = {
 	{ "iterations", required_argument, NULL, 'n' },
 	{ "max", required_argument, NULL, OPT_MAX },
 	{ "pages", no_argument, NULL, OPT_PAGES },
+	{ "kmalloc", no_argument, NULL, OPT_KMALLOC },
 	{ "reclaim-on-exit", no_argument, NULL, OPT_RECLAIM },
 	{ "poison", no_argument, NULL, OPT_POISON },
 	{ "redzone", no_argument, NULL, OPT_REDZONE },
@@ -169,6 +171,7 @@ static int parse(int argc, char **argv, struct ctl_opts *o, unsigned *given)
 			*given |= O_CREATE;
 			break;
 		case OPT_PAGES: o->pages = true; *given |= O_CREATE; break;
+		case OPT_KMALLOC: o->kmalloc = true; *given |= O_CREATE; break;
 		case OPT_RECLAIM: o->pool_flags |= SP_POOL_RECLAIM_ON_EXIT; *given |= O_CREATE; break;
 		case OPT_POISON: o->cache_flags |= SP_CACHE_POISON; *given |= O_CREATE; break;
 		case OPT_REDZONE: o->cache_flags |= SP_CACHE_REDZONE; *given |= O_CREATE; break;

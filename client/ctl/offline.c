@@ -85,7 +85,7 @@ static bool slab_fits(const struct sp_seg *s, const struct sp_cache *c, const st
 			(uint64_t)c->objperslab * 2;
 
 	(void)s;
-	return c->order <= s->hdr->max_order && c->objperslab &&
+	return c->order <= s->geo.max_order && c->objperslab &&
 	       (uint64_t)c->bitmap_words * 64 >= c->objperslab && meta <= block &&
 	       (uint64_t)c->obj_start + sl->colour + (uint64_t)c->objperslab * c->stride <= block;
 }
@@ -117,7 +117,7 @@ static void count_slab(struct sp_seg *s, const struct sp_cache *c, uint32_t pfn,
 /* What every slot holds; @h has nslots entries, zeroed. */
 static void holdings(struct sp_seg *s, struct sp_holdings *h, uint32_t nslots)
 {
-	uint32_t n = s->hdr->nr_pages, max = s->hdr->max_order;
+	uint32_t n = s->geo.nr_pages, max = s->geo.max_order;
 
 	for (uint32_t pfn = 0; pfn < n;) {
 		const struct sp_page *pg = &s->pages[pfn];
@@ -163,7 +163,7 @@ static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct sp_seg *s)
 
 static int stats(struct spd_arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 {
-	uint32_t nslots = s->hdr->max_clients, ncache = sp_nr_cache_slots(s);
+	uint32_t nslots = s->geo.max_clients, ncache = sp_nr_cache_slots(s);
 	struct sp_holdings *h = calloc(nslots, sizeof(*h));
 
 	if (!h)
@@ -171,7 +171,7 @@ static int stats(struct spd_arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 	v->segment = segment_info(a, s);
 	v->buddy = spd_view_buddy(a, s);
 	v->caches = spd_arena_alloc(a, (ncache + 1) * sizeof(*v->caches));
-	v->pools = spd_arena_alloc(a, (s->hdr->max_pools + 1) * sizeof(*v->pools));
+	v->pools = spd_arena_alloc(a, (s->geo.max_pools + 1) * sizeof(*v->pools));
 	v->clients = spd_arena_alloc(a, (nslots + 1) * sizeof(*v->clients));
 	if (!v->caches || !v->pools || !v->clients) {
 		free(h);
@@ -181,9 +181,9 @@ static int stats(struct spd_arena *a, struct sp_seg *s, Shmpool__StatsReply *v)
 		struct sp_cache *c = sp_cache_get(s, i);
 
 		if (c)
-			v->caches[v->n_caches++] = spd_view_cache(a, c);
+			v->caches[v->n_caches++] = spd_view_cache(a, s, c);
 	}
-	for (uint32_t i = 0; i < s->hdr->max_pools; i++) {
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = sp_pool_get(s, i);
 
 		if (p)

@@ -89,8 +89,10 @@ typedef uint64_t shmp_off_t; /* offset into the segment; 0 is NULL */
 #define SHMP_NAME_MAX 63 /* pool and cache names: 1..63 of [A-Za-z0-9._-] */
 
 /* shmp_pool_opts.backing: where a pool's elements come from */
-#define SHMP_BACKING_SLAB  0 /* a slab cache of elem_size objects (default) */
-#define SHMP_BACKING_PAGES 1 /* whole buddy blocks of pages (large elements) */
+#define SHMP_BACKING_SLAB    0 /* a slab cache of elem_size objects (default) */
+#define SHMP_BACKING_PAGES   1 /* whole buddy blocks of pages (large elements) */
+#define SHMP_BACKING_KMALLOC 2 /* the kmalloc size class of elem_size (<= 8 KiB),
+				* shared with shmp_malloc() and other such pools */
 
 /* shmp_pool_opts.flags */
 #define SHMP_POOL_RECLAIM_ON_EXIT 0x1 /* a dead process's elements come back */
@@ -135,12 +137,23 @@ const char *shmp_errmsg(void);
 /**
  * struct shmp_connect_opts - options of shmp_connect_ex().
  * @timeout_ms: longest wait for one daemon reply; 0: 30000; < 0: no limit.
+ * @flags: SHMP_CONNECT_NO_MAGAZINES.
  *
  * Zero-initialise and set what you need.
  */
 struct shmp_connect_opts {
 	int timeout_ms;
+	unsigned flags;
 };
+
+/*
+ * Per-thread magazines: by default each thread keeps a small cache of free
+ * objects per pool, cache and size class, in the segment under the
+ * session's slot, so that most allocations and frees take no lock (see
+ * shmp_flush()).  This flag (or SHMPOOL_MAGAZINES=0 in the environment)
+ * turns them off for the session: every call then takes the locks.
+ */
+#define SHMP_CONNECT_NO_MAGAZINES 0x1u
 
 /**
  * shmp_connect() - open a session with the daemon and map its segment.
@@ -187,19 +200,51 @@ int shmp_connect_ex(const char *socket_path, const char *client_name,
  */
 void shmp_disconnect(shmp_client *c);
 
+/**
+ * shmp_flush() - give back the free objects this thread keeps cached.
+ * @c: the session.
+ *
+ * Each thread's magazines hold up to 60 free objects per pool, cache and
+ * size class it uses.  They count as free in every statistic, but other
+ * processes cannot allocate them until they go back: at thread exit, at
+ * shmp_disconnect(), when a pool or cache handle is closed, when its
+ * process dies (the daemon frees them) - or now.  Call it before
+ * destroying a pool or cache another thread of this process used, since a
+ * destroy fails with -EBUSY while objects are cached.
+ * May sleep.
+ * Return: 0; -ECHILD; -ENOTCONN; or the first error of a lock.
+ */
+int shmp_flush(shmp_client *c);
+
 /* ---- named pools (mempool_t) --------------------------------------------- */
 
 /**
  * struct shmp_pool_opts - options of shmp_pool_create_ex().
  * @max_nr: cap on elements out + reserved; 0: no cap.
- * @backing: SHMP_BACKING_SLAB (default) or SHMP_BACKING_PAGES.
- * @flags: SHMP_POOL_RECLAIM_ON_EXIT.
+ * @backing: SHMP_BACKING_SLAB (default), SHMP_BACKING_PAGES or
+ *           SHMP_BACKING_KMALLOC.
+ * @flags: SHMP_POOL_RECLAIM_ON_EXIT (not with SHMP_BACKING_KMALLOC).
  * @debug: SHMP_HWCACHE_ALIGN | SHMP_DEBUG_POISON | SHMP_DEBUG_REDZONE
  *         (slab backing only).
- * @align: element alignment, a power of two; 0: 8.
+ * @align: element alignment, a power of two; 0: 8 (at most 8 with
+ *         SHMP_BACKING_KMALLOC).
  * @mode: permission bits for other users (0: 0600, owner only).
  *
  * Zero-initialise and set what you need.
+ *
+ * SHMP_BACKING_KMALLOC draws elements from the kmalloc size class that
+ * serves elem_size, which shmp_malloc() and every other pool of that class
+ * share; the pool keeps its own reserve of min_nr of them.  Sharing has a
+ * price: shmp_pool_free() refuses an object of any other class or cache,
+ * but cannot tell an element of this pool from one of another pool of the
+ * same class, or from a shmp_malloc() allocation of that size, while the
+ * pool has elements out - freeing one of those into the pool corrupts
+ * its counts (shmp_pool_stats() nr_out, max_nr, destroy's -EBUSY).  Since
+ * a dead process's elements cannot be told from its other objects of the
+ * class, reclaim-on-exit is refused, and when its slot is released they go
+ * back to the class; nr_out may then over-count until the pool's next
+ * destroy or release recounts it.  Elements take the locked path (no
+ * per-thread magazines).
  */
 struct shmp_pool_opts {
 	unsigned max_nr;

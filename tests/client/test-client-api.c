@@ -178,6 +178,61 @@ static void test_pool_options(void **state)
 	shmp_pool_close(p);
 	CL_OK(shmp_pool_destroy(c, "api.pages"));
 
+	/* on the kmalloc class of its size, shared with shmp_malloc() */
+	{
+		struct shmp_pool_opts kopts = { .backing = SHMP_BACKING_KMALLOC, .max_nr = 6 };
+		struct shmp_pool_opts bad = { .backing = SHMP_BACKING_KMALLOC };
+		shmp_pool *q;
+		void *m = shmp_malloc(c, 100), *other = shmp_malloc(c, 64), *six;
+
+		assert_non_null(m);
+		assert_non_null(other);
+		CL_OK(shmp_pool_create_ex(c, "api.kmalloc", 100, 2, &kopts, &p));
+		CL_OK(shmp_pool_open(c, "api.kmalloc", &q));
+		for (unsigned i = 0; i < 5; i++) {
+			e[i] = shmp_pool_alloc(i % 2 ? q : p, SHMP_NOWAIT);
+			assert_non_null(e[i]);
+			assert_ptr_not_equal(e[i], m);
+			fill(e[i], 100, i);
+		}
+		CL_OK(shmp_pool_stats(p, &st));
+		assert_int_equal(st.nr_out, 5);
+		assert_int_equal(st.curr_nr, 1); /* 4 from the class: max_nr 6, then the reserve */
+		six = shmp_pool_alloc(q, SHMP_NOWAIT);
+		assert_non_null(six);
+		CL_NULL(shmp_pool_alloc(p, SHMP_NOWAIT), ENOMEM);
+		CL_OK(shmp_pool_free(p, six));
+		/* what is not an object of its class is refused */
+		CL_ERR(shmp_pool_free(p, other), -EINVAL);
+		assert_non_null(strstr(shmp_errmsg(), "not an element of pool api.kmalloc"));
+		CL_ERR(shmp_pool_destroy(c, "api.kmalloc"), -EBUSY);
+		for (unsigned i = 0; i < 5; i++) {
+			assert_true(filled(e[i], 100, i));
+			CL_OK(shmp_pool_free(i % 2 ? p : q, e[i]));
+		}
+		CL_OK(shmp_pool_stats(q, &st));
+		assert_int_equal(st.nr_out, 0);
+		assert_int_equal(st.curr_nr, 2);
+		assert_int_equal(st.nr_bad_free, 1);
+		/* nothing out: an object of the class is not one of its elements */
+		CL_ERR(shmp_pool_free(p, m), -EINVAL);
+		assert_non_null(strstr(shmp_errmsg(), "no elements out"));
+		shmp_free(c, m);
+		shmp_free(c, other);
+		shmp_pool_close(q);
+		shmp_pool_close(p);
+		CL_OK(shmp_pool_destroy(c, "api.kmalloc"));
+		/* refused: larger than a class, reclaim-on-exit, debug flags */
+		CL_ERR(shmp_pool_create_ex(c, "api.kbad", 9000, 1, &bad, &p), -EINVAL);
+		bad.flags = SHMP_POOL_RECLAIM_ON_EXIT;
+		CL_ERR(shmp_pool_create_ex(c, "api.kbad", 64, 1, &bad, &p), -EINVAL);
+		assert_non_null(strstr(shmp_errmsg(), "reclaim-on-exit"));
+		bad.flags = 0;
+		bad.debug = SHMP_DEBUG_POISON;
+		CL_ERR(shmp_pool_create_ex(c, "api.kbad", 64, 1, &bad, &p), -EINVAL);
+		cl_check(c);
+	}
+
 	/* max_nr: out + reserve never above 4 */
 	CL_OK(shmp_pool_create_ex(c, "api.capped", 64, 2, &capped, &p));
 	for (unsigned i = 0; i < 4; i++)

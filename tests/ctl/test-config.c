@@ -51,6 +51,12 @@ static void errors_name_file_and_line(void **state)
 		{ "[pool a]\nelem_size = 64\nmin_nr = 10\nmax_nr = 5\n", 1,
 		  "max_nr 5 is below min_nr 10" },
 		{ "[pool a]\nelem_size = 64\nbacking = heap\n", 3, "backing: invalid value 'heap'" },
+		{ "[pool a]\nelem_size = 9K\nbacking = kmalloc\n", 1,
+		  "above the largest kmalloc class" },
+		{ "[pool a]\nelem_size = 64\nbacking = kmalloc\nflags = reclaim_on_exit\n", 1,
+		  "reclaim_on_exit needs slab or pages backing" },
+		{ "[pool a]\nelem_size = 64\nbacking = kmalloc\nflags = poison\n", 1,
+		  "need slab backing" },
 		{ "[pool a]\nelem_size = 64\ncolour = blue\n", 3, "unknown key 'colour' in [pool a]" },
 	};
 	struct td_daemon d;
@@ -103,6 +109,7 @@ static void settings_and_predeclared_pools(void **state)
 		 "[pool frames]\nelem_size = 2K\nmin_nr = 16\nmax_nr = 128\n"
 		 "flags = reclaim_on_exit, poison\nmode = 0666\n\n"
 		 "[pool pages.big]\nelem_size = 16K\nmin_nr = 2\nbacking = pages\n\n"
+		 "[pool k.small]\nelem_size = 200\nmin_nr = 3\nmax_nr = 9\nbacking = kmalloc\n\n"
 		 "[pool empty]   ; no reserve\nelem_size = 100\n", d.dir);
 	write_file(path, text);
 	td_start(&d, extra);
@@ -121,12 +128,12 @@ static void settings_and_predeclared_pools(void **state)
 	assert_int_equal(stat(d.sock, &st), 0); /* --socket wins, with the file's mode */
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_true(td_log_contains(&d, "debug:")); /* --log-level debug wins */
-	assert_true(td_log_contains(&d, "3 predeclared pools"));
+	assert_true(td_log_contains(&d, "4 predeclared pools"));
 
 	ct_run(&o, "--socket", d.sock, "--json", "pools", NULL);
 	CT_EXPECT(&o, 0);
 	j = ct_json(&o);
-	assert_int_equal(json_object_array_length(ct_get(j, "pools")), 3);
+	assert_int_equal(json_object_array_length(ct_get(j, "pools")), 4);
 	p = ct_find(j, "pools", "name", "frames");
 	assert_non_null(p);
 	assert_int_equal(ct_int(p, "elem_size"), 2048);
@@ -144,8 +151,19 @@ static void settings_and_predeclared_pools(void **state)
 	p = ct_find(j, "pools", "name", "empty");
 	assert_non_null(p);
 	assert_int_equal(ct_int(p, "min_nr"), 0);
+	p = ct_find(j, "pools", "name", "k.small");
+	assert_non_null(p);
+	assert_string_equal(ct_str(p, "backing"), "kmalloc");
+	assert_int_equal(ct_int(p, "elem_size"), 200);
+	assert_int_equal(ct_int(p, "curr_nr"), 3);
+	assert_int_equal(ct_int(p, "max_nr"), 9);
 	json_object_put(j);
 	ct_free(&o);
+	ct_run(&o, "--socket", d.sock, "pool", "k.small", NULL);
+	CT_EXPECT(&o, 0);
+	assert_non_null(strstr(o.out, "kmalloc backing"));
+	ct_free(&o);
+	assert_true(td_log_contains(&d, "kmalloc backing"));
 
 	/* restart with a changed file: existing pools are kept as they are */
 	assert_int_equal(td_stop(&d), 0);

@@ -73,6 +73,41 @@ static void create_resize_destroy(void **state)
 	assert_non_null(strstr(o.out, "pages backing"));
 	ct_free(&o);
 
+	/* on the kmalloc class of its size, shared: no reclaim-on-exit there */
+	ct_run(&o, "--socket", d->sock, "create", "kpool", "200", "3", "--kmalloc", "--max", "8",
+	       NULL);
+	CT_EXPECT(&o, 0);
+	assert_non_null(strstr(o.out, "created pool kpool: 200 B elements, reserve 3/3"));
+	assert_non_null(strstr(o.out, "kmalloc backing"));
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "pool", "kpool", NULL);
+	CT_EXPECT(&o, 0);
+	assert_non_null(strstr(o.out, "kmalloc backing"));
+	assert_non_null(strstr(o.out, "kmalloc-256 (shared"));
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "--json", "pools", NULL);
+	CT_EXPECT(&o, 0);
+	j = ct_json(&o);
+	assert_string_equal(ct_str(ct_find(j, "pools", "name", "kpool"), "backing"), "kmalloc");
+	json_object_put(j);
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "create", "krec", "64", "--kmalloc", "--reclaim-on-exit",
+	       NULL);
+	CT_EXPECT(&o, 1);
+	assert_non_null(strstr(o.err, "EINVAL"));
+	assert_non_null(strstr(o.err, "reclaim-on-exit"));
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "create", "kbig", "9000", "--kmalloc", NULL);
+	CT_EXPECT(&o, 1);
+	assert_non_null(strstr(o.err, "largest kmalloc class"));
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "check", NULL);
+	CT_EXPECT(&o, 0);
+	ct_free(&o);
+	ct_run(&o, "--socket", d->sock, "destroy", "kpool", NULL);
+	CT_EXPECT(&o, 0);
+	ct_free(&o);
+
 	/* the name is taken */
 	ct_run(&o, "--socket", d->sock, "create", "gamma", "64", NULL);
 	CT_EXPECT(&o, 1);
@@ -167,6 +202,7 @@ static void usage_errors(void **state)
 		{ "create", "x", NULL },
 		{ "create", "x", "0", NULL },
 		{ "create", "x", "12Q", NULL },
+		{ "create", "x", "64", "--pages", "--kmalloc", NULL },
 		{ "resize", "x", "-1", NULL },
 		{ "caches", "--max", "3", NULL },
 		{ "status", "--all", NULL },

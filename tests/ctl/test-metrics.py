@@ -112,7 +112,7 @@ def main():
             assert v("shmpool_clients", state="dead") == 0
             assert v("shmpool_orphaned_objects") == 0
             assert v("shmpool_daemon_uptime_seconds") >= 0
-            assert v("shmpool_info", segment=d.shm, layout="1",
+            assert v("shmpool_info", segment=d.shm, layout="2",
                      daemon_version=status["daemon"]["version"], offline="false") == 1
         r.check("values match what was created", values)
 

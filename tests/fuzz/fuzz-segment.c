@@ -271,7 +271,7 @@ static void views(struct sp_seg *s)
 
 		if (!c)
 			continue;
-		resp.cache = spd_view_cache(&a, c);
+		resp.cache = spd_view_cache(&a, s, c);
 		resp.payload_case = SHMPOOL__RESPONSE__PAYLOAD_CACHE;
 		if (resp.cache)
 			pack(&resp);

@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * magazine.c - per-thread magazines of free objects (Bonwick's magazine
+ * layer; SLUB's per-cpu freelists) in front of every slab cache.
+ *
+ * Each thread of each client that allocates gets a magazine set: one
+ * 16 KiB buddy block (kind SP_KIND_MAG, page slot = the client's owner
+ * tag) holding SP_MAGSET_MAGS magazines, direct-mapped by cache id.  A
+ * magazine is a stack of up to SP_MAG_OBJS free objects of one cache.
+ * Alloc pops and free pushes with no lock (magazine.h); when a magazine
+ * runs empty it is refilled with half a magazine in one go under the cache
+ * lock, and when it is full half of it is flushed back the same way.
+ *
+ *	thread ---pop/push---> struct sp_mag ---refill/flush---> slab cache
+ *	          (no lock)     (in the segment)   (cache lock, in bulk)
+ *
+ * The owner tag is the truth.  An object in a magazine stays allocated in
+ * its slab's bitmap but is tagged SP_OWNER_MAG(slot + 1): free, cached by
+ * that slot.  So:
+ *   - the checker and stats count it as free (sp_mag_cached() sums the
+ *     magazines of the live slots; the checker counts tags);
+ *   - a user free of it is a double free (the tag is not a user tag);
+ *   - when a client dies, the daemon frees every object tagged with its
+ *     magazine tag (client.c, whatever the magazine arrays say) and the
+ *     blocks of its magazine sets: nothing is lost, whatever instruction
+ *     the client died at.  The arrays are only a cache of which objects
+ *     carry the tag; a push or pop killed between its two stores leaves
+ *     either a cached object the array does not list (freed by the
+ *     daemon) or a held object the array still lists (an orphan of the
+ *     dead slot, never handed out again: the array dies with the process).
+ *
+ * What never goes into a magazine: mempool reserve elements (reserve takes
+ * and refills use the pool lock, as without magazines), objects of caches
+ * with poisoning or red zones, of pools with a max_nr cap, or when a pool
+ * has waiters or a short reserve (the client library takes the locked path
+ * then, and flushing a pool's magazine refills its reserve first).
+ *
+ * Counters: pops and pushes count in the magazine and are folded into the
+ * cache's (and pool's) nr_alloc/nr_free at each refill and flush.
+ *
+ * Locking: a magazine is written only by its thread.  Refill and flush take
+ * the cache lock (3); the pool lock (2) is taken before it, never inside.
+ * Creating and destroying a set takes the registry lock (1), which protects
+ * the per-slot list of sets (sp_client.mag_head through sp_page.next/prev),
+ * then the buddy lock (4).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magazine.h"
+
+/**
+ * sp_magset_valid() - is @pfn the head of a committed magazine set?
+ * @s: segment.  @pfn: candidate head.
+ *
+ * Does not sleep.
+ * Return: true when the block, its slot and its magic agree.
+ */
+bool sp_magset_valid(const struct sp_seg *s, uint32_t pfn)
+{
+	const struct sp_magset *set;
+	uint32_t slot;
+
+	if (pfn >= s->geo.nr_pages || (uint64_t)pfn + (1u << SP_MAGSET_ORDER) > s->geo.nr_pages ||
+	    s->pages[pfn].info != SP_PG_INFO(SP_PG_ALLOC, SP_MAGSET_ORDER, SP_KIND_MAG))
+		return false;
+	set = (const struct sp_magset *)(s->base + sp_pfn_off(s, pfn));
+	slot = set->slot;
+	return set->magic == (SP_MAGSET_MAGIC ^ pfn) && slot < s->geo.max_clients &&
+	       s->pages[pfn].slot == slot + 1;
+}
+
+static uint32_t set_pfn(const struct sp_seg *s, const struct sp_magset *set)
+{
+	return (uint32_t)(((const uint8_t *)set - s->data) >> SP_PAGE_SHIFT);
+}
+
+/**
+ * sp_magset_create() - a magazine set for the calling thread.
+ * @s: segment with a registered slot.  @tid: the thread (for views).
+ * @out: the set.
+ *
+ * May sleep.
+ * Return: 0; -EPERM without a slot; -ENOMEM when the segment is full.
+ */
+int sp_magset_create(struct sp_seg *s, uint32_t tid, struct sp_magset **out)
+{
+	struct sp_magset *set;
+	uint32_t pfn;
+	int rc;
+
+	if (!s->owner || s->slot >= s->geo.max_clients)
+		return sp_err(-EPERM, "register a client slot before allocating");
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	rc = sp_buddy_lock(s);
+	if (rc)
+		goto out;
+	rc = sp_buddy_alloc_locked(s, SP_MAGSET_ORDER, SP_KIND_MAG, 0, s->owner, &pfn);
+	sp_buddy_unlock(s);
+	if (rc)
+		goto out;
+	set = (struct sp_magset *)(s->base + sp_pfn_off(s, pfn));
+	memset(set, 0, sizeof(*set));
+	set->slot = s->slot;
+	set->tid = tid;
+	sp_plist_add(s, &sp_clients(s)[s->slot].mag_head, pfn);
+	SP_CRASH_POINT("mag.set.linked");
+	__atomic_store_n(&set->magic, SP_MAGSET_MAGIC ^ pfn, __ATOMIC_RELEASE);
+	*out = set;
+out:
+	sp_registry_unlock(s);
+	return rc;
+}
+
+/* Add what @m counted since the last fold to the counters; cache locked. */
+static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
+{
+	uint32_t na = m->nr_alloc, nf = m->nr_free;
+
+	if (!na && !nf)
+		return;
+	m->nr_alloc = m->nr_free = 0;
+	c->nr_alloc += na;
+	c->nr_free += nf;
+	if (c->pool_id && c->pool_id <= s->geo.max_pools) {
+		struct sp_pool *p = &sp_pools(s)[c->pool_id - 1];
+
+		__atomic_fetch_add(&p->nr_alloc, na, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&p->nr_free, nf, __ATOMIC_RELAXED);
+	}
+}
+
+/**
+ * sp_mag_refill() - fill @m to half a magazine from its cache.
+ * @s: segment with a slot.  @c: the LIVE cache @m is bound to.  @m: a
+ * magazine of the calling thread.
+ *
+ * May sleep (cache lock; growing the cache).
+ * Return: objects now in @m (> 0), or a negative errno (-ENOMEM: the cache
+ * cannot grow; the caller falls back to the locked path).
+ */
+int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
+{
+	int rc = sp_cache_lock(s, c), k;
+
+	if (rc)
+		return rc;
+	fold_locked(s, c, m);
+	if (m->nr > SP_MAG_OBJS)
+		m->nr = 0; /* scribbled: what it listed is still tagged, freed at exit */
+	if (m->nr >= SP_MAG_OBJS / 2) {
+		k = (int)m->nr;
+		goto out;
+	}
+	k = sp_cache_alloc_bulk_locked(s, c, SP_OWNER_MAG(s->owner), &m->objs[m->nr],
+				       SP_MAG_OBJS / 2 - m->nr);
+	if (k > 0) {
+		SP_CRASH_POINT("mag.refill");
+		m->nr += (uint32_t)k;
+		c->nr_mag_refill++;
+		k = (int)m->nr;
+	}
+out:
+	sp_cache_unlock(c);
+	return k;
+}
+
+/* Pool whose backing is @c, when its reserve is short or it has waiters. */
+static struct sp_pool *needy_pool(struct sp_seg *s, struct sp_cache *c)
+{
+	struct sp_pool *p;
+
+	if (!c->pool_id)
+		return NULL;
+	p = sp_pool_get(s, c->pool_id - 1);
+	if (!p || (__atomic_load_n(&p->curr_nr, __ATOMIC_RELAXED) >= p->min_nr &&
+		   !__atomic_load_n(&p->nr_waiters, __ATOMIC_RELAXED)))
+		return NULL;
+	return p;
+}
+
+/**
+ * sp_mag_flush() - give objects of @m back until @keep are left.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: a magazine
+ * of the calling thread.  @keep: objects to leave in it.
+ *
+ * A pool's short reserve is refilled first and its waiters woken, as by
+ * any free.  Entries that are not this slot's cached objects (a scribbled
+ * magazine) are dropped.  May sleep.
+ * Return: 0 or a negative errno (a lock could not be taken).
+ */
+int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigned keep)
+{
+	uint16_t mytag = SP_OWNER_MAG(s->owner);
+	struct sp_pool *p = needy_pool(s, c);
+	int rc;
+
+	if (m->nr > SP_MAG_OBJS)
+		m->nr = 0;
+	/* through the pool's free path: reserve first, waiters woken */
+	while (p && m->nr > keep && (p->curr_nr < p->min_nr || p->nr_waiters)) {
+		sp_off_t off = m->objs[m->nr - 1];
+
+		m->nr--;
+		SP_CRASH_POINT("mag.flush");
+		sp_pool_free_owned(s, p, off, mytag);
+	}
+	rc = sp_cache_lock(s, c);
+	if (rc)
+		return rc;
+	fold_locked(s, c, m);
+	while (m->nr > keep) {
+		sp_off_t off = m->objs[m->nr - 1];
+		struct sp_slab *slab;
+		uint32_t idx;
+
+		if (sp_mag_locate(s, c, off, &slab, &idx) && /* cheaper than obj_locate */
+		    (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
+		    sp_slab_owners(c, slab)[idx] == mytag)
+			sp_cache_free_obj_locked(s, c, slab, idx);
+		SP_CRASH_POINT("mag.flush");
+		m->nr--;
+	}
+	c->nr_mag_flush++;
+	sp_cache_unlock(c);
+	return 0;
+}
+
+/* Empty and unbind @m; its objects go back to its cache if that still
+ * exists as bound (otherwise they stay tagged and go at the slot's end). */
+static int unbind(struct sp_seg *s, struct sp_mag *m)
+{
+	struct sp_cache *c;
+	int rc = 0;
+
+	if (!m->cache_id)
+		return 0;
+	c = sp_cache_get(s, m->cache_id - 1);
+	if (c && c->gen == m->cache_gen)
+		rc = sp_mag_flush(s, c, m, 0);
+	if (rc)
+		return rc;
+	m->cache_id = 0;
+	m->nr = 0;
+	m->nr_alloc = m->nr_free = 0;
+	return 0;
+}
+
+/**
+ * sp_mag_bind() - the calling thread's magazine for @c, bound to it.
+ * @s: segment with a slot.  @set: the thread's set.  @c: a LIVE cache.
+ * @out: the magazine.
+ *
+ * The magazine @c maps to is emptied first when another cache used it.
+ * May sleep.
+ * Return: 0 or a negative errno (the caller takes the locked path).
+ */
+int sp_mag_bind(struct sp_seg *s, struct sp_magset *set, struct sp_cache *c, struct sp_mag **out)
+{
+	struct sp_mag *m = &set->mag[sp_mag_index(c->id)];
+	int rc;
+
+	if (!sp_mag_bound(m, c)) {
+		rc = unbind(s, m);
+		if (rc)
+			return rc;
+		m->cache_gen = c->gen;
+		__atomic_store_n(&m->cache_id, c->id + 1, __ATOMIC_RELEASE);
+	}
+	*out = m;
+	return 0;
+}
+
+/**
+ * sp_mag_flush_all() - empty every magazine of @set.
+ * @s: segment.  @set: the calling thread's set.
+ *
+ * For thread exit, disconnect and shmp_flush().  May sleep.
+ * Return: 0 or the first error (the other magazines are still emptied).
+ */
+int sp_mag_flush_all(struct sp_seg *s, struct sp_magset *set)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < SP_MAGSET_MAGS; i++) {
+		int r = unbind(s, &set->mag[i]);
+
+		if (r && !rc)
+			rc = r;
+	}
+	return rc;
+}
+
+/**
+ * sp_magset_destroy() - empty and free the calling thread's set.
+ * @s: segment.  @set: from sp_magset_create() by this slot.
+ *
+ * May sleep.
+ */
+void sp_magset_destroy(struct sp_seg *s, struct sp_magset *set)
+{
+	uint32_t pfn = set_pfn(s, set);
+
+	sp_mag_flush_all(s, set);
+	if (sp_registry_lock(s))
+		return;
+	if (sp_magset_valid(s, pfn) && set->slot == s->slot) {
+		sp_plist_del(s, &sp_clients(s)[set->slot].mag_head, pfn);
+		set->magic = 0;
+		if (sp_buddy_lock(s) == 0) {
+			sp_buddy_free_locked(s, pfn);
+			sp_buddy_unlock(s);
+		}
+	}
+	sp_registry_unlock(s);
+}
+
+/* A snapshot of every cache's sums, taken once for a whole view (stats). */
+static _Thread_local struct {
+	struct sp_seg *s;
+	struct sp_mag_sums *v;
+} snap;
+
+/**
+ * sp_mag_snapshot_begin() - sum every cache's magazines in one pass.
+ * @s: segment.
+ *
+ * Until sp_mag_snapshot_end(), sp_mag_sum() on @s by this thread (and so
+ * every statistic built on it) answers from this snapshot: one walk of the
+ * sets for a whole Stats reply instead of one per cache.  Without memory
+ * it does nothing (each sum walks again).  Does not sleep.
+ */
+void sp_mag_snapshot_begin(struct sp_seg *s)
+{
+	uint32_t n = sp_nr_cache_slots(s), steps = s->geo.nr_pages >> SP_MAGSET_ORDER;
+	struct sp_mag_sums *v = calloc(n, sizeof(*v));
+
+	if (!v)
+		return;
+	for (uint32_t slot = 0; slot < s->geo.max_clients; slot++) {
+		uint32_t pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
+
+		while (pfn && steps && sp_magset_valid(s, pfn - 1)) {
+			const struct sp_magset *set =
+				(const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+
+			for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+				const struct sp_mag *m = &set->mag[j];
+				uint32_t id = m->cache_id - 1, nr;
+
+				if (!m->cache_id || id >= n || sp_mag_index(id) != j ||
+				    m->cache_gen != sp_caches(s)[id].gen)
+					continue;
+				nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
+				v[id].cached += nr <= SP_MAG_OBJS ? nr : 0;
+				v[id].nr_alloc += __atomic_load_n(&m->nr_alloc, __ATOMIC_RELAXED);
+				v[id].nr_free += __atomic_load_n(&m->nr_free, __ATOMIC_RELAXED);
+			}
+			pfn = s->pages[pfn - 1].next;
+			steps--;
+		}
+	}
+	free(snap.v);
+	snap.s = s;
+	snap.v = v;
+}
+
+/**
+ * sp_mag_snapshot_end() - back to live sums.
+ *
+ * Does not sleep.
+ */
+void sp_mag_snapshot_end(void)
+{
+	free(snap.v);
+	snap.v = NULL;
+	snap.s = NULL;
+}
+
+/**
+ * sp_mag_sum() - what the magazines of every slot hold and counted for a
+ * cache.
+ * @s: segment.  @cache_id: the cache.  @out: the sums.
+ *
+ * Walks each slot's sets without locks: a snapshot, exact when the
+ * magazines' threads are quiet.  Does not sleep.
+ */
+void sp_mag_sum(struct sp_seg *s, uint32_t cache_id, struct sp_mag_sums *out)
+{
+	uint32_t max = s->geo.max_clients, steps = s->geo.nr_pages >> SP_MAGSET_ORDER;
+	const struct sp_cache *c;
+
+	memset(out, 0, sizeof(*out));
+	if (cache_id >= sp_nr_cache_slots(s))
+		return;
+	if (snap.s == s && snap.v) {
+		*out = snap.v[cache_id];
+		return;
+	}
+	c = &sp_caches(s)[cache_id];
+	for (uint32_t slot = 0; slot < max; slot++) {
+		uint32_t pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
+
+		while (pfn && steps && sp_magset_valid(s, pfn - 1)) {
+			const struct sp_magset *set =
+				(const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+			const struct sp_mag *m = &set->mag[sp_mag_index(cache_id)];
+			uint32_t nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
+
+			if (m->cache_id == cache_id + 1 && m->cache_gen == c->gen) {
+				out->cached += nr <= SP_MAG_OBJS ? nr : 0;
+				out->nr_alloc += __atomic_load_n(&m->nr_alloc, __ATOMIC_RELAXED);
+				out->nr_free += __atomic_load_n(&m->nr_free, __ATOMIC_RELAXED);
+			}
+			pfn = s->pages[pfn - 1].next;
+			steps--;
+		}
+	}
+}
+
+/**
+ * sp_mag_cached() - free objects of a cache held in magazines.
+ * @s: segment.  @cache_id: the cache.
+ *
+ * See sp_mag_sum().  Does not sleep.
+ * Return: the number of objects.
+ */
+uint64_t sp_mag_cached(struct sp_seg *s, uint32_t cache_id)
+{
+	struct sp_mag_sums sums;
+
+	sp_mag_sum(s, cache_id, &sums);
+	return sums.cached;
+}
+
+/**
+ * sp_cache_in_use() - objects of @c allocated and not cached in magazines.
+ * @s: segment.  @c: cache.
+ *
+ * What stats call active: the slab bitmaps count magazine objects as
+ * allocated, the owner tags and this count them as free.  Unlocked
+ * snapshot.  Does not sleep.
+ * Return: the count.
+ */
+uint64_t sp_cache_in_use(struct sp_seg *s, const struct sp_cache *c)
+{
+	uint64_t active = __atomic_load_n(&c->active_objs, __ATOMIC_RELAXED);
+	uint64_t cached = sp_mag_cached(s, c->id);
+
+	return active > cached ? active - cached : 0;
+}
+
+/**
+ * sp_cache_counters() - a cache's alloc and free counts, magazines included.
+ * @s: segment.  @c: cache.  @nr_alloc: @nr_free: the counts.
+ *
+ * Unlocked snapshot.  Does not sleep.
+ */
+void sp_cache_counters(struct sp_seg *s, const struct sp_cache *c, uint64_t *nr_alloc,
+		       uint64_t *nr_free)
+{
+	struct sp_mag_sums m;
+
+	sp_mag_sum(s, c->id, &m);
+	*nr_alloc = __atomic_load_n(&c->nr_alloc, __ATOMIC_RELAXED) + m.nr_alloc;
+	*nr_free = __atomic_load_n(&c->nr_free, __ATOMIC_RELAXED) + m.nr_free;
+}
+
+/**
+ * sp_pool_counters() - a pool's alloc and free counts, magazines included.
+ * @s: segment.  @p: pool.  @nr_alloc: @nr_free: the counts.
+ *
+ * Unlocked snapshot.  Does not sleep.
+ */
+void sp_pool_counters(struct sp_seg *s, const struct sp_pool *p, uint64_t *nr_alloc,
+		      uint64_t *nr_free)
+{
+	struct sp_mag_sums m = { 0 };
+
+	if (p->backing == SP_BACK_SLAB && p->cache_id < sp_nr_cache_slots(s) &&
+	    sp_caches(s)[p->cache_id].pool_id == p->id + 1)
+		sp_mag_sum(s, p->cache_id, &m);
+	*nr_alloc = __atomic_load_n(&p->nr_alloc, __ATOMIC_RELAXED) + m.nr_alloc;
+	*nr_free = __atomic_load_n(&p->nr_free, __ATOMIC_RELAXED) + m.nr_free;
+}
+
+/**
+ * sp_mag_release_slot() - detach a dead slot's magazine sets.
+ * @s: segment.  @slot: a DEAD slot.
+ *
+ * Folds each set's uncounted operations into the counters, then
+ * uncommits the set (magic cleared) and takes it off the slot's list, all
+ * under the registry lock, so that a death on the way leaves every set
+ * either committed and listed or neither (a death inside is repaired by
+ * the registry's recovery, which relinks the committed ones).  client.c
+ * then frees the blocks and every object still tagged with the slot's
+ * magazine tag.  May sleep.
+ * Return: 0 or a negative errno.
+ */
+int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
+{
+	uint32_t pfn;
+	int rc;
+
+	if (slot >= s->geo.max_clients)
+		return sp_err(-ESRCH, "no client slot %u", slot);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	if (sp_clients(s)[slot].state == SP_CLIENT_ALIVE) {
+		sp_registry_unlock(s);
+		return sp_err(-EBUSY, "client slot %u is alive", slot);
+	}
+	while ((pfn = sp_clients(s)[slot].mag_head) != 0) {
+		struct sp_magset *set;
+
+		if (!sp_magset_valid(s, pfn - 1) ||
+		    ((struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1)))->slot != slot) {
+			sp_clients(s)[slot].mag_head = 0; /* corrupted: the blocks go by tag */
+			break;
+		}
+		set = (struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+		for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+			struct sp_mag *m = &set->mag[j];
+			struct sp_cache *c = m->cache_id ? sp_cache_get(s, m->cache_id - 1) : NULL;
+
+			/* the registry lock ranks above the cache lock; a fold
+			 * zeroes the magazine's counts, so it never counts twice */
+			if (c && c->gen == m->cache_gen && sp_cache_lock(s, c) == 0) {
+				fold_locked(s, c, m);
+				sp_cache_unlock(c);
+			}
+		}
+		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE); /* now it goes by its tag */
+		sp_plist_del(s, &sp_clients(s)[slot].mag_head, pfn - 1);
+	}
+	sp_registry_unlock(s);
+	return 0;
+}
+
+/**
+ * sp_mag_relink_locked() - rebuild every slot's list of magazine sets.
+ * @s: segment; registry lock held (its previous owner died).
+ *
+ * Sets of slots that are FREE are freed: nobody can use them.
+ * May sleep (buddy lock).
+ */
+void sp_mag_relink_locked(struct sp_seg *s)
+{
+	uint32_t pfn, n = s->geo.nr_pages;
+
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	if (sp_buddy_lock(s))
+		return;
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		sp_clients(s)[i].mag_head = 0;
+	for (pfn = 0; pfn < n;) {
+		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
+
+		if (o > s->geo.max_order)
+			o = 0;
+		if (sp_magset_valid(s, pfn)) {
+			struct sp_magset *set = (struct sp_magset *)(s->base + sp_pfn_off(s, pfn));
+
+			if (sp_clients(s)[set->slot].state == SP_CLIENT_FREE) {
+				set->magic = 0;
+				sp_buddy_free_locked(s, pfn); /* merged: the walk steps over tails */
+			} else {
+				sp_plist_add(s, &sp_clients(s)[set->slot].mag_head, pfn);
+			}
+		}
+		pfn += 1u << o;
+	}
+	sp_buddy_unlock(s);
+}
