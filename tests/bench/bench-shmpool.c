@@ -16,6 +16,13 @@
  *                   batch 256 through shmp_{pool,cache}_alloc_bulk and
  *                   _free_bulk (one call per 256 objects)
  *
+ * By default every session has per-thread magazines (the cached path).
+ * With --locked (or SHMPOOL_MAGAZINES=0 in the environment) every session
+ * of this run, the forked workers' included, connects with
+ * SHMP_CONNECT_NO_MAGAZINES, so that every call takes the locked path, and
+ * every allocator name gets the suffix "-locked" (shmpool-pool-locked ...);
+ * the bulk rows are then left out.  bench.py runs the program both ways.
+ *
  * Parts:
  *   pair      64 B, 256 B and 4 KiB alloc+free pairs, batch 1 and 256 (part 1)
  *   scale     64 B pool and cache pairs from one process, then from two
@@ -38,6 +45,7 @@
 
 static struct bench_opts opts;
 static shmp_client *client;
+static bool locked; /* --locked: magazines off, names end in "-locked" */
 
 static void check(int rc, const char *what)
 {
@@ -45,12 +53,31 @@ static void check(int rc, const char *what)
 		bench_die("%s: %s: %s", what, shmp_strerror(rc), shmp_errmsg());
 }
 
+/* Every session of the run, the workers' included, connects through here. */
+static int session(const char *name, shmp_client **c)
+{
+	struct shmp_connect_opts co = { .flags = locked ? SHMP_CONNECT_NO_MAGAZINES : 0 };
+
+	return shmp_connect_ex(opts.socket, name, &co, c);
+}
+
 static shmp_client *connect_daemon(void)
 {
 	shmp_client *c;
 
-	check(shmp_connect(opts.socket, "bench", &c), "shmp_connect");
+	check(session("bench", &c), "shmp_connect");
 	return c;
+}
+
+/* The allocator's name in RESULT lines: @base, or @base-locked. */
+static const char *alloc_name(const char *base)
+{
+	static char buf[8][64];
+	static unsigned next;
+	char *b = buf[next++ % 8];
+
+	snprintf(b, sizeof(buf[0]), "%s%s", base, locked ? "-locked" : "");
+	return b;
 }
 
 /* ---- the three allocators ------------------------------------------------ */
@@ -165,7 +192,7 @@ static int scale_worker(void *arg, unsigned idx)
 	int rc;
 
 	bench_case_budget_ns = UINT64_MAX; /* the count below must be exact */
-	rc = shmp_connect(opts.socket, "bench-scale", &c);
+	rc = session("bench-scale", &c);
 	if (!rc)
 		rc = use_cache ? shmp_cache_open(c, scale_cache, &k)
 			       : shmp_pool_open(c, scale_pool, &p);
@@ -201,7 +228,7 @@ static int prodcons_worker(void *arg, unsigned idx)
 	int rc;
 
 	(void)arg;
-	rc = shmp_connect(opts.socket, idx ? "bench-consumer" : "bench-producer", &c);
+	rc = session(idx ? "bench-consumer" : "bench-producer", &c);
 	if (!rc)
 		rc = shmp_pool_open(c, pc_pool, &p);
 	r = rc ? NULL : shmp_ptr(c, pc_ring);
@@ -259,7 +286,20 @@ static uint64_t used_pages(void)
 
 int main(int argc, char **argv)
 {
-	bench_parse(argc, argv, &opts);
+	const char *env = getenv("SHMPOOL_MAGAZINES");
+	int n = 1;
+
+	/* --locked is ours; bench_parse() gets the rest */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--locked"))
+			locked = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	if (env && !strcmp(env, "0"))
+		locked = true; /* libshmpool turns the magazines off anyway */
+	bench_parse(n, argv, &opts);
 	if (!opts.socket)
 		bench_die("bench-shmpool needs --socket (bench.py starts a daemon and passes it)");
 	bench_idle_thread();
@@ -289,7 +329,7 @@ int main(int argc, char **argv)
 		kmalloc_trace(client, &t, pages_sample, &pk);
 		ns = kmalloc_trace(client, &t, NULL, NULL);
 		bench_result(
-			"trace", "shmpool-malloc",
+			"trace", alloc_name("shmpool-malloc"),
 			", \"value\": %.2f, \"unit\": \"ns/op\", \"ops\": %u, \"peak_live\": %llu, "
 			"\"peak_footprint\": %llu, \"footprint_by\": \"buddy pages used, growth\"",
 			ns / t.n, t.n, (unsigned long long)t.peak_live,
@@ -307,17 +347,19 @@ int main(int argc, char **argv)
 			for (unsigned b = 0; b < 2; b++) {
 				unsigned batch = bench_batches[b];
 
-				bench_result("pair", "shmpool-pool", fmt, z, batch,
+				bench_result("pair", alloc_name("shmpool-pool"), fmt, z, batch,
 					     pool_pairs(p, z, batch, opts.iters));
-				bench_result("pair", "shmpool-cache", fmt, z, batch,
+				bench_result("pair", alloc_name("shmpool-cache"), fmt, z, batch,
 					     cache_pairs(k, z, batch, opts.iters));
-				bench_result("pair", "shmpool-malloc", fmt, z, batch,
+				bench_result("pair", alloc_name("shmpool-malloc"), fmt, z, batch,
 					     kmalloc_pairs(client, z, batch, opts.iters));
 			}
-			bench_result("pair", "shmpool-pool-bulk", fmt, z, 256u,
-				     bulk_pairs(p, NULL, opts.iters));
-			bench_result("pair", "shmpool-cache-bulk", fmt, z, 256u,
-				     bulk_pairs(NULL, k, opts.iters));
+			if (!locked) {
+				bench_result("pair", "shmpool-pool-bulk", fmt, z, 256u,
+					     bulk_pairs(p, NULL, opts.iters));
+				bench_result("pair", "shmpool-cache-bulk", fmt, z, 256u,
+					     bulk_pairs(NULL, k, opts.iters));
+			}
 			shmp_pool_close(p);
 			shmp_cache_close(k);
 		}
@@ -335,7 +377,8 @@ int main(int argc, char **argv)
 
 				if (ops < 0)
 					bench_die("a scale worker failed");
-				bench_result("scale", use_cache ? "shmpool-cache" : "shmpool-pool",
+				bench_result("scale",
+					     alloc_name(use_cache ? "shmpool-cache" : "shmpool-pool"),
 					     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, "
 					     "\"unit\": \"Mpairs/s\"",
 					     procs, ops / 1e6);
@@ -356,7 +399,7 @@ int main(int argc, char **argv)
 		ops = bench_scale(2, prodcons_worker, NULL);
 		if (ops < 0)
 			bench_die("a producer/consumer worker failed");
-		bench_result("prodcons", "shmpool-pool",
+		bench_result("prodcons", alloc_name("shmpool-pool"),
 			     ", \"size\": 64, \"value\": %.3f, \"unit\": \"Mitems/s\"", ops / 1e6);
 		shmp_free(client, r);
 		shmp_pool_close(p);

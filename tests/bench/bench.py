@@ -13,6 +13,8 @@ prints RESULT lines (bench-util.h); the table shows the median of the runs
 and their range, and for every row its ratio to shmpool's row of the same
 case.  shmpool's programs run against a fresh shmpoold per run, which the
 driver starts on a private socket and segment and stops afterwards.
+bench-shmpool runs twice: with its per-thread magazines (the cached path,
+rows shmpool-*) and with --locked (magazines off, rows shmpool-*-locked).
 
 In full mode (the default) it also counts instructions per alloc+free pair
 with valgrind --tool=callgrind (two run lengths, the difference divided by
@@ -50,8 +52,10 @@ BATCHES = (1, 256)
 MALLOCS = ("glibc", "jemalloc", "mimalloc", "tcmalloc")
 BOOSTS = ("boost-managed", "boost-node", "boost-private", "boost-cached")
 SHMPOOL = ("shmpool-pool", "shmpool-cache", "shmpool-malloc")
+# the same calls with the per-thread magazines off (bench-shmpool --locked)
+LOCKED = tuple(a + "-locked" for a in SHMPOOL)
 BULK = ("shmpool-pool-bulk", "shmpool-cache-bulk")
-PAIR_ORDER = SHMPOOL + BULK + MALLOCS + BOOSTS + ("lockedlist", "mutex-only")
+PAIR_ORDER = SHMPOOL + LOCKED + BULK + MALLOCS + BOOSTS + ("lockedlist", "mutex-only")
 
 DAEMON_SIZE = "128M"
 BEGIN = "<!-- bench:begin"
@@ -60,18 +64,25 @@ END = "<!-- bench:end -->"
 
 class Program:
     """One run of a benchmark executable: which parts (--parts), the peer
-    entry of bench-peers.json that says whether it was built, and how many
-    RESULT lines it must print."""
+    entry of bench-peers.json that says whether it was built, how many
+    RESULT lines it must print and its own extra arguments."""
 
-    def __init__(self, key, binary, peer, daemon, parts, expect):
+    def __init__(self, key, binary, peer, daemon, parts, expect, args=()):
         self.key, self.binary, self.peer = key, binary, peer
         self.daemon, self.parts, self.expect = daemon, parts, expect
+        self.args = list(args)
 
 
 # The mixed trace runs in a process (and against a daemon) of its own, so that
 # it starts from a fresh heap and leaves no heap shaped by it to the pairs.
+# bench-shmpool runs twice: with its per-thread magazines (the cached path,
+# the shmpool-* rows: pairs 3 sizes x 2 batches x 3 allocators + 3 x 2 bulk,
+# scale 2 x 2, prodcons 1) and with --locked (magazines off, the
+# shmpool-*-locked rows: 18 pairs, 4 scale).
 PROGRAMS = [
     Program("shmpool", "bench-shmpool", "shmpool", True, "pair,scale,prodcons", 29),
+    Program("shmpool-locked", "bench-shmpool", "shmpool", True, "pair,scale", 22,
+            args=["--locked"]),
     Program("shmpool-trace", "bench-shmpool", "shmpool", True, "trace", 1),
     Program("control", "bench-control", "shmpool", True, None, 11),
     Program("lockedlist", "bench-lockedlist", "lockedlist", False, None, 10),
@@ -86,6 +97,9 @@ CALLGRIND = [
     ("shmpool-pool", "shmpool", "pool"),
     ("shmpool-cache", "shmpool", "cache"),
     ("shmpool-malloc", "shmpool", "malloc"),
+    ("shmpool-pool-locked", "shmpool-locked", "pool"),
+    ("shmpool-cache-locked", "shmpool-locked", "cache"),
+    ("shmpool-malloc-locked", "shmpool-locked", "malloc"),
 ] + [(m, m, "malloc") for m in MALLOCS] + [
     ("boost-managed", "boost", "managed"),
     ("boost-node", "boost", "node"),
@@ -174,7 +188,7 @@ def check_result(prog, r, line):
 
 def run_program(prog, path, args, daemon_bin, tmp, timeout):
     daemon = Daemon(daemon_bin, tmp) if prog.daemon else None
-    cmd = [path] + args + (["--parts", prog.parts] if prog.parts else []) + (
+    cmd = [path] + args + prog.args + (["--parts", prog.parts] if prog.parts else []) + (
         ["--socket", daemon.sock] if daemon else [])
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -365,7 +379,8 @@ def build_table(t, cg):
             t.add_value("1 instructions", "64 B, batch %d" % batch, alloc, v, "instr/pair",
                         "%.2f" % (v / ref) if v is not None and ref else "—", note)
     # 2. two processes
-    scalers = ("shmpool-pool", "shmpool-cache", "lockedlist") + MALLOCS
+    scalers = ("shmpool-pool", "shmpool-cache", "shmpool-pool-locked", "shmpool-cache-locked",
+               "lockedlist") + MALLOCS
     for procs in (1, 2):
         ref = t.median(part="scale", alloc="shmpool-pool", procs=procs)
         for alloc in scalers:
@@ -378,9 +393,12 @@ def build_table(t, cg):
         sc = two / one if one and two else None
         if alloc == "shmpool-pool":
             ref = sc
+        how = ("private heaps: no sharing" if alloc in MALLOCS else
+               "one shared pool, every call locked" if alloc.endswith("-locked") else
+               "one shared list" if alloc == "lockedlist" else
+               "one shared pool, per-thread magazines")
         t.add_value("2 processes", "aggregate: 2 ÷ 1 process", alloc, sc, "×",
-                    "%.2f" % (sc / ref) if sc and ref else "—",
-                    "private heaps: no sharing" if alloc in MALLOCS else "one shared pool/list")
+                    "%.2f" % (sc / ref) if sc and ref else "—", how)
     # 3. producer/consumer
     ref = t.median(part="prodcons", alloc="shmpool-pool")
     for alloc in ("shmpool-pool", "lockedlist"):
@@ -433,41 +451,51 @@ def targets(t, cg):
     def ratio(a, b):
         return a / b if a is not None and b else None
 
+    def instr(alloc, ref, batch):
+        ci = ratio(cg.get((alloc, batch)), cg.get((ref, batch)))
+        return "; instructions %s vs %s = **%.2f×**" % (
+            fmt(cg.get((alloc, batch))), fmt(cg.get((ref, batch))), ci) if ci else ""
+
     for batch in BATCHES:
         pool = t.median(part="pair", alloc="shmpool-pool", size=64, batch=batch)
         peers = [(t.median(part="pair", alloc=m, size=64, batch=batch), m) for m in MALLOCS]
         peers = [p for p in peers if p[0] is not None]
         if pool is None or not peers:
-            line(None, "pool pair vs fastest malloc, batch %d" % batch)
+            line(None, "cached pool pair vs fastest malloc, batch %d" % batch)
             continue
         best = min(peers)
         r = pool / best[0]
-        line(r <= 1.0, "pool alloc+free pair ≤ 1.0× the fastest malloc peer, 64 B batch %d: "
-             "%.1f ns vs %s %.1f ns = **%.1f×**" % (batch, pool, best[1], best[0], r))
-    one = t.median(part="scale", alloc="shmpool-pool", procs=1)
-    two = t.median(part="scale", alloc="shmpool-pool", procs=2)
-    r = ratio(two, one)
-    line(None if r is None else r >= 1.8,
-         "two processes ≥ 1.8× one process (one pool, 64 B pairs): %s → %s Mpairs/s = **%s×**"
-         % (fmt(one), fmt(two), "%.2f" % r if r else "—"))
+        line(r <= 1.0, "cached pool alloc+free pair (magazines) ≤ 1.0× the fastest malloc "
+             "peer, 64 B batch %d: %s vs %s %s ns = **%.2f×**%s" % (
+                 batch, fmt(pool), best[1], fmt(best[0]), r, instr("shmpool-pool", best[1],
+                                                                   batch)))
+    for alloc, extra in (("shmpool-pool", ""), ("shmpool-pool-locked", " (extra row: locked)")):
+        one = t.median(part="scale", alloc=alloc, procs=1)
+        two = t.median(part="scale", alloc=alloc, procs=2)
+        r = ratio(two, one)
+        text = ("two processes ≥ 1.8× one process (%s, one pool, 64 B pairs): %s → %s "
+                "Mpairs/s = **%s×**" % (alloc, fmt(one), fmt(two), "%.2f" % r if r else "—"))
+        if extra:
+            out.append("- %s%s" % (text, extra))  # not a target of its own
+        else:
+            line(None if r is None else r >= 1.8, text)
     pool = t.median(part="pair", alloc="shmpool-pool", size=64, batch=1)
     for alloc, want in (("boost-managed", 20.0), ("boost-private", 3.0)):
         b = t.median(part="pair", alloc=alloc, size=64, batch=1)
         r = ratio(b, pool)
         line(None if r is None else r >= want,
-             "≥ %.0f× faster than %s (64 B batch 1): %s vs %s ns = **%s×**" % (
-                 want, alloc, fmt(b), fmt(pool), "%.2f" % r if r else "—"))
+             "cached pool ≥ %.0f× faster than %s (64 B batch 1): %s vs %s ns = **%s×**%s" % (
+                 want, alloc, fmt(b), fmt(pool), "%.2f" % r if r else "—",
+                 instr(alloc, "shmpool-pool", 1)))
     ll = t.median(part="pair", alloc="lockedlist", size=64, batch=1)
-    for alloc in ("shmpool-cache", "shmpool-pool"):
+    for alloc in LOCKED:
         v = t.median(part="pair", alloc=alloc, size=64, batch=1)
         r = ratio(v, ll)
-        ci = ratio(cg.get((alloc, 1)), cg.get(("lockedlist", 1)))
         line(None if r is None else r <= 1.2,
-             "locked path ≤ 1.2× a bare robust-mutex free list (%s, 64 B batch 1): %s vs %s ns "
-             "= **%s×**%s" % (alloc, fmt(v), fmt(ll), "%.2f" % r if r else "—",
-                              "; instructions %s vs %s = **%.2f×**" % (
-                                  fmt(cg.get((alloc, 1))), fmt(cg.get(("lockedlist", 1))), ci)
-                              if ci else ""))
+             "locked path (magazines off) ≤ 1.2× a bare robust-mutex free list (%s, 64 B "
+             "batch 1): %s vs %s ns = **%s×**%s" % (
+                 alloc, fmt(v), fmt(ll), "%.2f" % r if r else "—",
+                 instr(alloc, "lockedlist", 1)))
     vals = t.values(part="geometry", alloc="shmpool", case="named cache")
     eff = vals[0] if vals else None
     line(None if eff is None else eff >= 97.0,
@@ -521,6 +549,9 @@ def main():
     ap.add_argument("--output", help="write the results into this markdown file")
     a = ap.parse_args()
 
+    # bench-shmpool chooses its path itself (--locked); an inherited
+    # SHMPOOL_MAGAZINES=0 would turn the cached rows into locked ones
+    os.environ.pop("SHMPOOL_MAGAZINES", None)
     build = os.path.abspath(a.build)
     bench_dir = os.path.join(build, "tests", "bench")
     daemon_bin = os.path.join(build, "daemon", "shmpoold")
@@ -572,18 +603,21 @@ def main():
             if not shutil.which("valgrind"):
                 print("# valgrind not found: no instruction counts")
             else:
-                built = {p.key: path for p, path in progs}
-                daemon = Daemon(daemon_bin, tmp) if "shmpool" in built else None
+                built = {p.key: (p, path) for p, path in progs}
+                daemon = Daemon(daemon_bin, tmp) if any(
+                    p.daemon for p, _ in built.values()) else None
                 try:
                     for alloc, key, name in CALLGRIND:
                         if key not in built:
                             continue
                         for batch in BATCHES:
                             ir = []
+                            prog, path = built[key]
                             for n in (CG_SHORT, CG_LONG):
-                                extra = ["--socket", daemon.sock] if key == "shmpool" else []
+                                extra = prog.args + (["--socket", daemon.sock]
+                                                     if prog.daemon else [])
                                 ir.append(callgrind_ir(
-                                    built[key], ["--one", "%s:64:%d:%d" % (name, batch, n)] + extra,
+                                    path, ["--one", "%s:64:%d:%d" % (name, batch, n)] + extra,
                                     tmp))
                             cg[(alloc, batch)] = (ir[1] - ir[0]) / ((CG_LONG - CG_SHORT) * 9 / 8)
                             print("# callgrind %-15s batch %3d: %.0f instructions/pair" % (
@@ -603,7 +637,12 @@ def main():
         "the driver.  *Ratio to shmpool* divides a row's median by shmpool's median of the "
         "same case (the `shmpool-pool` row in parts 1–3, `shmpool-malloc` in part 4, "
         "`shmp_connect` and one client in part 5): for ns, µs and instructions lower is "
-        "better, for Mpairs/s, Mitems/s and requests/s higher is better." % (
+        "better, for Mpairs/s, Mitems/s and requests/s higher is better.  The `shmpool-*` "
+        "rows are the cached path (per-thread magazines, the default); the "
+        "`shmpool-*-locked` rows are the same calls with the magazines off "
+        "(`bench-shmpool --locked`: every session connects with "
+        "`SHMP_CONNECT_NO_MAGAZINES`, so every call takes the locks), measured in the "
+        "same run against a daemon of their own." % (
             reps, "s" if reps > 1 else ""),
         "",
         t.markdown(),
