@@ -7,7 +7,7 @@
  * be a moment old, never unsafe.  Everything read from the segment is
  * untrusted: names are copied bounded and sanitized (printable ASCII), and
  * tables are walked by the bounds in the validated header.  Holdings come
- * from sp_slot_holdings(), the check from sp_check(); nothing is computed
+ * from sp_holdings_all(), the check from sp_check(); nothing is computed
  * here that the core already knows.
  *
  * Every message of one Response lives in a struct spd_arena and is freed at
@@ -282,17 +282,25 @@ Shmpool__BuddyInfo *spd_view_buddy(struct spd_arena *a, struct sp_seg *s)
 	return v;
 }
 
-/* Every used slot with what it holds now (sp_slot_holdings may sleep). */
+/*
+ * Every used slot with what it holds now: one sp_holdings_all() walk for
+ * all of them (it may sleep), not one per slot.
+ */
 static Shmpool__ClientInfo **clients(struct spd_arena *a, struct spd_daemon *d, size_t *n)
 {
 	struct sp_seg *s = d->seg;
 	Shmpool__ClientInfo **v = spd_arena_alloc(a, (s->geo.max_clients + 1) * sizeof(*v));
+	struct sp_holdings *held = spd_arena_alloc(a, s->geo.max_clients * sizeof(*held));
+	bool have_held;
 
 	*n = 0;
-	for (uint32_t i = 0; v && i < s->geo.max_clients; i++) {
+	if (!v || !held)
+		return NULL;
+	have_held = sp_holdings_all(s, held, s->geo.max_clients) == 0;
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
 		uint32_t state = cl->state;
-		struct sp_holdings h;
+		struct sp_holdings *h = &held[i];
 		Shmpool__ClientInfo *c;
 
 		if (state != SP_CLIENT_ALIVE && state != SP_CLIENT_DEAD)
@@ -311,11 +319,11 @@ static Shmpool__ClientInfo **clients(struct spd_arena *a, struct spd_daemon *d, 
 		c->death_time = state == SP_CLIENT_DEAD ? cl->death_time : 0;
 		if (!c->name)
 			return NULL;
-		if (sp_slot_holdings(s, i, &h) == 0) {
-			c->objects = h.objects;
-			c->pool_elems = h.pool_elems;
-			c->large_blocks = h.large_blocks;
-			c->bytes = h.bytes;
+		if (have_held) {
+			c->objects = h->objects;
+			c->pool_elems = h->pool_elems;
+			c->large_blocks = h->large_blocks;
+			c->bytes = h->bytes;
 		}
 		c->connected = spd_slot_session(d, i) != NULL;
 		v[(*n)++] = c;

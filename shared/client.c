@@ -187,17 +187,74 @@ struct pending {
 	uint16_t tag;
 };
 
+/* Count one allocated object of @c: cached free in a magazine, or held. */
+static void count_obj(const struct sp_cache *c, bool cached, struct sp_holdings *h)
+{
+	if (cached) {
+		h->cached++;
+		return;
+	}
+	h->objects++;
+	h->bytes += c->obj_size;
+	if (c->pool_id)
+		h->pool_elems++;
+}
+
+/*
+ * Count one allocated block of @kind and order @o held by a slot.
+ * Return: true when it was counted (a magazine set, large, raw or
+ * page-pool block), false for any other kind.
+ */
+static bool count_block(uint32_t kind, uint32_t o, struct sp_holdings *h)
+{
+	if (kind == SP_KIND_MAG) {
+		h->magsets++;
+		return true;
+	}
+	if (kind != SP_KIND_LARGE && kind != SP_KIND_RAW && kind != SP_KIND_POOL)
+		return false;
+	h->pages += 1u << o;
+	if (kind == SP_KIND_POOL)
+		h->pool_elems++;
+	else
+		h->large_blocks++;
+	h->bytes += (uint64_t)SP_PAGE_SIZE << o;
+	return true;
+}
+
+/*
+ * The counts an owner tag @t goes to.  With a slot's @tag, @v is that
+ * slot's: @t counts when it is @tag (held) or SP_OWNER_MAG(@tag) (cached).
+ * With @tag 0, @v is indexed by slot: any slot < @n's tag counts there.
+ * Return: the counts, or NULL when @t is not counted.
+ */
+static struct sp_holdings *tag_holdings(struct sp_holdings *v, uint32_t n, uint16_t tag,
+					uint16_t t, bool *cached)
+{
+	uint32_t slot;
+
+	if (tag) {
+		*cached = t == SP_OWNER_MAG(tag);
+		return t == tag || *cached ? v : NULL;
+	}
+	*cached = sp_owner_is_mag(t);
+	if (!*cached && !sp_owner_is_user(t))
+		return NULL;
+	slot = (uint32_t)(t & 0x7fffu) - 1;
+	return slot < n ? &v[slot] : NULL;
+}
+
 /*
  * Walk a cache's objects tagged @tag (held) or with its magazine tag
- * (cached free): count them into @h and, with @release and
+ * (cached free): count them into @v and, with @release and
  * @release_cached respectively, free them (pool elements through the
- * pool's free path, so reserves refill first).
+ * pool's free path, so reserves refill first).  With @tag 0, count every
+ * slot's into @v[slot] for slot < @n and free nothing.
  */
 static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
-		      bool release_cached, struct sp_holdings *h)
+		      bool release_cached, struct sp_holdings *v, uint32_t n)
 {
 	struct sp_pool *p = c->pool_id ? sp_pool_get(s, c->pool_id - 1) : NULL;
-	uint16_t magtag = SP_OWNER_MAG(tag);
 	struct pending *pending = NULL;
 	uint32_t *slabs, nr, npend = 0, cap = 0;
 	int rc = sp_cache_lock(s, c);
@@ -208,6 +265,7 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	for (uint32_t k = 0; slabs && k < nr; k++) {
 		struct sp_slab *slab;
 		uint16_t *own;
+		bool cached;
 
 		if (!sp_slab_valid(s, c, slabs[k]))
 			continue;
@@ -215,19 +273,13 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 		own = sp_slab_owners(c, slab);
 		for (uint32_t i = 0; i < c->objperslab; i++) {
 			uint16_t t = own[i];
+			struct sp_holdings *h = tag_holdings(v, n, tag, t, &cached);
 			sp_off_t off;
 
-			if ((t != tag && t != magtag) || !(slab->bitmap[i / 64] >> (i % 64) & 1))
+			if (!h || !(slab->bitmap[i / 64] >> (i % 64) & 1))
 				continue;
-			if (t == magtag) {
-				h->cached++;
-			} else {
-				h->objects++;
-				h->bytes += c->obj_size;
-				if (c->pool_id)
-					h->pool_elems++;
-			}
-			if (!(t == magtag ? release_cached : release))
+			count_obj(c, cached, h);
+			if (!tag || !(cached ? release_cached : release))
 				continue;
 			off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
 			if (p) { /* pool lock ranks above the cache lock: free later */
@@ -243,7 +295,7 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 				continue;
 			}
 			sp_cache_free_obj_locked(s, c, slab, i);
-			c->nr_free += t == tag;
+			c->nr_free += !cached;
 			SP_CRASH_POINT("client.release");
 			if (!sp_slab_valid(s, c, slabs[k]))
 				break; /* the slab went back to buddy */
@@ -259,42 +311,44 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	return 0;
 }
 
-/* Count (and with @release free) a slot's large, raw and page-pool blocks. */
+/*
+ * Count (and with @release free) a slot's large, raw and page-pool blocks,
+ * and its magazine sets (freed with @release_cached), into @v.  With @tag
+ * 0, count every slot's into @v[slot] for slot < @n and free nothing.
+ */
 static int walk_blocks(struct sp_seg *s, uint16_t tag, bool release, bool only_reclaim,
-		       bool release_cached, struct sp_holdings *h)
+		       bool release_cached, struct sp_holdings *v, uint32_t n)
 {
-	uint32_t pfn, n = s->geo.nr_pages;
+	uint32_t pfn;
 	sp_off_t *pool_elems = NULL;
 	uint32_t *pool_ids = NULL, npend = 0, cap = 0;
 	int rc = sp_buddy_lock(s);
 
 	if (rc)
 		return rc;
-	for (pfn = 0; pfn < n;) {
+	for (pfn = 0; pfn < s->geo.nr_pages;) {
 		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info), kind = SP_PG_KIND(info);
+		uint16_t t = s->pages[pfn].slot;
+		struct sp_holdings *h = NULL;
+		bool cached;
 
 		if (o > s->geo.max_order)
 			o = 0;
-		if (SP_PG_STATE(info) == SP_PG_ALLOC && s->pages[pfn].slot == tag &&
-		    kind == SP_KIND_MAG) {
-			h->magsets++;
+		if (SP_PG_STATE(info) == SP_PG_ALLOC && !sp_owner_is_mag(t))
+			h = tag_holdings(v, n, tag, t, &cached);
+		if (!h || !count_block(kind, o, h) || !tag)
+			goto next; /* not counted, a kind no slot holds, or only counting */
+		if (kind == SP_KIND_MAG) {
 			if (release_cached) {
 				/* the set's objects were freed by tag before this */
 				sp_buddy_free_locked(s, pfn); /* merged: the walk steps over tails */
 				SP_CRASH_POINT("client.release");
 			}
-		} else if (SP_PG_STATE(info) == SP_PG_ALLOC && s->pages[pfn].slot == tag &&
-			   (kind == SP_KIND_LARGE || kind == SP_KIND_RAW || kind == SP_KIND_POOL)) {
+		} else {
 			struct sp_pool *p = kind == SP_KIND_POOL
 						    ? sp_pool_get(s, s->pages[pfn].owner) : NULL;
 			bool reclaim = p && (p->flags & SP_POOL_RECLAIM_ON_EXIT);
 
-			h->pages += 1u << o;
-			if (kind == SP_KIND_POOL)
-				h->pool_elems++;
-			else
-				h->large_blocks++;
-			h->bytes += (uint64_t)SP_PAGE_SIZE << o;
 			if (release && (!only_reclaim || reclaim)) {
 				if (p) {
 					if (npend == cap) {
@@ -364,11 +418,11 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 		reclaim = c->pool_id && sp_pool_get(s, c->pool_id - 1) &&
 			  (sp_pool_get(s, c->pool_id - 1)->flags & SP_POOL_RECLAIM_ON_EXIT);
 		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), release_cached,
-				h);
+				h, 1);
 		if (rc)
 			return rc;
 	}
-	return walk_blocks(s, tag, release, only_reclaim, release_cached, h);
+	return walk_blocks(s, tag, release, only_reclaim, release_cached, h, 1);
 }
 
 /**
@@ -381,6 +435,38 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h)
 {
 	return walk_slot(s, slot, false, false, false, h);
+}
+
+/**
+ * sp_holdings_all() - what every slot holds now, in one pass.
+ * @s: segment.  @v: the counts, indexed by slot.  @n: the entries of @v
+ *     (at most s->geo.max_clients are filled; the rest are zeroed).
+ *
+ * Counts exactly what sp_slot_holdings() counts for each slot, but walks
+ * each cache once under its lock and the pages once under the buddy lock,
+ * instead of once per slot.  The counts of different slots are not one
+ * snapshot: allocations may run between the walks, as with
+ * sp_slot_holdings() called slot by slot.
+ * May sleep (takes each cache lock in turn, then the buddy lock).
+ * Return: 0 or a negative errno (@v is then partial).
+ */
+int sp_holdings_all(struct sp_seg *s, struct sp_holdings *v, uint32_t n)
+{
+	int rc;
+
+	memset(v, 0, (size_t)n * sizeof(*v));
+	if (n > s->geo.max_clients)
+		n = s->geo.max_clients;
+	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
+		struct sp_cache *c = sp_cache_get(s, id);
+
+		if (!c)
+			continue;
+		rc = walk_cache(s, c, 0, false, false, v, n);
+		if (rc)
+			return rc;
+	}
+	return walk_blocks(s, 0, false, false, false, v, n);
 }
 
 /**

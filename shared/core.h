@@ -340,6 +340,14 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot);
 int sp_client_unregister(struct sp_seg *s, uint32_t slot);
 int sp_client_reap(struct sp_seg *s);
 int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h);
+/**
+ * sp_holdings_all() - sp_slot_holdings() of every slot < @n in one pass.
+ * @s: segment.  @v: @n counts, indexed by slot.  @n: s->geo.max_clients.
+ *
+ * May sleep (takes each cache lock once, then the buddy lock).
+ * Return: 0 or a negative errno.
+ */
+int sp_holdings_all(struct sp_seg *s, struct sp_holdings *v, uint32_t n);
 int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct sp_holdings *released);
 
 /* ---- views (dump.c) ----------------------------------------------------- */

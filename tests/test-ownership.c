@@ -6,7 +6,8 @@
  * elements); a process that dies holding memory leaves a DEAD slot whose
  * orphans stay attributed to it (the checker is clean) until
  * sp_slot_release() gives them back, pool elements refilling reserves first;
- * RECLAIM_ON_EXIT pools; a full client table; unregister.
+ * RECLAIM_ON_EXIT pools; a full client table; unregister; every slot's
+ * holdings counted in one walk (sp_holdings_all()) match the per-slot walk.
  *
  * Children never call cmocka (a failed assertion would longjmp into the
  * child's copy of the runner): they report through pipes and exit codes,
@@ -192,6 +193,116 @@ static void allocations_record_slot(void **state)
 	TU_ASSERT_OK(sp_cache_destroy(s, cid));
 	tu_check_clean(s);
 	sp_seg_detach(t);
+	tu_seg_free(s);
+}
+
+/* ---- every slot's holdings in one walk ------------------------------------- */
+
+/* Every field of @a and @b, slot @slot: the one-pass and the per-slot walk. */
+static void holdings_same(const struct sp_holdings *a, const struct sp_holdings *b,
+			  uint32_t slot)
+{
+	const uint64_t fa[] = { a->cached, a->magsets, a->objects, a->bytes, a->pool_elems,
+				a->large_blocks, a->pages };
+	const uint64_t fb[] = { b->cached, b->magsets, b->objects, b->bytes, b->pool_elems,
+				b->large_blocks, b->pages };
+	static const char *const name[] = { "cached", "magsets", "objects", "bytes",
+					    "pool_elems", "large_blocks", "pages" };
+
+	for (unsigned i = 0; i < sizeof(fa) / sizeof(fa[0]); i++)
+		if (fa[i] != fb[i])
+			fail_msg("slot %u: %s %llu in sp_holdings_all, %llu in sp_slot_holdings",
+				 slot, name[i], (unsigned long long)fa[i],
+				 (unsigned long long)fb[i]);
+}
+
+/* sp_holdings_all()[slot] == sp_slot_holdings(slot), for every slot. */
+static void assert_holdings_all(struct sp_seg *s)
+{
+	uint32_t n = s->geo.max_clients;
+	struct sp_holdings *all = calloc(n, sizeof(*all));
+
+	assert_non_null(all);
+	TU_ASSERT_OK(sp_holdings_all(s, all, n));
+	for (uint32_t slot = 0; slot < n; slot++) {
+		struct sp_holdings h;
+
+		TU_ASSERT_OK(sp_slot_holdings(s, slot, &h));
+		holdings_same(&all[slot], &h, slot);
+	}
+	free(all);
+}
+
+static void holdings_all_match_per_slot(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20), *t = tu_seg_reattach(s, "second");
+	struct sp_seg *u = tu_seg_reattach(s, "third");
+	uint32_t sid = pool_new(s, "slabs", SP_BACK_SLAB, 48, 1, 0, 0);
+	uint32_t pid = pool_new(s, "pages", SP_BACK_PAGES, 6000, 1, 0, 0), cid;
+	struct sp_seg *who[] = { s, t, u };
+	struct sp_magset *ms, *mt;
+	struct sp_mag *m;
+	struct sp_cache *c;
+	struct sp_holdings h;
+	sp_off_t off;
+
+	(void)state;
+	assert_holdings_all(s); /* nothing held by anyone */
+	TU_ASSERT_OK(sp_cache_create(s, "things", 200, 0, 0, NULL, &cid));
+	c = sp_cache_get(s, cid);
+	/* mixed holdings, different amounts per slot */
+	for (unsigned k = 0; k < 3; k++) {
+		struct sp_seg *w = who[k];
+
+		for (unsigned i = 0; i <= k; i++) {
+			TU_ASSERT_OK(sp_kmalloc(w, sp_kmalloc_sizes[i + k], &off));
+			TU_ASSERT_OK(sp_cache_alloc(w, sp_cache_get(w, cid), w->owner, &off));
+			TU_ASSERT_OK(sp_pool_alloc(w, sp_pool_get(w, sid), SP_ALLOC_NOWAIT, 0,
+						   &off)); /* slab-backed element */
+		}
+		for (unsigned i = 0; i < 2 - k; i++)
+			TU_ASSERT_OK(sp_pool_alloc(w, sp_pool_get(w, pid), SP_ALLOC_NOWAIT, 0,
+						   &off)); /* page-backed element */
+	}
+	TU_ASSERT_OK(sp_kmalloc(t, 3 * SP_PAGE_SIZE, &off)); /* large */
+	TU_ASSERT_OK(sp_kmalloc(u, 5 * SP_PAGE_SIZE, &off));
+	TU_ASSERT_OK(sp_buddy_alloc(t, 2, &off)); /* raw */
+	/* objects cached in magazines: s in the named cache, t in a kmalloc class */
+	TU_ASSERT_OK(sp_magset_create(s, 1, &ms));
+	TU_ASSERT_OK(sp_mag_bind(s, ms, c, &m));
+	assert_true(sp_mag_refill(s, c, m) > 0);
+	TU_ASSERT_OK(sp_magset_create(t, 2, &mt));
+	c = &sp_caches(t)[sp_kmalloc_class(64)];
+	TU_ASSERT_OK(sp_mag_bind(t, mt, c, &m));
+	assert_true(sp_mag_refill(t, c, m) > 0);
+	/* the walk is only worth comparing if every kind is there */
+	TU_ASSERT_OK(sp_slot_holdings(s, s->slot, &h));
+	assert_true(h.cached > 0 && h.magsets == 1 && h.objects > 0 && h.pool_elems > 0);
+	TU_ASSERT_OK(sp_slot_holdings(s, t->slot, &h));
+	assert_true(h.cached > 0 && h.magsets == 1 && h.large_blocks == 2 && h.pages > 0);
+	TU_ASSERT_OK(sp_slot_holdings(s, u->slot, &h));
+	assert_true(h.objects > 0 && h.large_blocks == 1 && h.magsets == 0);
+	assert_holdings_all(s);
+	/* a DEAD slot keeps its holdings, its magazines included, until released */
+	TU_ASSERT_OK(sp_client_mark_dead(s, t->slot));
+	assert_holdings_all(s);
+	TU_ASSERT_OK(sp_slot_release(s, t->slot, false, NULL));
+	assert_holds_nothing(s, t->slot);
+	assert_holdings_all(s);
+	/* fewer entries than slots: only those are filled */
+	{
+		struct sp_holdings one[2] = { { 0 }, { .objects = 99 } };
+
+		TU_ASSERT_OK(sp_holdings_all(s, one, 1));
+		TU_ASSERT_OK(sp_slot_holdings(s, 0, &h));
+		holdings_same(&one[0], &h, 0);
+		assert_int_equal(one[1].objects, 99);
+	}
+	tu_check_clean(s);
+	sp_magset_destroy(s, ms);
+	assert_holdings_all(s);
+	sp_seg_detach(t);
+	sp_seg_detach(u);
 	tu_seg_free(s);
 }
 
@@ -689,6 +800,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(allocations_record_slot),
+		cmocka_unit_test(holdings_all_match_per_slot),
 		cmocka_unit_test(orphans_of_exit),
 		cmocka_unit_test(orphans_of_sigkill),
 		cmocka_unit_test(reclaim_on_exit),
