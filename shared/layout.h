@@ -40,11 +40,13 @@
  * Lock order (take in this order, never the reverse; asserted when
  * SP_DEBUG_LEVEL >= 1 by lock.c):
  *   1. hdr->registry_lock  registry hashes, descriptor state changes,
- *                          client table, INTERNAL objects
+ *                          client table, INTERNAL objects, each slot's
+ *                          list of magazine sets
  *   2. pool->lock          a pool's reserve (elements[], curr_nr)
  *   3. cache->lock         a cache's slabs: lists, bitmaps, owners, counters
  *   4. hdr->buddy.lock     free lists and sp_page.info of every page
- * Never two locks of the same level at once.
+ * Never two locks of the same level at once.  A magazine takes no lock:
+ * only its own thread writes it (magazine.c).
  *
  * Every lock is a process-shared robust mutex.  When its owner dies the next
  * locker rebuilds the protected structure from its truth before going on:

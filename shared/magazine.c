@@ -5,8 +5,9 @@
  *
  * Each thread of each client that allocates gets a magazine set: one
  * 16 KiB buddy block (kind SP_KIND_MAG, page slot = the client's owner
- * tag) holding SP_MAGSET_MAGS magazines, direct-mapped by cache id.  A
- * magazine is a stack of up to SP_MAG_OBJS free objects of one cache.
+ * tag) holding SP_MAGSET_MAGS magazines, picked by a hash of the cache
+ * id (sp_mag_index()).  A magazine is a stack of up to SP_MAG_OBJS free
+ * objects of one cache.
  * Alloc pops and free pushes with no lock (magazine.h); when a magazine
  * runs empty it is refilled with half a magazine in one go under the cache
  * lock, and when it is full half of it is flushed back the same way.
