@@ -89,35 +89,24 @@ static inline uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache
 static inline bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
 			      sp_off_t *off)
 {
-	uint64_t mask = ~(((uint64_t)SP_PAGE_SIZE << (c->order & 31)) - 1);
 	uint16_t mine = SP_OWNER_MAG(s->owner);
 	uint32_t n = m->nr;
 
 	if (sp_unlikely(n > SP_MAG_OBJS))
 		n = m->nr = 0;
 	while (n) {
-		/*
-		 * The entry was checked when it was pushed or refilled; only a
-		 * scribbled magazine could be wrong, and then the tag it
-		 * points at is not this slot's magazine tag: it is dropped.
-		 */
 		sp_off_t o = m->objs[n - 1];
-		uint64_t rel = o - (uint64_t)(s->data - s->base), slab_rel = rel & mask, orel, i;
-		const struct sp_slab *sl = (const struct sp_slab *)(s->data + slab_rel);
-		uint16_t *tag;
+		bool allocated;
+		uint16_t *tag = sp_mag_tag(s, c, o, &allocated);
 
-		if (sp_likely(rel < s->geo.data.size)) {
-			orel = rel - slab_rel - c->obj_start - sl->colour;
-			i = (uint64_t)(((unsigned __int128)orel * c->recip) >> 64);
-			tag = (uint16_t *)((uint8_t *)sl + c->owners_off) + i;
-			if (sp_likely(i < c->objperslab && *tag == mine)) {
-				*tag = s->owner;
-				SP_CRASH_POINT("mag.pop");
-				m->nr = n - 1;
-				m->nr_alloc++;
-				*off = o;
-				return true;
-			}
+		/* an entry that is not this slot's cached object of @c is dropped */
+		if (sp_likely(tag && allocated && *tag == mine)) {
+			*tag = s->owner;
+			SP_CRASH_POINT("mag.pop");
+			m->nr = n - 1;
+			m->nr_alloc++;
+			*off = o;
+			return true;
 		}
 		m->nr = --n;
 	}

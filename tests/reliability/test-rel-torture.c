@@ -912,10 +912,16 @@ static void explain_ring(struct torture *t, uint32_t inc)
 	do {                                                                              \
 		if ((v) < (lo) || (v) > (hi)) {                                           \
 			explain_ring(t, inc);                                             \
-			fail_msg("slot %u (%s worker %u): %s %llu, expected %llu..%llu",   \
-				 ci->slot, live ? "live" : "dead", inc, what,               \
-				 (unsigned long long)(v), (unsigned long long)(lo),         \
-				 (unsigned long long)(hi));                                  \
+			fail_msg("slot %u (%s worker %u, crash point \"%s\", op %u on %s "  \
+				 "%u; slot holds %llu pool elements, record %llu pool): "     \
+				 "%s %llu, expected %llu..%llu",                              \
+				 ci->slot, live ? "live" : "dead", inc, w->point,           \
+				 atomic_load(&w->op), kind_name[atomic_load(&w->op_kind) %  \
+								 K_NKINDS],                 \
+				 atomic_load(&w->op_index),                                 \
+				 (unsigned long long)ci->pool_elems, (unsigned long long)pool, \
+				 what, (unsigned long long)(v),                             \
+				 (unsigned long long)(lo), (unsigned long long)(hi));       \
 		}                                                                         \
 	} while (0)
 
