@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * config.c - the configuration file (shmpoold --config FILE) and the value
- * parsers the command line shares with it.
+ * parsers the command line shares with it (numbers and sizes: parse.c).
  *
  * Format: INI, read with inih.  Every key and section is known; anything
  * else stops the start with "FILE:LINE: what is wrong" (exit 2, like a bad
@@ -39,61 +39,6 @@
 #include "shmpoold.h"
 
 /* ---- value parsers ------------------------------------------------------ */
-
-/**
- * spd_parse_u64() - a decimal number, nothing else.
- * @s: text.  @out: the value.
- *
- * Does not sleep.
- * Return: 0 or -EINVAL.
- */
-int spd_parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-/**
- * spd_parse_size() - N, NK, NM or NG (powers of 1024; "KiB"/"KB" work too).
- * @s: text.  @out: bytes.
- *
- * Does not sleep.
- * Return: 0 or -EINVAL.
- */
-int spd_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-		end += strlen(end);
-	if (*end || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
 
 /**
  * spd_parse_id() - a numeric uid/gid, or a user/group name.

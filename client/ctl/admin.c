@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "shmpoold.h" /* spd_parse_u64, spd_parse_size */
 
 #define B(x) ctl_bytes(b_##x, sizeof(b_##x), (x))
 
@@ -43,31 +44,14 @@ static void print_pool_line(const char *verb, const Shmpool__PoolInfo *p)
 	       (unsigned long long)p->nr_out, p->max_nr, ctl_backing_name(p->backing));
 }
 
+/* A count (at most @max), or with @size a size with an optional K/M/G. */
 static int parse_num(const char *s, uint64_t max, uint64_t *out, bool size)
 {
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
+	uint64_t v;
 
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+	if ((size ? spd_parse_size(s, &v) : spd_parse_u64(s, &v)) || v > max)
 		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	if (size) {
-		switch (*end) {
-		case 'k': case 'K': shift = 10; end++; break;
-		case 'm': case 'M': shift = 20; end++; break;
-		case 'g': case 'G': shift = 30; end++; break;
-		default: break;
-		}
-		if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-			end += strlen(end);
-	}
-	if (*end || v > (max >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
+	*out = v;
 	return 0;
 }
 
