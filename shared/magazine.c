@@ -319,6 +319,46 @@ void sp_magset_destroy(struct sp_seg *s, struct sp_magset *set)
 	sp_registry_unlock(s);
 }
 
+/*
+ * Add what the magazines of every slot's sets hold and counted to the sums
+ * of their caches: v[cache id] for every cache, or, with @only a cache id,
+ * that cache's into v[0].  Unlocked and bounded: a set freed meanwhile
+ * fails sp_magset_valid() and ends its list's walk.
+ */
+static void sum_sets(struct sp_seg *s, uint32_t only, struct sp_mag_sums *v)
+{
+	uint32_t n = sp_nr_cache_slots(s), steps = s->geo.nr_pages >> SP_MAGSET_ORDER;
+	unsigned jlo = only < n ? sp_mag_index(only) : 0;
+	unsigned jhi = only < n ? jlo + 1 : SP_MAGSET_MAGS;
+
+	for (uint32_t slot = 0; slot < s->geo.max_clients; slot++) {
+		uint32_t pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
+
+		while (pfn && steps && sp_magset_valid(s, pfn - 1)) {
+			const struct sp_magset *set =
+				(const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+
+			for (unsigned j = jlo; j < jhi; j++) {
+				const struct sp_mag *m = &set->mag[j];
+				uint32_t id = m->cache_id - 1, nr;
+				struct sp_mag_sums *o;
+
+				/* bound to a cache as it is now, in its own place */
+				if (!m->cache_id || id >= n || (only < n && id != only) ||
+				    sp_mag_index(id) != j || m->cache_gen != sp_caches(s)[id].gen)
+					continue;
+				o = &v[only < n ? 0 : id];
+				nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
+				o->cached += nr <= SP_MAG_OBJS ? nr : 0;
+				o->nr_alloc += __atomic_load_n(&m->nr_alloc, __ATOMIC_RELAXED);
+				o->nr_free += __atomic_load_n(&m->nr_free, __ATOMIC_RELAXED);
+			}
+			pfn = s->pages[pfn - 1].next;
+			steps--;
+		}
+	}
+}
+
 /* A snapshot of every cache's sums, taken once for a whole view (stats). */
 static _Thread_local struct {
 	struct sp_seg *s;
@@ -336,34 +376,11 @@ static _Thread_local struct {
  */
 void sp_mag_snapshot_begin(struct sp_seg *s)
 {
-	uint32_t n = sp_nr_cache_slots(s), steps = s->geo.nr_pages >> SP_MAGSET_ORDER;
-	struct sp_mag_sums *v = calloc(n, sizeof(*v));
+	struct sp_mag_sums *v = calloc(sp_nr_cache_slots(s), sizeof(*v));
 
 	if (!v)
 		return;
-	for (uint32_t slot = 0; slot < s->geo.max_clients; slot++) {
-		uint32_t pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
-
-		while (pfn && steps && sp_magset_valid(s, pfn - 1)) {
-			const struct sp_magset *set =
-				(const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
-
-			for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
-				const struct sp_mag *m = &set->mag[j];
-				uint32_t id = m->cache_id - 1, nr;
-
-				if (!m->cache_id || id >= n || sp_mag_index(id) != j ||
-				    m->cache_gen != sp_caches(s)[id].gen)
-					continue;
-				nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
-				v[id].cached += nr <= SP_MAG_OBJS ? nr : 0;
-				v[id].nr_alloc += __atomic_load_n(&m->nr_alloc, __ATOMIC_RELAXED);
-				v[id].nr_free += __atomic_load_n(&m->nr_free, __ATOMIC_RELAXED);
-			}
-			pfn = s->pages[pfn - 1].next;
-			steps--;
-		}
-	}
+	sum_sets(s, UINT32_MAX, v);
 	free(snap.v);
 	snap.s = s;
 	snap.v = v;
@@ -391,9 +408,6 @@ void sp_mag_snapshot_end(void)
  */
 void sp_mag_sum(struct sp_seg *s, uint32_t cache_id, struct sp_mag_sums *out)
 {
-	uint32_t max = s->geo.max_clients, steps = s->geo.nr_pages >> SP_MAGSET_ORDER;
-	const struct sp_cache *c;
-
 	memset(out, 0, sizeof(*out));
 	if (cache_id >= sp_nr_cache_slots(s))
 		return;
@@ -401,25 +415,7 @@ void sp_mag_sum(struct sp_seg *s, uint32_t cache_id, struct sp_mag_sums *out)
 		*out = snap.v[cache_id];
 		return;
 	}
-	c = &sp_caches(s)[cache_id];
-	for (uint32_t slot = 0; slot < max; slot++) {
-		uint32_t pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
-
-		while (pfn && steps && sp_magset_valid(s, pfn - 1)) {
-			const struct sp_magset *set =
-				(const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
-			const struct sp_mag *m = &set->mag[sp_mag_index(cache_id)];
-			uint32_t nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
-
-			if (m->cache_id == cache_id + 1 && m->cache_gen == c->gen) {
-				out->cached += nr <= SP_MAG_OBJS ? nr : 0;
-				out->nr_alloc += __atomic_load_n(&m->nr_alloc, __ATOMIC_RELAXED);
-				out->nr_free += __atomic_load_n(&m->nr_free, __ATOMIC_RELAXED);
-			}
-			pfn = s->pages[pfn - 1].next;
-			steps--;
-		}
-	}
+	sum_sets(s, cache_id, out);
 }
 
 /**
