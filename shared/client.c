@@ -111,7 +111,9 @@ int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
  * sp_client_mark_dead() - record that a slot's process is gone.
  * @s: segment.  @slot: the slot.
  *
- * Its holdings become orphans attributed to it.  May sleep.
+ * Its holdings become orphans attributed to it.  The pools' waiters are
+ * woken to look again: the process may have died with a wake-up meant for
+ * one of them.  May sleep.
  * Return: 0 or -ESRCH.
  */
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
@@ -130,6 +132,8 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
 		rc = sp_err(-ESRCH, "client slot %u is not alive", slot);
 	}
 	sp_registry_unlock(s);
+	if (!rc)
+		sp_pools_wake_waiters(s);
 	return rc;
 }
 

@@ -278,6 +278,7 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p);
 uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p);
 int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t *owner);
 void sp_pool_kmalloc_settle(struct sp_seg *s, bool clamp);
+void sp_pools_wake_waiters(struct sp_seg *s);
 const char *sp_backing_name(uint32_t backing);
 
 /* ---- magazines (magazine.c, fast paths in magazine.h) -------------------- */

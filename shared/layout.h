@@ -48,8 +48,10 @@
  * Never two locks of the same level at once.  A magazine takes no lock:
  * only its own thread writes it (magazine.c).
  *
- * Every lock is a process-shared robust mutex.  When its owner dies the next
- * locker rebuilds the protected structure from its truth before going on:
+ * Every lock is a process-shared robust priority-inheritance mutex (robust:
+ * a dead owner is detected; PI: a killed waiter loses no wake-up, lock.c).
+ * When its owner dies the next locker rebuilds the protected structure from
+ * its truth before going on:
  *   buddy  <- sp_page.info of each head, walked from pfn 0 by block order
  *   cache  <- the slab headers' bitmaps of the pages it owns
  *   pool   <- elements[0, curr_nr) plus the owner tags in its backing

@@ -9,6 +9,17 @@
  * rebuild the structure from its truth and call sp_lock_consistent() before
  * unlocking (see layout.h for what the truth of each structure is).
  *
+ * The mutexes are also priority-inheritance (PTHREAD_PRIO_INHERIT) mutexes,
+ * for what that gives robustness, not for priorities: a plain robust mutex
+ * wakes one sleeper at unlock (or at its owner's death) and leaves the lock
+ * free for it to take; if that sleeper is killed before it takes it, the
+ * wake-up dies with it, and the other sleepers sleep on with the lock free
+ * until some later contention happens to wake one (a kill-torture found
+ * this: a worker blocked for ever on a free lock).  A PI futex is handed
+ * over by the kernel: the woken sleeper already owns it when it wakes, and
+ * a sleeper's death passes it on (exit_pi_state_list()).  Uncontended, a
+ * PI mutex is locked and unlocked in user space like the others.
+ *
  * Waiting for memory never uses a process-shared condition variable: a
  * process killed inside pthread_cond_wait() can wedge the condvar for
  * everybody.  Waiters sleep on futex words instead (prim-linux.c).
@@ -70,6 +81,8 @@ int sp_lock_init(struct sp_lock *l, enum sp_lock_level level)
 	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	if (!rc)
 		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc) /* see the top of this file: a waiter's death loses no wake-up */
+		rc = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
 	if (!rc)
 		rc = pthread_mutex_init(&l->mutex, &a);
 	pthread_mutexattr_destroy(&a);

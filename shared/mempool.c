@@ -1339,6 +1339,28 @@ static void wake_one(struct sp_pool *p)
 }
 
 /**
+ * sp_pools_wake_waiters() - wake every waiter of every pool to look again.
+ * @s: segment.
+ *
+ * A free wakes one waiter; if that one is killed before it allocates, the
+ * wake-up dies with it while the others sleep on beside a free element.
+ * Called when a client is found dead, so no wake-up is lost for longer
+ * than the daemon takes to notice.  Waiters re-check and sleep again if
+ * nothing is there.  Lock-free; does not sleep.
+ */
+void sp_pools_wake_waiters(struct sp_seg *s)
+{
+	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
+		struct sp_pool *p = &sp_pools(s)[i];
+
+		if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST)) {
+			__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
+			sp_futex_wake(&p->wait_seq, INT_MAX);
+		}
+	}
+}
+
+/**
  * sp_pool_free_owned() - free an element, optionally only if @expect holds it.
  * @s: segment.  @p: pool.  @off: the element.
  * @expect: 0 for any holder, else the owner tag it must carry (reclaim;

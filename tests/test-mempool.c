@@ -542,6 +542,72 @@ static int wait_any(pid_t *pids, int n, int *status)
 	return -1;
 }
 
+static int short_lived(void *arg)
+{
+	struct sp_seg *c = tu_child_attach(((struct sp_seg *)arg)->name, "short-lived");
+
+	return c ? 0 : 1; /* exits without unregistering: a death */
+}
+
+/*
+ * A wake-up can die with the waiter it was meant for; the others must not
+ * sleep on beside a free element.  Here the element appears without any
+ * wake-up at all (the segment-wide shortage ends by a plain free of other
+ * memory, which wakes no pool waiter), and the next client death found -
+ * sp_client_mark_dead() - wakes the waiter, which then allocates.
+ */
+static void waiter_woken_by_a_death_one(uint32_t backing)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	uint64_t esize = backing == SP_BACK_PAGES ? SP_PAGE_SIZE : 128;
+	uint32_t id = pool_new(s, "waitpool", backing, esize, 2, 0, 0), slot, nel = 0;
+	struct sp_pool *p = sp_pool_get(s, id);
+	struct waiter_arg a = { .s = s, .id = id, .timeout_ms = -1 };
+	struct held other = { 0 };
+	sp_off_t el[64], got;
+	int fds[2], st, rc = 0;
+	pid_t pid;
+
+	exhaust_segment(s, &other);
+	while (nel < 64 && (rc = sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &el[nel])) == 0)
+		nel++;
+	assert_int_equal(rc, -ENOMEM);
+	assert_int_equal(pipe(fds), 0);
+	a.fd = fds[1];
+	pid = tu_fork(waiter_child, &a);
+	close(fds[1]);
+	if (!poll_u32(&p->nr_waiters, 1))
+		fail_msg("the child never waited on the pool");
+	held_release(s, &other); /* the backing could serve it now: nobody says so */
+	usleep(50 * 1000);
+	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
+	assert_int_equal(tu_wait(tu_fork(short_lived, s)), 0);
+	assert_int_equal(sp_client_reap(s), 1); /* marks it dead: wakes the waiter */
+	assert_int_equal(tu_wait(pid), 0);
+	assert_int_equal(read(fds[0], &slot, sizeof(slot)), sizeof(slot));
+	assert_int_equal(read(fds[0], &got, sizeof(got)), sizeof(got));
+	close(fds[0]);
+	assert_int_equal(elem_owner(s, p, got), slot + 1);
+	TU_ASSERT_OK(sp_pool_free(s, p, got));
+	for (uint32_t i = 0; i < nel; i++)
+		TU_ASSERT_OK(sp_pool_free(s, p, el[i]));
+	assert_int_equal(sp_client_reap(s), 1); /* the waiter */
+	for (uint32_t i = 0; i < s->hdr->max_clients; i++)
+		if (sp_clients(s)[i].state == SP_CLIENT_DEAD)
+			TU_ASSERT_OK(sp_slot_release(s, i, false, NULL));
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_pool_destroy(s, id));
+	tu_seg_free(s);
+}
+
+static void waiter_woken_by_a_death(void **state)
+{
+	(void)state;
+	waiter_woken_by_a_death_one(SP_BACK_SLAB);
+	waiter_woken_by_a_death_one(SP_BACK_PAGES);
+	waiter_woken_by_a_death_one(SP_BACK_KMALLOC);
+}
+
 /* Three processes wait; every free wakes exactly one of them. */
 static void several_waiters_one(uint32_t backing)
 {
@@ -1743,6 +1809,7 @@ int main(void)
 		cmocka_unit_test(reserve_survives_exhaustion),
 		cmocka_unit_test(free_refills_reserve_first),
 		cmocka_unit_test(waiter_in_other_process_wakes),
+		cmocka_unit_test(waiter_woken_by_a_death),
 		cmocka_unit_test(several_waiters),
 		cmocka_unit_test(timed_wait_expires),
 		cmocka_unit_test(max_nr_caps),
