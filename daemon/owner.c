@@ -24,6 +24,9 @@
  * with the reclaim-on-exit flag go back to their pools, and whatever else it
  * held stays allocated as orphans attributed to the slot (visible in Stats)
  * until a Reclaim.  Locks it held are recovered by the core (robust mutexes).
+ * A release that fails (a lock not obtained within the lock timeout) is
+ * retried by the reaper timer until it succeeds: a dead client's
+ * reclaim-on-exit elements are never left behind by a transient failure.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -177,9 +180,15 @@ void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why)
 	if (!rc)
 		rc = sp_slot_holdings(s, slot, &after);
 	if (rc) {
-		spd_error("client slot %u (pid %d): cannot release its holdings: %s", slot, pid,
-			  sp_errmsg());
+		spd_error("client slot %u (pid %d): cannot release its holdings: %s; retrying "
+			  "every %d ms", slot, pid, sp_errmsg(), SPD_REAP_INTERVAL_MS);
+		if (slot < d->nr_by_slot)
+			d->release_due[slot] = 1;
 		return;
+	}
+	if (slot < d->nr_by_slot && d->release_due[slot]) {
+		d->release_due[slot] = 0;
+		spd_info("client slot %u (pid %d): released on a retry", slot, pid);
 	}
 	if (!after.objects && !after.pages) {
 		spd_info("client slot %u (pid %d \"%s\") gone without Goodbye (%s): %" PRIu64
@@ -313,7 +322,8 @@ int spd_owner_open(struct spd_daemon *d)
 	d->seg->lock_timeout_ms = SPD_LOCK_TIMEOUT_MS;
 	d->nr_by_slot = d->seg->geo.max_clients;
 	d->by_slot = calloc(d->nr_by_slot, sizeof(*d->by_slot));
-	if (!d->by_slot) {
+	d->release_due = calloc(d->nr_by_slot, 1);
+	if (!d->by_slot || !d->release_due) {
 		spd_error("out of memory");
 		return -ENOMEM;
 	}
@@ -397,6 +407,8 @@ void spd_owner_close(struct spd_daemon *d)
 	d->seg = NULL;
 	free(d->by_slot);
 	d->by_slot = NULL;
+	free(d->release_due);
+	d->release_due = NULL;
 	unlock_segment(d);
 }
 
@@ -408,12 +420,28 @@ static bool unconnected_alive(struct spd_daemon *d)
 	return false;
 }
 
+/* Retry the releases that failed (spd_owner_client_died()). */
+static void retry_releases(struct spd_daemon *d)
+{
+	for (uint32_t i = 0; i < d->nr_by_slot; i++) {
+		if (!d->release_due[i])
+			continue;
+		if (sp_clients(d->seg)[i].state != SP_CLIENT_DEAD) /* reclaimed meanwhile */
+			d->release_due[i] = 0;
+		else
+			spd_owner_client_died(d, i, "retry");
+	}
+}
+
 static void on_reap(uv_timer_t *t)
 {
 	struct spd_daemon *d = t->data;
 
-	if (!d->stopping && unconnected_alive(d))
+	if (d->stopping)
+		return;
+	if (unconnected_alive(d))
 		reap(d, "exited while not connected");
+	retry_releases(d);
 }
 
 /**

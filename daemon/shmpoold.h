@@ -136,6 +136,7 @@ struct spd_daemon {
 	unsigned nr_sessions;
 	struct spd_session **by_slot;	/* [nr_by_slot]: connection of each slot */
 	uint32_t nr_by_slot;		/* max_clients when attached (see spd_slot_session) */
+	uint8_t *release_due;		/* [nr_by_slot]: a dead slot's release failed; retried */
 	uint64_t next_conn_id;
 	uint64_t start_ms;
 	bool stopping;			/* shutting down: slots stay ALIVE to resume */

@@ -160,6 +160,104 @@ static void test_kill_holder(void **state)
 	close(a.pipe[0]), close(a.pipe[1]);
 }
 
+/* Takes 10 elements of death.retry, reports its slot, waits to die. */
+static int retry_victim(void *arg)
+{
+	struct victim_arg *a = arg;
+	struct shmp_segment_stats st;
+	shmp_client *c;
+	shmp_pool *p;
+
+	CHILD_CHECK(shmp_connect(a->d->sock, "victim", &c) == 0);
+	CHILD_CHECK(shmp_pool_open(c, "death.retry", &p) == 0);
+	for (int i = 0; i < 10; i++)
+		CHILD_CHECK(shmp_pool_alloc(p, 0));
+	CHILD_CHECK(shmp_segment_stats(c, &st) == 0);
+	CHILD_CHECK(write(a->pipe[1], &st.slot, sizeof(st.slot)) == sizeof(st.slot));
+	for (;;)
+		pause();
+}
+
+/* Holds the lock of pool death.retry's backing cache for 5 s, in a process
+ * of its own (as a slow or stuck client would). */
+static int lock_holder(void *arg)
+{
+	struct victim_arg *a = arg;
+	struct sp_seg *s = NULL;
+	struct sp_pool *p;
+	uint32_t id;
+	char ok = 1;
+
+	CHILD_CHECK(sp_seg_attach(a->d->shm, -1, 0, &s) == 0);
+	CHILD_CHECK(sp_pool_lookup(s, "death.retry", &id) == 0);
+	CHILD_CHECK((p = sp_pool_get(s, id)) != NULL);
+	CHILD_CHECK(p->cache_id < sp_nr_cache_slots(s));
+	CHILD_CHECK(sp_cache_lock(s, &sp_caches(s)[p->cache_id]) == 0);
+	CHILD_CHECK(write(a->pipe[1], &ok, 1) == 1);
+	sleep(5);
+	sp_cache_unlock(&sp_caches(s)[p->cache_id]);
+	sp_seg_detach(s);
+	return 0;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+	char buf[1 << 16];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return strstr(buf, needle) != NULL;
+}
+
+/*
+ * The daemon cannot release a dead client's reclaim-on-exit elements
+ * because another process holds the backing's lock past the daemon's lock
+ * timeout: it says so, retries, and the elements come back once the lock
+ * is free - nothing is left behind by a transient failure.
+ */
+static void test_release_retried(void **state)
+{
+	struct cl_daemon *d = *state;
+	struct shmp_pool_opts reclaim = { .flags = SHMP_POOL_RECLAIM_ON_EXIT };
+	struct victim_arg a = { .d = d }, h = { .d = d };
+	shmp_client *c = cl_connect(d, "survivor");
+	shmp_pool *rp;
+	pid_t pid, holder;
+	uint32_t slot;
+	char ok;
+
+	assert_int_equal(pipe(a.pipe), 0);
+	assert_int_equal(pipe(h.pipe), 0);
+	CL_OK(shmp_pool_create_ex(c, "death.retry", 64, 4, &reclaim, &rp));
+	pid = cl_fork(retry_victim, &a);
+	assert_int_equal(read(a.pipe[0], &slot, sizeof(slot)), sizeof(slot));
+	assert_int_equal(nr_out(rp), 10);
+
+	holder = cl_fork(lock_holder, &h);
+	assert_int_equal(read(h.pipe[0], &ok, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait(pid), 128 + SIGKILL);
+	assert_int_equal(tu_wait(holder), 0); /* 5 s: the daemon's first try failed */
+	assert_true(file_contains(d->log, "cannot release its holdings"));
+
+	if (!CL_POLL(nr_out(rp) == 0, 20000))
+		CL_FAIL("reclaim-on-exit pool still has %llu elements out after the lock was "
+			"released", (unsigned long long)nr_out(rp));
+	if (!CL_POLL(file_contains(d->log, "released on a retry"), 5000))
+		CL_FAIL("the daemon's log does not say the release was retried");
+	CL_OK(shmp_pool_destroy(c, "death.retry"));
+	shmp_pool_close(rp);
+	cl_check(c);
+	shmp_disconnect(c);
+	close(a.pipe[0]), close(a.pipe[1]);
+	close(h.pipe[0]), close(h.pipe[1]);
+}
+
 /* A client killed while asleep in shmp_pool_alloc: the pool's waiter count
  * may stay high (advisory), but allocation and free still work. */
 static int sleeper(void *arg)
@@ -311,6 +409,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_kill_holder, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_kill_sleeper, cl_setup, cl_teardown),
+		cmocka_unit_test_setup_teardown(test_release_retried, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points, cl_setup, cl_teardown),
 	};
 
