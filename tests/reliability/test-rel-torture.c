@@ -207,6 +207,12 @@ struct torture {
 	bool arm_points;		/* SHMPOOL_TORTURE_CRASH_POINTS=1 (fault build) */
 };
 
+static uint32_t for_each_lock(struct torture *t,
+			      bool (*fn)(struct torture *t, const struct sp_lock *l,
+					 const char *what, uint32_t id));
+static bool print_if_held(struct torture *t, const struct sp_lock *l, const char *what,
+			  uint32_t id);
+
 /* ---- stamps --------------------------------------------------------------------- */
 
 static uint64_t mix(uint64_t x)
@@ -618,9 +624,13 @@ static uint32_t wait_noticed(struct torture *t, pid_t pid)
 		td_free(r);
 		if (!alive)
 			return slot;
-		if (rel_now_ms() - t0 > POLL_MS)
+		if (rel_now_ms() - t0 > POLL_MS) {
+			fprintf(stderr, "slot %u of pid %d still alive; locks held now:\n", slot,
+				(int)pid);
+			for_each_lock(t, print_if_held);
 			fail_msg("the daemon did not notice the death of pid %d in %d ms", (int)pid,
 				 POLL_MS);
+		}
 		cl_msleep(1);
 	}
 }
@@ -694,7 +704,7 @@ static void refill(struct torture *t)
 static void explain_stuck(struct torture *t, unsigned pos)
 {
 	struct wrec *w = &t->sh->w[pos];
-	char path[64], line[512] = "";
+	char path[64], line[512] = "", cmd[256];
 	FILE *f;
 
 	fprintf(stderr, "worker %u (pid %d): ready %u, op %u on %s entry %u, blocked in system "
@@ -713,9 +723,12 @@ static void explain_stuck(struct torture *t, unsigned pos)
 			fprintf(stderr, "  %s", line);
 		fclose(f);
 	}
+	fprintf(stderr, "  locks held now:\n");
+	for_each_lock(t, print_if_held);
+	snprintf(cmd, sizeof(cmd), "tail -n 30 '%s' | sed 's/^/  daemon: /' >&2", t->d.log);
+	if (system(cmd) < 0)
+		fprintf(stderr, "  (no daemon log)\n");
 	if (getenv("SHMPOOL_TORTURE_GDB")) { /* a user-space backtrace, when asked */
-		char cmd[128];
-
 		snprintf(cmd, sizeof(cmd), "gdb -p %d -batch -ex 'thread apply all bt' >&2 2>&1",
 			 (int)t->pid[pos]);
 		if (system(cmd) < 0)
@@ -1045,40 +1058,96 @@ static void reclaim_dead(struct torture *t, Shmpool__Response *stats)
 	t->ndead = 0;
 }
 
-/* Step 6: every shared mutex is free, none owned by a dead thread.  Reads
- * glibc's futex word (__data.__lock: owner tid, or FUTEX_OWNER_DIED once
- * the kernel released it for a dead owner; 0 when free). */
-static void check_locks(struct torture *t)
+/* Who is tid @tid: a worker position, the daemon, or nobody alive. */
+static const char *whose(struct torture *t, int tid, char *buf, size_t len)
+{
+	for (unsigned i = 0; i < t->nw; i++)
+		if (t->pid[i] == tid) {
+			snprintf(buf, len, "worker %u", atomic_load(&t->sh->w[i].inc));
+			return buf;
+		}
+	snprintf(buf, len, "%s", tid == t->d.pid ? "the daemon"
+				 : kill(tid, 0) ? "gone"
+						: "another live process");
+	return buf;
+}
+
+/*
+ * Visit every shared mutex: the registry, the buddy, every pool and cache.
+ * @fn gets each with its name and index; a true return stops the walk.
+ * Returns the number visited.
+ */
+static uint32_t for_each_lock(struct torture *t,
+			      bool (*fn)(struct torture *t, const struct sp_lock *l,
+					 const char *what, uint32_t id))
 {
 	struct sp_seg *s = t->ro;
+	uint32_t n = 2;
+
+	if (fn(t, &s->hdr->registry_lock, "registry", 0) ||
+	    fn(t, &s->hdr->buddy.lock, "buddy", 0))
+		return n;
+	for (uint32_t i = 0; i < s->geo.max_pools; i++, n++)
+		if (fn(t, &sp_pools(s)[i].lock, "pool", i))
+			return n + 1;
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++, n++)
+		if (fn(t, &sp_caches(s)[i].lock, "cache", i))
+			return n + 1;
+	return n;
+}
+
+/* glibc's futex word: owner tid (| FUTEX_WAITERS), or FUTEX_OWNER_DIED once
+ * the kernel released it for a dead owner; 0 when free. */
+static uint32_t lock_word(const struct sp_lock *l)
+{
+	return (uint32_t)__atomic_load_n(&l->mutex.__data.__lock, __ATOMIC_ACQUIRE);
+}
+
+static bool print_if_held(struct torture *t, const struct sp_lock *l, const char *what,
+			  uint32_t id)
+{
+	uint32_t w = lock_word(l);
+	char who[64];
+
+	if (w)
+		fprintf(stderr, "  %s lock %u held: futex word %#x, owner tid %d (%s)\n", what, id,
+			w, (int)(w & 0x3fffffff), whose(t, (int)(w & 0x3fffffff), who, sizeof(who)));
+	return false;
+}
+
+static const struct sp_lock *held_lock;
+static const char *held_what;
+static uint32_t held_id;
+
+static bool find_held(struct torture *t, const struct sp_lock *l, const char *what, uint32_t id)
+{
+	(void)t;
+	if (!lock_word(l))
+		return false;
+	held_lock = l, held_what = what, held_id = id;
+	return true;
+}
+
+/* Step 6: every shared mutex is free, none owned by a dead thread. */
+static void check_locks(struct torture *t)
+{
 	uint64_t t0 = rel_now_ms();
 
 	for (;;) {
-		const struct sp_lock *bad = NULL;
-		const char *what = "";
-		uint32_t id = 0, n = 0;
+		uint32_t n;
+		char who[64];
 
-#define LOCK_FREE(l, w, i)                                                                \
-	do {                                                                              \
-		n++;                                                                      \
-		if (!bad && __atomic_load_n(&(l)->mutex.__data.__lock, __ATOMIC_ACQUIRE)) \
-			bad = (l), what = (w), id = (i);                                   \
-	} while (0)
-		LOCK_FREE(&s->hdr->registry_lock, "registry", 0);
-		LOCK_FREE(&s->hdr->buddy.lock, "buddy", 0);
-		for (uint32_t i = 0; i < s->geo.max_pools; i++)
-			LOCK_FREE(&sp_pools(s)[i].lock, "pool", i);
-		for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
-			LOCK_FREE(&sp_caches(s)[i].lock, "cache", i);
-#undef LOCK_FREE
-		if (!bad) {
+		held_lock = NULL;
+		n = for_each_lock(t, find_held);
+		if (!held_lock) {
 			t->locks_seen = n;
 			return;
 		}
 		if (rel_now_ms() - t0 > 2000)
-			fail_msg("the %s lock %u is held: futex word %#x, owner tid %d%s", what, id,
-				 (unsigned)bad->mutex.__data.__lock, bad->mutex.__data.__owner,
-				 kill(bad->mutex.__data.__owner, 0) ? " (gone)" : "");
+			fail_msg("the %s lock %u is held: futex word %#x, owner tid %d (%s)",
+				 held_what, held_id, lock_word(held_lock),
+				 held_lock->mutex.__data.__owner,
+				 whose(t, held_lock->mutex.__data.__owner, who, sizeof(who)));
 		cl_msleep(1);
 	}
 }
@@ -1109,6 +1178,9 @@ static void checkpoint(struct torture *t)
 	check_locks(t);
 	resume_all(t);
 }
+
+/* The run in progress, for after_failure(); NULL once it ended well. */
+static struct torture *unfinished;
 
 static void test_torture(void **state)
 {
@@ -1152,6 +1224,7 @@ static void test_torture(void **state)
 		     -1, 0);
 	assert_true(t->sh != MAP_FAILED);
 	td_init(&t->d);
+	unfinished = t;
 	td_start(&t->d, args);
 	t->admin = rel_admin(&t->d);
 	CL_OK(shmp_connect(t->d.sock, "torture-driver", &t->c));
@@ -1269,6 +1342,7 @@ static void test_torture(void **state)
 				printf(" %s %u", sp_crash_points[i], t->point_deaths[i]);
 		printf("\n");
 	}
+	unfinished = NULL;
 	sp_seg_detach(t->ro);
 	shmp_pool_close(t->handoff);
 	shmp_disconnect(t->c);
@@ -1279,10 +1353,29 @@ static void test_torture(void **state)
 	free(t);
 }
 
+/* After a failure: stop the workers and the daemon, show the daemon's log
+ * (errors only: a failed release or lock says so there). */
+static int after_failure(void **state)
+{
+	struct torture *t = unfinished;
+
+	(void)state;
+	if (!t)
+		return 0;
+	for (unsigned i = 0; i < t->nw; i++)
+		if (t->pid[i] > 0) {
+			kill(t->pid[i], SIGKILL);
+			waitpid(t->pid[i], NULL, 0);
+		}
+	td_cleanup(&t->d);
+	unfinished = NULL;
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_torture),
+		cmocka_unit_test_teardown(test_torture, after_failure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
