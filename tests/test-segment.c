@@ -145,6 +145,43 @@ static void memfd_segment(void **state)
 	sp_seg_detach(s);
 }
 
+/*
+ * glibc's mutex kind bits (nptl/pthreadP.h; the field is public in struct
+ * __pthread_mutex_s): robust, priority-inheritance, process-shared.  PI is
+ * what keeps a killed waiter from taking a wake-up with it (lock.c).
+ */
+#define GLIBC_MUTEX_ROBUST 16
+#define GLIBC_MUTEX_PI 32
+#define GLIBC_MUTEX_PSHARED 128
+
+static void assert_lock_kind(const struct sp_lock *l, const char *what)
+{
+	int kind = l->mutex.__data.__kind;
+
+	if ((kind & (GLIBC_MUTEX_ROBUST | GLIBC_MUTEX_PI | GLIBC_MUTEX_PSHARED)) !=
+	    (GLIBC_MUTEX_ROBUST | GLIBC_MUTEX_PI | GLIBC_MUTEX_PSHARED))
+		fail_msg("the %s lock has mutex kind %#x: not robust, PI and process-shared", what,
+			 (unsigned)kind);
+}
+
+/* Every lock of the segment: the registry's, the buddy's, a cache's, a pool's. */
+static void locks_are_robust_pi(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	struct sp_pool_params pp = { .elem_size = 64, .min_nr = 2 };
+	uint32_t cid, pid;
+
+	(void)state;
+	TU_ASSERT_OK(sp_cache_create(s, "kinds.cache", 48, 0, 0, NULL, &cid));
+	TU_ASSERT_OK(sp_pool_create(s, "kinds.pool", &pp, &pid));
+	assert_lock_kind(&s->hdr->registry_lock, "registry");
+	assert_lock_kind(&s->hdr->buddy.lock, "buddy");
+	assert_lock_kind(&sp_cache_get(s, cid)->lock, "cache");
+	assert_lock_kind(&sp_pool_get(s, pid)->lock, "pool");
+	TU_ASSERT_OK(sp_pool_destroy(s, pid));
+	tu_seg_free(s);
+}
+
 static void error_table(void **state)
 {
 	assert_string_equal(sp_err_name(-ENOMEM), "ENOMEM");
@@ -163,6 +200,7 @@ int main(void)
 		cmocka_unit_test(readonly_attach_never_writes),
 		cmocka_unit_test(memfd_segment),
 		cmocka_unit_test(error_table),
+		cmocka_unit_test(locks_are_robust_pi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
