@@ -929,10 +929,70 @@ static void explain_ring(struct torture *t, uint32_t inc)
 	}
 }
 
+/* Who wrote stamp word 0 (holder incarnation << 32 | generation). */
+static void print_holder(struct torture *t, uint64_t word0)
+{
+	uint32_t holder = (uint32_t)(word0 >> 32);
+
+	for (unsigned i = 0; i < t->nw; i++)
+		if (t->pid[i] && atomic_load(&t->sh->w[i].inc) == holder) {
+			fprintf(stderr, " (stamped by live worker %u, gen %u)", holder,
+				(uint32_t)word0);
+			return;
+		}
+	for (unsigned i = 0; i < t->ndead; i++)
+		if (t->dead[i].inc == holder) {
+			fprintf(stderr, " (stamped by dead worker %u of slot %u, gen %u)", holder,
+				t->dead[i].slot, (uint32_t)word0);
+			return;
+		}
+	fprintf(stderr, " (stamp of incarnation %u, gen %u)", holder, (uint32_t)word0);
+}
+
+/* On a mismatch: the slot's allocated slab objects, by cache, with stamps. */
+static void explain_slot(struct torture *t, uint32_t slot)
+{
+	struct sp_seg *s = t->ro;
+	uint16_t user = (uint16_t)(slot + 1), mag = SP_OWNER_MAG(slot + 1);
+	unsigned shown = 0;
+
+	for (uint32_t pfn = 0; pfn < s->geo.nr_pages; pfn++) {
+		uint32_t info = s->pages[pfn].info, cid = s->pages[pfn].owner;
+		struct sp_cache *c;
+		struct sp_slab *slab;
+
+		if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_KIND(info) != SP_KIND_SLAB ||
+		    cid >= sp_nr_cache_slots(s))
+			continue;
+		c = &sp_caches(s)[cid];
+		if (!sp_slab_valid(s, c, pfn))
+			continue;
+		slab = sp_slab_at(s, c, pfn);
+		for (uint32_t i = 0; i < c->objperslab; i++) {
+			uint16_t tag = sp_slab_owners(c, slab)[i];
+			uint8_t *obj;
+
+			if ((tag != user && tag != mag) || !(slab->bitmap[i / 64] >> (i % 64) & 1))
+				continue;
+			obj = sp_slab_obj(c, slab, i);
+			if (shown++ < 40) {
+				fprintf(stderr, "  %s object %#llx of cache %s (slab %u, index %u), "
+					"word0 %#llx", tag == mag ? "cached" : "held",
+					(unsigned long long)(obj - s->base), c->name, pfn, i,
+					(unsigned long long)*(uint64_t *)obj);
+				print_holder(t, *(uint64_t *)obj);
+				fprintf(stderr, "\n");
+			}
+		}
+	}
+	fprintf(stderr, "  %u allocated slab objects carry slot %u's tags\n", shown, slot);
+}
+
 #define EXPECT_RANGE(what, v, lo, hi)                                                     \
 	do {                                                                              \
 		if ((v) < (lo) || (v) > (hi)) {                                           \
 			explain_ring(t, inc);                                             \
+			explain_slot(t, ci->slot);                                        \
 			fail_msg("slot %u (%s worker %u, crash point \"%s\", op %u on %s "  \
 				 "%u; slot holds %llu pool elements, record %llu pool): "     \
 				 "%s %llu, expected %llu..%llu",                              \
