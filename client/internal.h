@@ -152,7 +152,7 @@ void shmp__live_del(shmp_client *c);
  * magazines are off or unavailable (take the locked path).  May sleep on
  * the first use by a thread (it creates its set) or of a cache.
  */
-static inline struct sp_mag *shmp__mag(shmp_client *c, struct sp_cache *cache)
+sp_fast_inline struct sp_mag *shmp__mag(shmp_client *c, struct sp_cache *cache)
 {
 	if (sp_likely(shmp__tc_hot.c == c && shmp__tc_hot.sid == c->sid)) {
 		struct sp_mag *m = &shmp__tc_hot.set->mag[sp_mag_index(cache->id)];
@@ -164,7 +164,7 @@ static inline struct sp_mag *shmp__mag(shmp_client *c, struct sp_cache *cache)
 }
 
 /* Alloc from the thread's magazine of @cache, refilling it: 0 or < 0. */
-static inline int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off)
+sp_fast_inline int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off)
 {
 	struct sp_mag *m = shmp__mag(c, cache);
 
@@ -179,7 +179,7 @@ static inline int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off
 
 /* Free into the thread's magazine of @cache: 0, or < 0: take the locked
  * path (which also explains a refused pointer). */
-static inline int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off)
+sp_fast_inline int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off)
 {
 	struct sp_mag *m = shmp__mag(c, cache);
 	enum sp_mag_push_result r;

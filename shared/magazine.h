@@ -30,7 +30,7 @@
  * at the start of an object.  Does not sleep.
  * Return: false when @off is not an object of @c.
  */
-static inline bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+sp_fast_inline bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 				 struct sp_slab **slab, uint32_t *idx)
 {
 	uint64_t rel = off - (uint64_t)(s->data - s->base), slab_rel, orel, i;
@@ -65,7 +65,7 @@ static inline bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *
  *
  * See sp_mag_locate().  Does not sleep.
  */
-static inline uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+sp_fast_inline uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 				   bool *allocated)
 {
 	struct sp_slab *slab;
@@ -86,27 +86,43 @@ static inline uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache
  * scribbled on) is dropped, never handed out.  Does not sleep.
  * Return: true, or false when the magazine is empty (refill it).
  */
-static inline bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
+sp_fast_inline bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
 			      sp_off_t *off)
 {
+	uint64_t mask = ~(((uint64_t)SP_PAGE_SIZE << (c->order & 31)) - 1);
 	uint16_t mine = SP_OWNER_MAG(s->owner);
 	uint32_t n = m->nr;
 
 	if (sp_unlikely(n > SP_MAG_OBJS))
 		n = m->nr = 0;
 	while (n) {
+		/*
+		 * The entry was checked fully when it was pushed or refilled,
+		 * and while it sits here its tag says "cached by this slot",
+		 * which keeps every other process's hands off it (a free, a
+		 * shrink, a reclaim).  Only a scribbled magazine could be
+		 * wrong, and then the place it points at (inside the data
+		 * area, the start of an object below objperslab) does not
+		 * carry this slot's magazine tag: the entry is dropped.
+		 */
 		sp_off_t o = m->objs[n - 1];
-		bool allocated;
-		uint16_t *tag = sp_mag_tag(s, c, o, &allocated);
+		uint64_t rel = o - (uint64_t)(s->data - s->base), slab_rel = rel & mask, orel, i;
+		const struct sp_slab *sl = (const struct sp_slab *)(s->data + slab_rel);
+		uint16_t *tag;
 
-		/* an entry that is not this slot's cached object of @c is dropped */
-		if (sp_likely(tag && allocated && *tag == mine)) {
-			*tag = s->owner;
-			SP_CRASH_POINT("mag.pop");
-			m->nr = n - 1;
-			m->nr_alloc++;
-			*off = o;
-			return true;
+		if (sp_likely(rel < s->geo.data.size)) {
+			orel = rel - slab_rel - c->obj_start - sl->colour;
+			i = (uint64_t)(((unsigned __int128)orel * c->recip) >> 64);
+			tag = (uint16_t *)((uint8_t *)sl + c->owners_off) + i;
+			if (sp_likely(i < c->objperslab && i * c->stride == orel &&
+				      *tag == mine)) {
+				*tag = s->owner;
+				SP_CRASH_POINT("mag.pop");
+				m->nr = n - 1;
+				m->nr_alloc++;
+				*off = o;
+				return true;
+			}
 		}
 		m->nr = --n;
 	}
@@ -127,7 +143,7 @@ enum sp_mag_push_result {
  * Does not sleep.
  * Return: an enum sp_mag_push_result.
  */
-static inline enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c,
+sp_fast_inline enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c,
 						  struct sp_mag *m, sp_off_t off)
 {
 	uint32_t n = m->nr;
@@ -147,7 +163,7 @@ static inline enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct
 }
 
 /* Is @m bound to the LIVE cache @c as it is now? */
-static inline bool sp_mag_bound(const struct sp_mag *m, const struct sp_cache *c)
+sp_fast_inline bool sp_mag_bound(const struct sp_mag *m, const struct sp_cache *c)
 {
 	return m->cache_id == c->id + 1 && m->cache_gen == c->gen;
 }

@@ -411,6 +411,11 @@ static void pop_drops_scribbled_entries(void **state)
 	below = m->objs[m->nr - 2];
 	assert_true(sp_mag_pop(s, c, m, &off));
 	assert_int_equal(off, below);
+	below = m->objs[m->nr - 2];
+	m->objs[m->nr - 1] = below + 8; /* inside a cached object of ours */
+	assert_true(sp_mag_pop(s, c, m, &off));
+	assert_int_equal(off, below);
+	assert_tag(s, c, below, s->owner);
 	m->nr = 1000; /* a scribbled count empties the magazine */
 	assert_false(sp_mag_pop(s, c, m, &off));
 	assert_int_equal(m->nr, 0);
