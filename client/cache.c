@@ -28,7 +28,8 @@ struct shmp_cache {
 	uint32_t id;		/* index in the cache table */
 	uint32_t gen;
 	uint32_t obj_size;
-	bool magazines;		/* no debug flags: the thread's magazine may serve */
+	bool magazines;		/* a session with magazines, a cache without debug
+				 * flags: the thread's magazine may serve */
 	struct sp_cache *desc;	/* in the table (check gen before use) */
 	char name[SP_NAME_MAX + 1];
 };
@@ -73,7 +74,7 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	k->id = info->id;
 	k->gen = info->gen;
 	k->obj_size = d->obj_size;
-	k->magazines = !(d->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE));
+	k->magazines = c->magazines && !(d->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE));
 	k->desc = d;
 	memcpy(k->name, d->name, sizeof(k->name));
 	k->name[SP_NAME_MAX] = '\0';

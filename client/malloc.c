@@ -38,7 +38,7 @@ void *shmp_malloc(shmp_client *c, size_t size)
 	if (sp_likely(size <= SP_KMALLOC_MAX)) {
 		struct sp_cache *k = &sp_caches(c->seg)[sp_kmalloc_class(size)];
 
-		if (shmp__mag_alloc(c, k, &off) == 0)
+		if (sp_likely(c->magazines) && shmp__mag_alloc(c, k, &off) == 0)
 			return c->seg->base + off;
 	}
 	rc = sp_kmalloc(c->seg, size, &off);

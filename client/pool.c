@@ -50,7 +50,9 @@ struct shmp_pool {
 	uint32_t id;		/* index in the pool table */
 	uint32_t gen;		/* the descriptor's generation at open */
 	uint64_t elem_size;
-	struct sp_cache *cache;	/* the backing cache when magazines may be used */
+	struct sp_cache *cache;	/* the backing cache when magazines may be used
+				 * (NULL in a session without magazines: the
+				 * locked path, without asking the thread cache) */
 	struct sp_pool *desc;	/* its descriptor in the table (check gen before use) */
 	char name[SP_NAME_MAX + 1];
 };
@@ -97,7 +99,8 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	p->elem_size = d->elem_size;
 	p->desc = d;
 	/* SLAB only: a kmalloc class (pool_id 0) would fail the pool_id test too */
-	if (d->backing == SP_BACK_SLAB && !d->max_nr && d->cache_id < sp_nr_cache_slots(c->seg)) {
+	if (c->magazines && d->backing == SP_BACK_SLAB && !d->max_nr &&
+	    d->cache_id < sp_nr_cache_slots(c->seg)) {
 		struct sp_cache *k = &sp_caches(c->seg)[d->cache_id];
 
 		if (k->pool_id == d->id + 1 && !(k->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE)))
