@@ -18,7 +18,9 @@
  * this: a worker blocked for ever on a free lock).  A PI futex is handed
  * over by the kernel: the woken sleeper already owns it when it wakes, and
  * a sleeper's death passes it on (exit_pi_state_list()).  Uncontended, a
- * PI mutex is locked and unlocked in user space like the others.
+ * PI mutex is locked and unlocked in user space like the others; a
+ * contended one is first tried a little while (SP_LOCK_SPINS), since the
+ * kernel's strict hand-over would otherwise convoy its users.
  *
  * Waiting for memory never uses a process-shared condition variable: a
  * process killed inside pthread_cond_wait() can wedge the condvar for
@@ -35,6 +37,37 @@
 #include "core.h"
 
 #define SP_MAX_HELD 8
+
+/*
+ * Tries before sleeping.  A contended PI mutex is handed over through the
+ * kernel (FUTEX_LOCK_PI / FUTEX_UNLOCK_PI) strictly in turn, which makes
+ * two processes sharing one lock convoy: 20 times slower than one in the
+ * benchmark's locked two-process case (7.95 -> 0.32 Mpairs/s; with this
+ * spin 10.8 -> 1.8, as the plain robust mutex did).  The critical sections
+ * last a few hundred nanoseconds, so a short spin (about 10 us at most)
+ * mostly finds the lock free and never reaches the kernel.
+ */
+#define SP_LOCK_SPINS 1000
+
+/* Does the mutex look free?  glibc's futex word; elsewhere: just try. */
+static inline bool lock_word_free(const struct sp_lock *l)
+{
+#ifdef __GLIBC__
+	return !__atomic_load_n(&l->mutex.__data.__lock, __ATOMIC_RELAXED);
+#else
+	(void)l;
+	return true;
+#endif
+}
+
+static inline void sp_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
 
 /*
  * initial-exec: these are read on every lock and unlock, and libshmpool.so
@@ -120,6 +153,11 @@ int sp_lock(struct sp_seg *s, struct sp_lock *l)
 	if (s->readonly)
 		return sp_err(-EROFS, "cannot lock a read-only segment");
 	rc = pthread_mutex_trylock(&l->mutex);
+	for (unsigned spin = 0; sp_unlikely(rc == EBUSY) && spin < SP_LOCK_SPINS; spin++) {
+		sp_cpu_relax();
+		if (lock_word_free(l)) /* read, not write, the line while it is held */
+			rc = pthread_mutex_trylock(&l->mutex);
+	}
 	if (rc == EBUSY) {
 		if (s->lock_timeout_ms > 0) {
 			struct timespec ts;
