@@ -182,11 +182,11 @@ void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why)
 	if (rc) {
 		spd_error("client slot %u (pid %d): cannot release its holdings: %s; retrying "
 			  "every %d ms", slot, pid, sp_errmsg(), SPD_REAP_INTERVAL_MS);
-		if (slot < d->nr_by_slot)
+		if (d->release_due && slot < d->nr_by_slot)
 			d->release_due[slot] = 1;
 		return;
 	}
-	if (slot < d->nr_by_slot && d->release_due[slot]) {
+	if (d->release_due && slot < d->nr_by_slot && d->release_due[slot]) {
 		d->release_due[slot] = 0;
 		spd_info("client slot %u (pid %d): released on a retry", slot, pid);
 	}
@@ -423,7 +423,7 @@ static bool unconnected_alive(struct spd_daemon *d)
 /* Retry the releases that failed (spd_owner_client_died()). */
 static void retry_releases(struct spd_daemon *d)
 {
-	for (uint32_t i = 0; i < d->nr_by_slot; i++) {
+	for (uint32_t i = 0; d->release_due && i < d->nr_by_slot; i++) {
 		if (!d->release_due[i])
 			continue;
 		if (sp_clients(d->seg)[i].state != SP_CLIENT_DEAD) /* reclaimed meanwhile */

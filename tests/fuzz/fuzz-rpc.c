@@ -103,8 +103,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	pristine = malloc(d.seg->size);
 	d.nr_by_slot = d.seg->hdr->max_clients;
 	d.by_slot = calloc(d.nr_by_slot, sizeof(*d.by_slot));
+	d.release_due = calloc(d.nr_by_slot, 1);
 	d.loop = malloc(sizeof(*d.loop));
-	if (!pristine || !d.by_slot || !d.loop || uv_loop_init(d.loop))
+	if (!pristine || !d.by_slot || !d.release_due || !d.loop || uv_loop_init(d.loop))
 		die("out of memory");
 	memcpy(pristine, d.seg->base, d.seg->size);
 	snprintf(d.cfg.shm_name, sizeof(d.cfg.shm_name), "/fuzz-rpc");
@@ -140,6 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(d.seg->base, pristine, d.seg->size);
 	memset(d.by_slot, 0, d.nr_by_slot * sizeof(*d.by_slot));
+	memset(d.release_due, 0, d.nr_by_slot);
 	d.start_ms = sp_now_ms();
 	ss[0] = peer(data[0] & 1 ? 1000 : 0, !(data[0] & 2));
 	ss[1] = peer(0, true);

@@ -235,7 +235,8 @@ static void views(struct sp_seg *s)
 	snprintf(d.cfg.shm_name, sizeof(d.cfg.shm_name), "/fuzz-segment");
 	d.nr_by_slot = s->hdr->max_clients;
 	d.by_slot = calloc(d.nr_by_slot, sizeof(*d.by_slot));
-	if (!d.by_slot)
+	d.release_due = calloc(d.nr_by_slot, 1);
+	if (!d.by_slot || !d.release_due)
 		die("out of memory");
 
 	resp.list = spd_view_list(&a, s);
@@ -278,6 +279,7 @@ static void views(struct sp_seg *s)
 	}
 	spd_arena_free(&a);
 	free(d.by_slot);
+	free(d.release_due);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
