@@ -36,10 +36,10 @@ void sp_assert_fail(const char *expr, const char *file, int line) __attribute__(
 #endif
 
 #define sp_likely(x)   __builtin_expect(!!(x), 1)
+#define sp_unlikely(x) __builtin_expect(!!(x), 0)
 /* The data path's few small helpers: always inlined, whatever gcc's size
  * heuristics say (a call costs more than some of them do). */
 #define sp_fast_inline static inline __attribute__((always_inline))
-#define sp_unlikely(x) __builtin_expect(!!(x), 0)
 
 /* ---- errors (errors.c) -------------------------------------------------- */
 
