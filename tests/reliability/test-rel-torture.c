@@ -39,8 +39,10 @@
  * random 0..5 ms, SIGKILLs it, waits for the daemon to notice (Stats no
  * longer shows the pid alive: the slot is DEAD with its orphans or already
  * freed, and the reclaim-on-exit pool has its elements back), and starts a
- * replacement.  One kill in 16 hits a replacement still connecting.  Every
- * CHECK_EVERY kills, and at the end, a checkpoint:
+ * replacement.  One kill in 16 hits a replacement still connecting.  After
+ * each kill, with the workers running, a Check through the daemon (the
+ * checker takes every lock) finds no violation.  Every CHECK_EVERY kills,
+ * and at the end, a checkpoint:
  *   1. pause: every worker stops at a safe point (between operations);
  *   2. ring entries claimed by dead receivers: the driver frees the element
  *      (it is still allocated: the claim was not released) or, when the
@@ -200,7 +202,7 @@ struct torture {
 	struct dead *dead;
 	unsigned ndead, dead_cap;
 	/* figures */
-	uint64_t kills, connect_kills, crash_deaths, checks, orphans, ring_dropped,
+	uint64_t kills, connect_kills, crash_deaths, checks, live_checks, orphans, ring_dropped,
 		 ring_freed, reclaims, locks_seen;
 	unsigned point_deaths[64];
 	unsigned armed;
@@ -1254,6 +1256,20 @@ static void check_locks(struct torture *t)
 	}
 }
 
+/* After every kill the daemon has noticed, with the workers running: the
+ * checker (which takes every lock) finds nothing wrong. */
+static void live_check(struct torture *t)
+{
+	unsigned nv = 0;
+
+	CL_OK(shmp_check(t->c, &nv));
+	if (nv)
+		CL_FAIL("after %llu kills, with the workers running, the checker found %u "
+			"violation(s); first: %s", (unsigned long long)(t->kills + t->crash_deaths),
+			nv, shmp_errmsg());
+	t->live_checks++;
+}
+
 static void checkpoint(struct torture *t)
 {
 	Shmpool__Response *r;
@@ -1348,6 +1364,8 @@ static void test_torture(void **state)
 		refill(t);
 		if ((t->kills + t->crash_deaths) / (uint64_t)every != before / (uint64_t)every)
 			checkpoint(t);
+		else
+			live_check(t);
 	}
 	/* the end: armed workers replaced (they would die draining), a last
 	 * checkpoint, then drain and leave */
@@ -1428,6 +1446,8 @@ static void test_torture(void **state)
 	       (unsigned long long)allocs, (unsigned long long)t->sh->cnt[0].frees,
 	       (unsigned long long)t->sh->cnt[0].sent, (unsigned long long)t->sh->cnt[0].received,
 	       (unsigned long long)t->sh->cnt[0].nomem);
+	printf("live checks (workers running, after each kill between the checkpoints): %llu, each with 0 "
+	       "violations\n", (unsigned long long)t->live_checks);
 	printf("checks through the daemon: %llu, each with 0 violations and all %llu locks free; "
 	       "orphans attributed to dead slots and reclaimed: %llu (%llu dead slots); hand-off "
 	       "elements of killed workers: %llu left in the ring and freed by reclaim, %llu "
