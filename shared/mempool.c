@@ -412,6 +412,14 @@ int sp_pool_elem_owner(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 	return retag(s, p, off, 0, NULL, owner);
 }
 
+/* Bump wait_seq and wake up to @n of the pool's waiters (INT_MAX: all,
+ * to look again).  Does not sleep. */
+static void wake_waiters(struct sp_pool *p, int n)
+{
+	__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
+	sp_futex_wake(&p->wait_seq, n);
+}
+
 /* ---- locking and recovery ------------------------------------------------- */
 
 static int cmp_off(const void *a, const void *b)
@@ -611,8 +619,7 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 		free(tagged);
 	}
 	__atomic_store_n(&p->nr_waiters, 0, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_RELEASE);
-	sp_futex_wake(&p->wait_seq, INT_MAX); /* waiters re-register */
+	wake_waiters(p, INT_MAX); /* waiters re-register */
 }
 
 /**
@@ -1209,8 +1216,7 @@ int sp_pool_destroy(struct sp_seg *s, uint32_t id)
 		/* sleepers (nr_waiters is advisory: a killed waiter leaves it
 		 * high) wake up, find the pool gone and return -ENOENT */
 		__atomic_store_n(&p->nr_waiters, 0, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
-		sp_futex_wake(&p->wait_seq, INT_MAX);
+		wake_waiters(p, INT_MAX);
 	}
 	sp_pool_unlock(p);
 out:
@@ -1332,12 +1338,6 @@ ok:
 	return 0;
 }
 
-static void wake_one(struct sp_pool *p)
-{
-	__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
-	sp_futex_wake(&p->wait_seq, 1);
-}
-
 /**
  * sp_pools_wake_waiters() - wake every waiter of every pool to look again.
  * @s: segment.
@@ -1353,10 +1353,8 @@ void sp_pools_wake_waiters(struct sp_seg *s)
 	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = &sp_pools(s)[i];
 
-		if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST)) {
-			__atomic_fetch_add(&p->wait_seq, 1, __ATOMIC_SEQ_CST);
-			sp_futex_wake(&p->wait_seq, INT_MAX);
-		}
+		if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
+			wake_waiters(p, INT_MAX);
 	}
 }
 
@@ -1408,7 +1406,7 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 				if (counted)
 					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
 				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
-					wake_one(p);
+					wake_waiters(p, 1);
 			} else {
 				p->nr_bad_free++;
 			}
@@ -1423,7 +1421,7 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 				if (counted)
 					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
 				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
-					wake_one(p);
+					wake_waiters(p, 1);
 			}
 			sp_pool_unlock(p);
 			return rc;
@@ -1439,7 +1437,7 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 	__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
 	if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST)) {
 		if (sp_pool_lock(s, p) == 0) {
-			wake_one(p);
+			wake_waiters(p, 1);
 			sp_pool_unlock(p);
 		}
 	}
