@@ -48,6 +48,8 @@ int tu_wait(pid_t pid);
 uint64_t tu_rand(uint64_t *state);
 /* An integer from the environment, or @def. */
 long tu_env_long(const char *name, long def);
+/* Does the file at @path (its first MiB: a daemon's log) hold @needle? */
+bool tu_file_contains(const char *path, const char *needle);
 
 #define TU_ASSERT_OK(expr)                                                           \
 	do {                                                                         \

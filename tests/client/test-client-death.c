@@ -200,20 +200,6 @@ static int lock_holder(void *arg)
 	return 0;
 }
 
-static bool file_contains(const char *path, const char *needle)
-{
-	char buf[1 << 16];
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return strstr(buf, needle) != NULL;
-}
-
 /*
  * The daemon cannot release a dead client's reclaim-on-exit elements
  * because another process holds the backing's lock past the daemon's lock
@@ -243,12 +229,12 @@ static void test_release_retried(void **state)
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait(pid), 128 + SIGKILL);
 	assert_int_equal(tu_wait(holder), 0); /* 5 s: the daemon's first try failed */
-	assert_true(file_contains(d->log, "cannot release its holdings"));
+	assert_true(tu_file_contains(d->log, "cannot release its holdings"));
 
 	if (!CL_POLL(nr_out(rp) == 0, 20000))
 		CL_FAIL("reclaim-on-exit pool still has %llu elements out after the lock was "
 			"released", (unsigned long long)nr_out(rp));
-	if (!CL_POLL(file_contains(d->log, "released on a retry"), 5000))
+	if (!CL_POLL(tu_file_contains(d->log, "released on a retry"), 5000))
 		CL_FAIL("the daemon's log does not say the release was retried");
 	CL_OK(shmp_pool_destroy(c, "death.retry"));
 	shmp_pool_close(rp);

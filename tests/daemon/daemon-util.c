@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "daemon-util.h"
+#include "test-util.h"
 
 #define TD_WAIT_MS	20000	/* upper bound of every polling loop */
 #define TD_NAP_US	5000
@@ -247,18 +248,7 @@ void td_cleanup(struct td_daemon *d)
 
 bool td_log_contains(const struct td_daemon *d, const char *needle)
 {
-	static char buf[1 << 20];
-	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return false;
-	buf[n] = '\0';
-	return strstr(buf, needle) != NULL;
+	return tu_file_contains(d->log, needle);
 }
 
 int td_run(const char *const *args, char *out, size_t size)
