@@ -209,11 +209,15 @@ struct torture {
 	bool arm_points;		/* fault build, unless SHMPOOL_TORTURE_CRASH_POINTS=0 */
 };
 
-static uint32_t for_each_lock(struct torture *t,
-			      bool (*fn)(struct torture *t, const struct sp_lock *l,
-					 const char *what, uint32_t id));
-static bool print_if_held(struct torture *t, const struct sp_lock *l, const char *what,
-			  uint32_t id);
+/* A shared mutex, named for messages. */
+struct lock_ref {
+	const struct sp_lock *l;
+	const char *what;	/* "registry", "buddy", "pool", "cache" */
+	uint32_t id;		/* pool or cache table index */
+};
+
+static uint32_t held_locks(struct torture *t, bool print, struct lock_ref *first,
+			   uint32_t *total);
 
 /* ---- stamps --------------------------------------------------------------------- */
 
@@ -629,7 +633,7 @@ static uint32_t wait_noticed(struct torture *t, pid_t pid)
 		if (rel_now_ms() - t0 > POLL_MS) {
 			fprintf(stderr, "slot %u of pid %d still alive; locks held now:\n", slot,
 				(int)pid);
-			for_each_lock(t, print_if_held);
+			held_locks(t, true, NULL, NULL);
 			fail_msg("the daemon did not notice the death of pid %d in %d ms", (int)pid,
 				 POLL_MS);
 		}
@@ -637,31 +641,68 @@ static uint32_t wait_noticed(struct torture *t, pid_t pid)
 	}
 }
 
-/* Position @pos's process is gone with status @st: check how, remember
- * what it held, wait for the daemon.  The position is left empty. */
-/* A dead worker whose slot the daemon freed at once: it held nothing that
- * outlives it (cache objects, kmalloc memory, unclaimed hand-offs). */
-static void expect_nothing_left(struct torture *t, const struct wrec *w)
+/* What @w's record holds: local pool elements, other small objects (cache
+ * objects and kmalloc blocks), large blocks. */
+static void counts_of(const struct wrec *w, uint64_t *pool, uint64_t *small, uint64_t *large)
 {
-	uint32_t inc = atomic_load(&w->inc), held = 0, allow = 0;
-
-	for (int kind = K_CACHE; kind < K_NKINDS; kind++)
-		for (uint32_t i = 0; i < NHELD; i++)
-			held += w->held[kind][i].off != 0;
-	if (atomic_load(&w->op) == OP_FREE && atomic_load(&w->op_kind) != K_POOL)
-		allow = 1; /* freed, not yet unrecorded */
-	if (held > allow)
-		fail_msg("worker %u died holding %u cache objects and kmalloc blocks, yet the "
-			 "daemon freed its slot %u at once", inc, held, atomic_load(&w->slot));
-	for (unsigned i = 0; i < RING; i++) {
-		uint64_t word = atomic_load(&t->sh->ring[i].word);
-
-		if (RSTATE(word) == R_FULL && t->sh->ring[i].sender == inc)
-			fail_msg("worker %u left a hand-off in ring entry %u, yet the daemon freed "
-				 "its slot %u at once", inc, i, atomic_load(&w->slot));
+	*pool = *small = *large = 0;
+	for (int kind = 0; kind < K_NKINDS; kind++) {
+		for (uint32_t i = 0; i < NHELD; i++) {
+			if (!w->held[kind][i].off)
+				continue;
+			if (kind == K_POOL)
+				++*pool;
+			else if (w->held[kind][i].size > 8192)
+				++*large;
+			else
+				++*small;
+		}
 	}
 }
 
+/* Handoff elements the ring attributes to sender incarnation @inc:
+ * [*lo, *hi] (an entry left FILLING without an offset may or may not hold
+ * an element: the sender died in its alloc). */
+static void ring_count(struct torture *t, uint32_t inc, uint64_t *lo, uint64_t *hi)
+{
+	*lo = *hi = 0;
+	for (unsigned i = 0; i < RING; i++) {
+		struct rentry *e = &t->sh->ring[i];
+		uint64_t w = atomic_load(&e->word);
+
+		if (RSTATE(w) == R_FULL && e->sender == inc) {
+			++*lo, ++*hi;
+		} else if (RSTATE(w) == R_FILLING && RINC(w) == inc) {
+			*hi += 1;
+			*lo += e->off != 0;
+		}
+	}
+}
+
+/* A dead worker whose slot the daemon freed at once: it held nothing that
+ * outlives it (cache objects, kmalloc memory, hand-offs it allocated and
+ * the ring still attributes to it). */
+static void expect_nothing_left(struct torture *t, const struct wrec *w)
+{
+	uint32_t inc = atomic_load(&w->inc), allow = 0;
+	uint64_t pool, small, large, held, lo, hi;
+
+	counts_of(w, &pool, &small, &large);
+	held = small + large; /* cache objects, kmalloc memory */
+	if (atomic_load(&w->op) == OP_FREE && atomic_load(&w->op_kind) != K_POOL)
+		allow = 1; /* freed, not yet unrecorded */
+	if (held > allow)
+		fail_msg("worker %u died holding %llu cache objects and kmalloc blocks, yet the "
+			 "daemon freed its slot %u at once", inc, (unsigned long long)held,
+			 atomic_load(&w->slot));
+	ring_count(t, inc, &lo, &hi);
+	if (lo)
+		fail_msg("worker %u left %llu hand-off(s) in the ring, yet the daemon freed its "
+			 "slot %u at once", inc, (unsigned long long)lo, atomic_load(&w->slot));
+}
+
+/* Position @pos's process is gone with status @st: check how, remember
+ * what it held, wait for the daemon.  The position is left empty. */
 static void buried(struct torture *t, unsigned pos, int st, bool killed)
 {
 	struct wrec *w = &t->sh->w[pos];
@@ -768,7 +809,7 @@ static void explain_stuck(struct torture *t, unsigned pos)
 		fclose(f);
 	}
 	fprintf(stderr, "  locks held now:\n");
-	for_each_lock(t, print_if_held);
+	held_locks(t, true, NULL, NULL);
 	snprintf(cmd, sizeof(cmd), "tail -n 30 '%s' | sed 's/^/  daemon: /' >&2", t->d.log);
 	if (system(cmd) < 0)
 		fprintf(stderr, "  (no daemon log)\n");
@@ -911,44 +952,6 @@ static void resolve_claims(struct torture *t)
 		}
 		e->off = 0;
 		atomic_store(&e->word, RWORD(R_EMPTY, 0));
-	}
-}
-
-/* Handoff elements the ring attributes to sender incarnation @inc:
- * [*lo, *hi] (an entry left FILLING without an offset may or may not hold
- * an element: the sender died in its alloc). */
-static void ring_count(struct torture *t, uint32_t inc, uint64_t *lo, uint64_t *hi)
-{
-	*lo = *hi = 0;
-	for (unsigned i = 0; i < RING; i++) {
-		struct rentry *e = &t->sh->ring[i];
-		uint64_t w = atomic_load(&e->word);
-
-		if (RSTATE(w) == R_FULL && e->sender == inc) {
-			++*lo, ++*hi;
-		} else if (RSTATE(w) == R_FILLING && RINC(w) == inc) {
-			*hi += 1;
-			*lo += e->off != 0;
-		}
-	}
-}
-
-/* What @w's record holds: local pool elements, other small objects (cache
- * objects and kmalloc blocks), large blocks. */
-static void counts_of(const struct wrec *w, uint64_t *pool, uint64_t *small, uint64_t *large)
-{
-	*pool = *small = *large = 0;
-	for (int kind = 0; kind < K_NKINDS; kind++) {
-		for (uint32_t i = 0; i < NHELD; i++) {
-			if (!w->held[kind][i].off)
-				continue;
-			if (kind == K_POOL)
-				++*pool;
-			else if (w->held[kind][i].size > 8192)
-				++*large;
-			else
-				++*small;
-		}
 	}
 }
 
@@ -1176,30 +1179,6 @@ static const char *whose(struct torture *t, int tid, char *buf, size_t len)
 	return buf;
 }
 
-/*
- * Visit every shared mutex: the registry, the buddy, every pool and cache.
- * @fn gets each with its name and index; a true return stops the walk.
- * Returns the number visited.
- */
-static uint32_t for_each_lock(struct torture *t,
-			      bool (*fn)(struct torture *t, const struct sp_lock *l,
-					 const char *what, uint32_t id))
-{
-	struct sp_seg *s = t->ro;
-	uint32_t n = 2;
-
-	if (fn(t, &s->hdr->registry_lock, "registry", 0) ||
-	    fn(t, &s->hdr->buddy.lock, "buddy", 0))
-		return n;
-	for (uint32_t i = 0; i < s->geo.max_pools; i++, n++)
-		if (fn(t, &sp_pools(s)[i].lock, "pool", i))
-			return n + 1;
-	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++, n++)
-		if (fn(t, &sp_caches(s)[i].lock, "cache", i))
-			return n + 1;
-	return n;
-}
-
 /* glibc's futex word: owner tid (| FUTEX_WAITERS), or FUTEX_OWNER_DIED once
  * the kernel released it for a dead owner; 0 when free. */
 static uint32_t lock_word(const struct sp_lock *l)
@@ -1207,29 +1186,43 @@ static uint32_t lock_word(const struct sp_lock *l)
 	return (uint32_t)__atomic_load_n(&l->mutex.__data.__lock, __ATOMIC_ACQUIRE);
 }
 
-static bool print_if_held(struct torture *t, const struct sp_lock *l, const char *what,
-			  uint32_t id)
+/* One lock of held_locks(): count it if held, remember the first, print. */
+static void visit_lock(struct torture *t, const struct sp_lock *l, const char *what, uint32_t id,
+		       bool print, struct lock_ref *first, uint32_t *nheld)
 {
 	uint32_t w = lock_word(l);
 	char who[64];
 
-	if (w)
+	if (!w)
+		return;
+	if (!(*nheld)++ && first)
+		*first = (struct lock_ref){ l, what, id };
+	if (print)
 		fprintf(stderr, "  %s lock %u held: futex word %#x, owner tid %d (%s)\n", what, id,
 			w, (int)(w & 0x3fffffff), whose(t, (int)(w & 0x3fffffff), who, sizeof(who)));
-	return false;
 }
 
-static const struct sp_lock *held_lock;
-static const char *held_what;
-static uint32_t held_id;
-
-static bool find_held(struct torture *t, const struct sp_lock *l, const char *what, uint32_t id)
+/*
+ * Every shared mutex: the registry, the buddy, every pool and cache.  With
+ * @print, each held one is described on stderr.  Returns how many are held
+ * (the first in *@first unless NULL); *@total (unless NULL) gets how many
+ * there are.
+ */
+static uint32_t held_locks(struct torture *t, bool print, struct lock_ref *first,
+			   uint32_t *total)
 {
-	(void)t;
-	if (!lock_word(l))
-		return false;
-	held_lock = l, held_what = what, held_id = id;
-	return true;
+	struct sp_seg *s = t->ro;
+	uint32_t nheld = 0;
+
+	visit_lock(t, &s->hdr->registry_lock, "registry", 0, print, first, &nheld);
+	visit_lock(t, &s->hdr->buddy.lock, "buddy", 0, print, first, &nheld);
+	for (uint32_t i = 0; i < s->geo.max_pools; i++)
+		visit_lock(t, &sp_pools(s)[i].lock, "pool", i, print, first, &nheld);
+	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++)
+		visit_lock(t, &sp_caches(s)[i].lock, "cache", i, print, first, &nheld);
+	if (total)
+		*total = 2 + s->geo.max_pools + sp_nr_cache_slots(s);
+	return nheld;
 }
 
 /* Step 6: every shared mutex is free, none owned by a dead thread. */
@@ -1238,20 +1231,18 @@ static void check_locks(struct torture *t)
 	uint64_t t0 = rel_now_ms();
 
 	for (;;) {
+		struct lock_ref h;
 		uint32_t n;
 		char who[64];
 
-		held_lock = NULL;
-		n = for_each_lock(t, find_held);
-		if (!held_lock) {
+		if (!held_locks(t, false, &h, &n)) {
 			t->locks_seen = n;
 			return;
 		}
 		if (rel_now_ms() - t0 > 2000)
-			fail_msg("the %s lock %u is held: futex word %#x, owner tid %d (%s)",
-				 held_what, held_id, lock_word(held_lock),
-				 held_lock->mutex.__data.__owner,
-				 whose(t, held_lock->mutex.__data.__owner, who, sizeof(who)));
+			fail_msg("the %s lock %u is held: futex word %#x, owner tid %d (%s)", h.what,
+				 h.id, lock_word(h.l), h.l->mutex.__data.__owner,
+				 whose(t, h.l->mutex.__data.__owner, who, sizeof(who)));
 		cl_msleep(1);
 	}
 }
