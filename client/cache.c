@@ -31,6 +31,8 @@ struct shmp_cache {
 	bool magazines;		/* a session with magazines, a cache without debug
 				 * flags: the thread's magazine may serve */
 	struct sp_cache *desc;	/* in the table (check gen before use) */
+	bool fast;		/* magazines and geo valid: the fast paths may run */
+	struct sp_mag_geo geo;	/* the cache's, for the fast paths */
 	char name[SP_NAME_MAX + 1];
 };
 
@@ -76,6 +78,7 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	k->obj_size = d->obj_size;
 	k->magazines = c->magazines && !(d->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE));
 	k->desc = d;
+	k->fast = k->magazines && sp_mag_geo_init(c->seg, d, &k->geo);
 	memcpy(k->name, d->name, sizeof(k->name));
 	k->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -154,47 +157,61 @@ void shmp_cache_close(shmp_cache *k)
 /* ---- the data path ---------------------------------------------------------- */
 
 /* The descriptor when the thread's magazine may serve: see pool.c. */
-static inline struct sp_cache *fast_desc(shmp_cache *k)
+static struct sp_cache *mag_desc(shmp_cache *k)
 {
 	struct sp_cache *d;
 
-	if (sp_unlikely(!k || !k->magazines || !k->c->seg))
+	if (!k || !k->magazines || !k->c->seg)
 		return NULL;
 	d = k->desc;
-	if (sp_unlikely(__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen))
+	if (__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen)
 		return NULL;
 	return d;
 }
 
-void *shmp_cache_alloc(shmp_cache *k, int flags)
+/* What the inlined fast path could not do: bind, refill, or lock. */
+static __attribute__((noinline)) void *cache_alloc_slow(shmp_cache *k, int flags)
 {
-	struct sp_cache *d;
+	struct sp_cache *d = mag_desc(k);
 	sp_off_t off;
 	int rc;
 
-	d = fast_desc(k);
-	if (sp_likely(d && !(flags & ~SHMP_NOWAIT)) && shmp__mag_alloc(k->c, d, &off) == 0)
+	if (d && !(flags & ~SHMP_NOWAIT) && shmp__mag_alloc(k->c, d, &off) == 0)
 		return k->c->seg->base + off;
-	if (sp_unlikely(flags & ~SHMP_NOWAIT))
+	if (flags & ~SHMP_NOWAIT)
 		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
 	rc = cache_desc(k, &d);
-	if (sp_unlikely(rc))
+	if (rc)
 		return shmp__fail_ptr(rc);
 	rc = sp_cache_alloc(k->c->seg, d, k->c->seg->owner, &off);
-	if (sp_unlikely(rc))
+	if (rc)
 		return shmp__fail_ptr(rc);
 	return sp_ptr(k->c->seg, off);
 }
 
-int shmp_cache_free(shmp_cache *k, void *obj)
+/* See pool.c: no generation check on alloc (a destroyed cache's magazines
+ * are empty), one on free. */
+void *shmp_cache_alloc(shmp_cache *k, int flags)
 {
-	struct sp_cache *d = fast_desc(k);
+	struct sp_seg *s;
+	struct sp_mag *m;
+	sp_off_t off;
+
+	if (sp_likely(k && k->fast && !(flags & ~SHMP_NOWAIT)) &&
+	    (m = shmp__fast_mag(k->c, &k->geo, &s)) &&
+	    sp_likely(sp_mag_take(s, &k->geo, m, &off) == SP_MAG_TAKEN))
+		return k->geo.base + off;
+	return cache_alloc_slow(k, flags);
+}
+
+static __attribute__((noinline)) int cache_free_slow(shmp_cache *k, void *obj)
+{
+	struct sp_cache *d = mag_desc(k);
 	sp_off_t off;
 	int rc;
 
 	/* a pointer outside the segment wraps to an offset the magazine refuses */
-	if (sp_likely(d) &&
-	    shmp__mag_free(k->c, d, (sp_off_t)((uint8_t *)obj - k->c->seg->base)) == 0)
+	if (d && shmp__mag_free(k->c, d, (uintptr_t)obj - (uintptr_t)k->c->seg->base) == 0)
 		return 0;
 	rc = cache_desc(k, &d);
 	if (sp_unlikely(rc))
@@ -203,6 +220,19 @@ int shmp_cache_free(shmp_cache *k, void *obj)
 	if (sp_unlikely(rc))
 		return rc;
 	return sp_cache_free(k->c->seg, d, off);
+}
+
+int shmp_cache_free(shmp_cache *k, void *obj)
+{
+	struct sp_seg *s;
+	struct sp_mag *m;
+
+	if (sp_likely(k && k->fast) && (m = shmp__fast_mag(k->c, &k->geo, &s)) &&
+	    sp_likely(__atomic_load_n(&k->desc->gen, __ATOMIC_RELAXED) == k->gen &&
+		      sp_mag_put(s, &k->geo, m, (uintptr_t)obj - (uintptr_t)k->geo.base) ==
+			      SP_MAG_PUSHED))
+		return 0;
+	return cache_free_slow(k, obj);
 }
 
 static void *bulk_alloc(void *h, int flags)

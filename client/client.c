@@ -268,6 +268,10 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		return rc;
 	}
 	c->seg = seg;
+	c->kfast = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
+		   seg->geo.nr_kmalloc == SP_NR_KMALLOC;
+	for (unsigned i = 0; c->kfast && i < SP_NR_KMALLOC; i++)
+		c->kfast = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
 	c->slot = hr->client_slot;
 	c->token = hr->session_token;
 	c->seg_size = seg->size;

@@ -55,6 +55,8 @@ struct shmp_client {
 	int timeout_ms;		/* per reply; < 0: none */
 	uint64_t sid;		/* unique in this process: thread caches key on it */
 	bool magazines;		/* per-thread magazines on */
+	bool kfast;		/* kgeo[] is valid: shmp_malloc's fast path */
+	struct sp_mag_geo kgeo[SP_NR_KMALLOC]; /* of the kmalloc classes */
 	shmp_client *live_next;	/* on the list of live sessions (tcache.c) */
 	/* under lock */
 	pthread_mutex_t lock;
@@ -140,7 +142,6 @@ struct shmp__tc_ent {
 };
 extern __thread struct shmp__tc_ent shmp__tc_hot
 	__attribute__((tls_model("initial-exec"), visibility("hidden")));
-struct sp_mag *shmp__mag_slow(shmp_client *c, struct sp_cache *cache);
 void shmp__tc_forget(shmp_client *c);
 void shmp__mag_drop(shmp_client *c, struct sp_cache *cache);
 void shmp__tc_fork_child(void);
@@ -148,52 +149,31 @@ void shmp__live_add(shmp_client *c);
 void shmp__live_del(shmp_client *c);
 
 /*
- * shmp__mag() - the calling thread's magazine for @cache, bound; NULL when
- * magazines are off or unavailable (take the locked path).  May sleep on
- * the first use by a thread (it creates its set) or of a cache.
+ * shmp__fast_mag() - the calling thread's magazine for the cache @g
+ * describes, when it is already bound to it: the only lookup of the fast
+ * paths.  *@sp: the segment.  Does not sleep.
+ * Return: the magazine, or NULL (no set yet, another session last, not
+ * bound, @c disconnected): take the slow path, which says or mends.
  */
-sp_fast_inline struct sp_mag *shmp__mag(shmp_client *c, struct sp_cache *cache)
+sp_fast_inline struct sp_mag *shmp__fast_mag(const shmp_client *c, const struct sp_mag_geo *g,
+					     struct sp_seg **sp)
 {
-	if (sp_likely(shmp__tc_hot.c == c && shmp__tc_hot.sid == c->sid)) {
-		struct sp_mag *m = &shmp__tc_hot.set->mag[sp_mag_index(cache->id)];
+	struct sp_seg *s = c->seg;
+	struct sp_mag *m;
 
-		if (sp_likely(sp_mag_bound(m, cache)))
-			return m;
-	}
-	return shmp__mag_slow(c, cache);
+	if (sp_unlikely(!s || shmp__tc_hot.c != c || shmp__tc_hot.sid != c->sid))
+		return NULL;
+	m = &shmp__tc_hot.set->mag[g->mag_index];
+	if (sp_unlikely(!sp_mag_geo_bound(m, g)))
+		return NULL;
+	*sp = s;
+	return m;
 }
 
-/* Alloc from the thread's magazine of @cache, refilling it: 0 or < 0. */
-sp_fast_inline int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off)
-{
-	struct sp_mag *m = shmp__mag(c, cache);
-
-	if (sp_unlikely(!m))
-		return -EAGAIN;
-	if (sp_likely(sp_mag_pop(c->seg, cache, m, off)))
-		return 0;
-	if (sp_mag_refill(c->seg, cache, m) > 0 && sp_mag_pop(c->seg, cache, m, off))
-		return 0;
-	return -EAGAIN;
-}
-
-/* Free into the thread's magazine of @cache: 0, or < 0: take the locked
- * path (which also explains a refused pointer). */
-sp_fast_inline int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off)
-{
-	struct sp_mag *m = shmp__mag(c, cache);
-	enum sp_mag_push_result r;
-
-	if (sp_unlikely(!m))
-		return -EAGAIN;
-	r = sp_mag_push(c->seg, cache, m, off);
-	if (sp_unlikely(r == SP_MAG_FULL)) {
-		if (sp_mag_flush(c->seg, cache, m, SP_MAG_OBJS / 2))
-			return -EAGAIN;
-		r = sp_mag_push(c->seg, cache, m, off);
-	}
-	return r == SP_MAG_PUSHED ? 0 : -EAGAIN;
-}
+/* The slow paths behind them (tcache.c): bind, refill, flush.  0, or < 0:
+ * take the locked path (which also explains a refused pointer). */
+int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off);
+int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off);
 
 /* client.c */
 int shmp__session_open_locked(shmp_client *c, bool resume);

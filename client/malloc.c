@@ -26,7 +26,7 @@
 
 #include "internal.h"
 
-void *shmp_malloc(shmp_client *c, size_t size)
+static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
 {
 	sp_off_t off;
 	int rc = shmp__usable(c);
@@ -45,6 +45,23 @@ void *shmp_malloc(shmp_client *c, size_t size)
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
 	return sp_ptr(c->seg, off);
+}
+
+void *shmp_malloc(shmp_client *c, size_t size)
+{
+	const struct sp_mag_geo *g;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	sp_off_t off;
+
+	/* the class's bound magazine through the session's private geometry */
+	if (sp_likely(c && c->kfast && size - 1 < SP_KMALLOC_MAX)) {
+		g = &c->kgeo[sp_kmalloc_index(size)];
+		if ((m = shmp__fast_mag(c, g, &s)) &&
+		    sp_likely(sp_mag_take(s, g, m, &off) == SP_MAG_TAKEN))
+			return g->base + off;
+	}
+	return malloc_slow(c, size);
 }
 
 void *shmp_calloc(shmp_client *c, size_t n, size_t size)
@@ -148,7 +165,7 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 	return rc;
 }
 
-int shmp_free_checked(shmp_client *c, void *p)
+static __attribute__((noinline)) int free_slow(shmp_client *c, void *p)
 {
 	uint64_t size;
 	sp_off_t off;
@@ -176,6 +193,39 @@ int shmp_free_checked(shmp_client *c, void *p)
 		}
 	}
 	return kmalloc_op(c->seg, off, true, &size);
+}
+
+int shmp_free_checked(shmp_client *c, void *p)
+{
+	const struct sp_mag_geo *g;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	uint64_t rel;
+	uint32_t pfn, cls;
+
+	/*
+	 * The class from the page's record (a tail page names its head); the
+	 * class's geometry then checks everything again, the head page too.
+	 * Unlocked reads of shared page records: bounded by the private
+	 * geometry, and a wrong class only makes sp_mag_put() refuse.
+	 */
+	if (sp_likely(c && c->kfast)) {
+		g = &c->kgeo[0];
+		rel = (uintptr_t)p - (uintptr_t)g->data;
+		if (sp_likely(rel < g->data_size)) {
+			pfn = (uint32_t)(rel >> SP_PAGE_SHIFT);
+			if (g->pages[pfn].info == SP_PG_TAIL)
+				pfn = g->pages[pfn].owner;
+			cls = pfn < (g->data_size >> SP_PAGE_SHIFT) ? g->pages[pfn].owner : UINT32_MAX;
+			if (sp_likely(cls < SP_NR_KMALLOC)) {
+				g = &c->kgeo[cls];
+				if ((m = shmp__fast_mag(c, g, &s)) &&
+				    sp_likely(sp_mag_put(s, g, m, rel + g->data_off) == SP_MAG_PUSHED))
+					return 0;
+			}
+		}
+	}
+	return free_slow(c, p);
 }
 
 void shmp_free(shmp_client *c, void *p)

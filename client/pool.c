@@ -54,6 +54,8 @@ struct shmp_pool {
 				 * (NULL in a session without magazines: the
 				 * locked path, without asking the thread cache) */
 	struct sp_pool *desc;	/* its descriptor in the table (check gen before use) */
+	bool fast;		/* cache set and geo valid: the fast paths may run */
+	struct sp_mag_geo geo;	/* the backing cache's, for the fast paths */
 	char name[SP_NAME_MAX + 1];
 };
 
@@ -106,6 +108,7 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 		if (k->pool_id == d->id + 1 && !(k->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE)))
 			p->cache = k;
 	}
+	p->fast = p->cache && sp_mag_geo_init(c->seg, p->cache, &p->geo);
 	memcpy(p->name, d->name, sizeof(p->name));
 	p->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -217,60 +220,88 @@ static void *pool_alloc(shmp_pool *p, int flags, int timeout_ms)
 }
 
 /*
- * The pool's descriptor when the calling thread's magazine may serve it:
- * a usable session, a magazine-capable pool, still LIVE with the handle's
- * generation.  NULL: take the checked path, which also says what is wrong.
+ * The pool's descriptor when the calling thread's magazine may serve it
+ * (bound or not yet): a usable session, a magazine-capable pool, still
+ * LIVE with the handle's generation.  NULL: take the checked path, which
+ * also says what is wrong.
  */
-static inline struct sp_pool *fast_desc(shmp_pool *p)
+static struct sp_pool *mag_desc(shmp_pool *p)
 {
 	struct sp_pool *d;
 
 	/*
 	 * Neither the fork check nor the state: a forked child's thread cache
-	 * is empty, so shmp__mag() goes to its slow path, which checks; a
-	 * destroyed pool's cache refuses every refill and every push.  The
-	 * generation tells a handle to a pool recreated at the same id.
+	 * is empty, so the magazine's slow path checks; a destroyed pool's
+	 * cache refuses every refill and every push.  The generation tells a
+	 * handle to a pool recreated at the same id.
 	 */
-	if (sp_unlikely(!p || !p->cache || !p->c->seg))
+	if (!p || !p->cache || !p->c->seg)
 		return NULL;
 	d = p->desc;
-	if (sp_unlikely(__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen))
+	if (__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen)
 		return NULL;
 	return d;
 }
 
-void *shmp_pool_alloc(shmp_pool *p, int flags)
+/* What the inlined fast path could not do: bind, refill, or lock. */
+static __attribute__((noinline)) void *pool_alloc_slow(shmp_pool *p, int flags, int timeout_ms)
 {
 	sp_off_t off;
 
-	if (sp_likely(!(flags & ~SHMP_NOWAIT) && fast_desc(p)) &&
-	    shmp__mag_alloc(p->c, p->cache, &off) == 0)
+	if (!(flags & ~SHMP_NOWAIT) && mag_desc(p) && shmp__mag_alloc(p->c, p->cache, &off) == 0)
 		return p->c->seg->base + off;
-	if (sp_unlikely(flags & ~SHMP_NOWAIT))
+	if (flags & ~SHMP_NOWAIT)
 		return shmp__fail_ptr(sp_err(-EINVAL, "unknown alloc flags %#x", (unsigned)flags));
-	return pool_alloc(p, flags & SHMP_NOWAIT ? SP_ALLOC_NOWAIT : 0, -1);
+	return pool_alloc(p, flags & SHMP_NOWAIT ? SP_ALLOC_NOWAIT : 0, timeout_ms);
+}
+
+/*
+ * The fast path: the thread's bound magazine, read through the handle's
+ * private geometry.  No generation check here: a pool destroyed since the
+ * handle was opened had its cache's magazines emptied everywhere (destroy
+ * is -EBUSY while any holds an object), so a stale handle finds its
+ * magazine empty and the slow path says -ENOENT.
+ */
+sp_fast_inline void *pool_alloc_fast(shmp_pool *p, int flags, int timeout_ms)
+{
+	struct sp_seg *s;
+	struct sp_mag *m;
+	sp_off_t off;
+
+	if (sp_likely(p && p->fast && !(flags & ~SHMP_NOWAIT)) &&
+	    (m = shmp__fast_mag(p->c, &p->geo, &s)) &&
+	    sp_likely(sp_mag_take(s, &p->geo, m, &off) == SP_MAG_TAKEN))
+		return p->geo.base + off;
+	return pool_alloc_slow(p, flags, timeout_ms);
+}
+
+void *shmp_pool_alloc(shmp_pool *p, int flags)
+{
+	return pool_alloc_fast(p, flags, -1);
 }
 
 void *shmp_pool_alloc_timeout(shmp_pool *p, int timeout_ms)
 {
-	sp_off_t off;
-
-	if (sp_likely(fast_desc(p)) && shmp__mag_alloc(p->c, p->cache, &off) == 0)
-		return p->c->seg->base + off;
-	return pool_alloc(p, 0, timeout_ms < 0 ? -1 : timeout_ms);
+	return pool_alloc_fast(p, 0, timeout_ms < 0 ? -1 : timeout_ms);
 }
 
-int shmp_pool_free(shmp_pool *p, void *elem)
+/* May a free skip the pool lock?  Not with a short reserve or a waiter:
+ * the locked path refills or wakes. */
+sp_fast_inline bool pool_content(const struct sp_pool *d)
 {
-	struct sp_pool *d = fast_desc(p);
+	return __atomic_load_n(&d->curr_nr, __ATOMIC_RELAXED) >= d->min_nr &&
+	       !__atomic_load_n(&d->nr_waiters, __ATOMIC_RELAXED);
+}
+
+static __attribute__((noinline)) int pool_free_slow(shmp_pool *p, void *elem)
+{
+	struct sp_pool *d = mag_desc(p);
 	sp_off_t off;
 	int rc;
 
-	/* a short reserve or a waiter: the locked path refills or wakes; a
-	 * pointer outside the segment wraps to an offset the magazine refuses */
-	if (sp_likely(d) && __atomic_load_n(&d->curr_nr, __ATOMIC_RELAXED) >= d->min_nr &&
-	    !__atomic_load_n(&d->nr_waiters, __ATOMIC_RELAXED) &&
-	    shmp__mag_free(p->c, p->cache, (sp_off_t)((uint8_t *)elem - p->c->seg->base)) == 0)
+	/* a pointer outside the segment wraps to an offset the magazine refuses */
+	if (d && pool_content(d) &&
+	    shmp__mag_free(p->c, p->cache, (uintptr_t)elem - (uintptr_t)p->c->seg->base) == 0)
 		return 0;
 	rc = pool_desc(p, &d);
 	if (sp_unlikely(rc))
@@ -279,6 +310,22 @@ int shmp_pool_free(shmp_pool *p, void *elem)
 	if (sp_unlikely(rc))
 		return rc;
 	return sp_pool_free(p->c->seg, d, off);
+}
+
+int shmp_pool_free(shmp_pool *p, void *elem)
+{
+	struct sp_seg *s;
+	struct sp_mag *m;
+
+	/* the generation after the mapping is known to be there: the handle
+	 * of a destroyed pool must not push into a recreated one */
+	if (sp_likely(p && p->fast) && (m = shmp__fast_mag(p->c, &p->geo, &s)) &&
+	    sp_likely(__atomic_load_n(&p->desc->gen, __ATOMIC_RELAXED) == p->gen &&
+		      pool_content(p->desc) &&
+		      sp_mag_put(s, &p->geo, m, (uintptr_t)elem - (uintptr_t)p->geo.base) ==
+			      SP_MAG_PUSHED))
+		return 0;
+	return pool_free_slow(p, elem);
 }
 
 static void *bulk_alloc(void *h, int flags)

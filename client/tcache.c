@@ -222,14 +222,14 @@ static struct shmp__tc_ent *tc_entry(shmp_client *c)
 	return e;
 }
 
-/**
- * shmp__mag_slow() - shmp__mag() when the hot entry does not answer.
+/*
+ * mag_slow() - thread_mag() when the hot entry does not answer.
  * @c: a usable session.  @cache: a LIVE cache of its segment.
  *
  * May sleep (creating a set, emptying a magazine another cache used).
  * Return: the bound magazine, or NULL (locked path).
  */
-struct sp_mag *shmp__mag_slow(shmp_client *c, struct sp_cache *cache)
+static struct sp_mag *mag_slow(shmp_client *c, struct sp_cache *cache)
 {
 	struct shmp__tc_ent *e;
 	struct sp_mag *m;
@@ -243,6 +243,65 @@ struct sp_mag *shmp__mag_slow(shmp_client *c, struct sp_cache *cache)
 	if (sp_mag_bind(c->seg, e->set, cache, &m))
 		return NULL;
 	return m;
+}
+
+/* The thread's bound magazine for @cache (the slow lookup), or NULL. */
+static struct sp_mag *thread_mag(shmp_client *c, struct sp_cache *cache)
+{
+	if (shmp__tc_hot.c == c && shmp__tc_hot.sid == c->sid) {
+		struct sp_mag *m = &shmp__tc_hot.set->mag[sp_mag_index(cache->id)];
+
+		if (sp_mag_bound(m, cache))
+			return m;
+	}
+	return mag_slow(c, cache);
+}
+
+/**
+ * shmp__mag_alloc() - alloc from the thread's magazine of @cache, binding
+ * and refilling it as needed: what the fast path could not do.
+ * @c: a usable session.  @cache: a LIVE cache of its segment.  @off: the
+ * object.
+ *
+ * May sleep.
+ * Return: 0, or < 0: take the locked path.
+ */
+int shmp__mag_alloc(shmp_client *c, struct sp_cache *cache, sp_off_t *off)
+{
+	struct sp_mag *m = thread_mag(c, cache);
+
+	if (!m)
+		return -EAGAIN;
+	if (sp_mag_pop(c->seg, cache, m, off))
+		return 0;
+	if (sp_mag_refill(c->seg, cache, m) > 0 && sp_mag_pop(c->seg, cache, m, off))
+		return 0;
+	return -EAGAIN;
+}
+
+/**
+ * shmp__mag_free() - free into the thread's magazine of @cache, binding
+ * and flushing it as needed.
+ * @c: a usable session.  @cache: a LIVE cache of its segment.  @off: the
+ * claimed object.
+ *
+ * May sleep.
+ * Return: 0, or < 0: take the locked path (which explains a refusal).
+ */
+int shmp__mag_free(shmp_client *c, struct sp_cache *cache, sp_off_t off)
+{
+	struct sp_mag *m = thread_mag(c, cache);
+	enum sp_mag_push_result r;
+
+	if (!m)
+		return -EAGAIN;
+	r = sp_mag_push(c->seg, cache, m, off);
+	if (r == SP_MAG_FULL) {
+		if (sp_mag_flush(c->seg, cache, m, sp_mag_cap(cache) / 2))
+			return -EAGAIN;
+		r = sp_mag_push(c->seg, cache, m, off);
+	}
+	return r == SP_MAG_PUSHED ? 0 : -EAGAIN;
 }
 
 /**

@@ -244,6 +244,19 @@ extern const uint32_t sp_kmalloc_sizes[];
 extern const unsigned sp_nr_kmalloc_classes;
 int sp_kmalloc_init(struct sp_seg *s);
 int sp_kmalloc_class(uint64_t size);
+
+#define SP_NR_KMALLOC 23u	/* entries of sp_kmalloc_sizes[] */
+
+/* The class of 1 .. SP_KMALLOC_MAX bytes, without a loop: multiples of 8
+ * up to 128, then 192, then powers of two. */
+static inline unsigned sp_kmalloc_index(uint64_t size)
+{
+	if (size <= 128)
+		return (unsigned)((size + 7) >> 3) - 1;
+	if (size <= 192)
+		return 16;
+	return 17 + (unsigned)(64 - __builtin_clzll(size - 1)) - 8;
+}
 int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *off);
 int sp_kmalloc(struct sp_seg *s, uint64_t size, sp_off_t *off);
 int sp_kfree(struct sp_seg *s, sp_off_t off);

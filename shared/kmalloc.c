@@ -18,6 +18,8 @@ const uint32_t sp_kmalloc_sizes[] = {
 	104, 112, 120, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
 };
 const unsigned sp_nr_kmalloc_classes = sizeof(sp_kmalloc_sizes) / sizeof(sp_kmalloc_sizes[0]);
+_Static_assert(sizeof(sp_kmalloc_sizes) / sizeof(sp_kmalloc_sizes[0]) == SP_NR_KMALLOC,
+	       "sp_kmalloc_index() knows every class");
 
 /**
  * sp_kmalloc_class() - the class serving a request size.
@@ -28,12 +30,9 @@ const unsigned sp_nr_kmalloc_classes = sizeof(sp_kmalloc_sizes) / sizeof(sp_kmal
  */
 int sp_kmalloc_class(uint64_t size)
 {
-	if (size <= 128)
-		return size ? (int)((size + 7) / 8) - 1 : 0;
-	for (unsigned i = 16; i < sp_nr_kmalloc_classes; i++)
-		if (size <= sp_kmalloc_sizes[i])
-			return (int)i;
-	return -1;
+	if (!size)
+		return 0;
+	return size <= SP_KMALLOC_MAX ? (int)sp_kmalloc_index(size) : -1;
 }
 
 /**

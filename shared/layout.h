@@ -68,7 +68,7 @@
 #include <stdint.h>
 
 #define SP_MAGIC		0x314c4f4f504d4853ULL /* "SHMPOOL1" little-endian */
-#define SP_LAYOUT_VERSION	2u
+#define SP_LAYOUT_VERSION	3u
 #define SP_PAGE_SHIFT		12
 #define SP_PAGE_SIZE		(1u << SP_PAGE_SHIFT)
 #define SP_MAX_ORDER_LIMIT	20	/* 4 GiB blocks at most */
@@ -345,9 +345,24 @@ struct sp_client {
 
 /* ---- magazines (magazine.c) ---------------------------------------------- */
 
-#define SP_MAG_OBJS	59	/* objects per magazine (504-byte magazines) */
+#define SP_MAG_OBJS	507	/* room for objects per magazine (4088-byte magazines) */
 #define SP_MAGSET_MAGS	32	/* magazines per set, direct-mapped by sp_mag_index() */
-#define SP_MAGSET_ORDER	2	/* 16 KiB per thread and session */
+#define SP_MAGSET_ORDER	5	/* 128 KiB per thread and session */
+#define SP_MAG_BYTES	(128u << 10) /* a magazine caches about this much ... */
+#define SP_MAG_MIN	64u	/* ... but at least this many objects */
+
+/*
+ * How many objects a magazine of a cache with this stride holds: 507 of up
+ * to 256 bytes (so a burst of 256 allocations and frees stays in the
+ * magazine), fewer of larger ones (what a thread keeps cached, bounded in
+ * bytes), at least 64.  Refills fill to half of it, flushes keep half.
+ */
+static inline uint32_t sp_mag_cap_of(uint32_t stride)
+{
+	uint32_t n = stride ? SP_MAG_BYTES / stride : SP_MAG_OBJS;
+
+	return n > SP_MAG_OBJS ? SP_MAG_OBJS : n < SP_MAG_MIN ? SP_MAG_MIN : n;
+}
 #define SP_MAGSET_MAGIC	0x3a65e700u
 
 /*
@@ -363,7 +378,7 @@ static inline uint32_t sp_mag_index(uint32_t id)
 }
 
 /*
- * struct sp_mag - one thread's stack of free objects of one cache (504 B).
+ * struct sp_mag - one thread's stack of free objects of one cache (4 KiB).
  * Lives in shared memory; written only by its thread (no lock), read by
  * stats and the checker.  The objects' owner tags, not this array, are
  * the truth: each of objs[0, nr) is tagged SP_OWNER_MAG(slot + 1).

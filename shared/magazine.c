@@ -4,9 +4,9 @@
  * layer; SLUB's per-cpu freelists) in front of every slab cache.
  *
  * Each thread of each client that allocates gets a magazine set: one
- * 16 KiB buddy block (kind SP_KIND_MAG, page slot = the client's owner
+ * 128 KiB buddy block (kind SP_KIND_MAG, page slot = the client's owner
  * tag) holding SP_MAGSET_MAGS magazines, picked by a hash of the cache
- * id (sp_mag_index()).  A magazine is a stack of up to SP_MAG_OBJS free
+ * id (sp_mag_index()).  A magazine is a stack of up to sp_mag_cap() free
  * objects of one cache.
  * Alloc pops and free pushes with no lock (magazine.h); when a magazine
  * runs empty it is refilled with half a magazine in one go under the cache
@@ -75,6 +75,127 @@ bool sp_magset_valid(const struct sp_seg *s, uint32_t pfn)
 static uint32_t set_pfn(const struct sp_seg *s, const struct sp_magset *set)
 {
 	return (uint32_t)(((const uint8_t *)set - s->data) >> SP_PAGE_SHIFT);
+}
+
+/**
+ * sp_mag_geo_init() - copy what the fast paths need of @c into @g.
+ * @s: segment.  @c: a LIVE cache of it.  @g: filled.
+ *
+ * Checks the copy, since the descriptor is shared and may have been
+ * scribbled on: the slab fits the data area, the bitmap and the owner tags
+ * fit the slab, the reciprocal matches the stride.  So the fast paths can
+ * trust it and only check what they read from the slabs.  Does not sleep.
+ * Return: false when @c's geometry is inconsistent (take the locked path).
+ */
+bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp_mag_geo *g)
+{
+	uint32_t order = c->order, stride = c->stride, nobj = c->objperslab;
+	uint64_t slab_bytes;
+
+	memset(g, 0, sizeof(*g));
+	if (order > s->geo.max_order || order > SP_MAX_ORDER_LIMIT || !stride || !nobj)
+		return false;
+	slab_bytes = (uint64_t)SP_PAGE_SIZE << order;
+	if (slab_bytes > s->geo.data.size || (uint64_t)c->bitmap_words * 64 < nobj ||
+	    sizeof(struct sp_slab) + (uint64_t)c->bitmap_words * 8 > slab_bytes ||
+	    (uint64_t)c->owners_off + 2ull * nobj > slab_bytes || c->owners_off % 2 ||
+	    c->recip != UINT64_MAX / stride + 1)
+		return false;
+	g->base = s->base;
+	g->data = s->data;
+	g->pages = s->pages;
+	g->data_off = (uint64_t)(s->data - s->base);
+	g->data_size = s->geo.data.size;
+	g->slab_mask = ~(slab_bytes - 1);
+	g->page_key = SP_PG_INFO(SP_PG_ALLOC, order, SP_KIND_SLAB) | (uint64_t)c->id << 32;
+	g->recip = c->recip;
+	g->obj_start = c->obj_start;
+	g->stride = stride;
+	g->objperslab = nobj;
+	g->owners_off = c->owners_off;
+	g->magic = SP_SLAB_MAGIC ^ c->id;
+	g->bound_id = c->id + 1;
+	g->gen = c->gen;
+	g->mag_index = sp_mag_index(c->id);
+	g->mag_cap = sp_mag_cap_of(stride);
+	return true;
+}
+
+/**
+ * sp_mag_locate() - sp_mag_geo_locate() for a cache descriptor.
+ * @s: segment.  @c: a LIVE cache.  @off: claimed object of @c.
+ * @slab: @idx: where it is.
+ *
+ * Does not sleep.
+ * Return: false when @off is not an object of @c.
+ */
+bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+		   struct sp_slab **slab, uint32_t *idx)
+{
+	struct sp_mag_geo g;
+
+	return sp_mag_geo_init(s, c, &g) && sp_mag_geo_locate(&g, off, slab, idx);
+}
+
+/**
+ * sp_mag_tag() - the owner tag of object @off of cache @c, or NULL.
+ * @s: segment.  @c: a LIVE cache.  @off: claimed object of @c.
+ * @allocated: whether the bitmap says the object is allocated.
+ *
+ * See sp_mag_geo_locate().  Does not sleep.
+ */
+uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+		     bool *allocated)
+{
+	struct sp_mag_geo g;
+	struct sp_slab *slab;
+	uint32_t idx;
+
+	if (!sp_mag_geo_init(s, c, &g) || !sp_mag_geo_locate(&g, off, &slab, &idx))
+		return NULL;
+	*allocated = slab->bitmap[idx / 64] >> (idx % 64) & 1;
+	return sp_mag_geo_tag(&g, slab, idx);
+}
+
+/**
+ * sp_mag_pop() - take an object from @m for the calling slot.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
+ * thread's magazine.  @off: the object.
+ *
+ * Entries that are not this slot's cached objects (a scribbled magazine)
+ * are dropped, never handed out.  Does not sleep.
+ * Return: true, or false when the magazine is empty (refill it).
+ */
+bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp_off_t *off)
+{
+	struct sp_mag_geo g;
+	enum sp_mag_take_result r;
+
+	if (!sp_mag_geo_init(s, c, &g)) {
+		m->nr = 0; /* what it listed is still tagged, freed at exit */
+		return false;
+	}
+	while ((r = sp_mag_take(s, &g, m, off)) == SP_MAG_BAD)
+		m->nr = m->nr > SP_MAG_OBJS ? 0 : m->nr - 1;
+	return r == SP_MAG_TAKEN;
+}
+
+/**
+ * sp_mag_push() - put a held object of @c into @m.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
+ * thread's magazine.  @off: the object.
+ *
+ * Does not sleep.
+ * Return: an enum sp_mag_push_result.
+ */
+enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
+				    sp_off_t off)
+{
+	struct sp_mag_geo g;
+
+	if (!sp_mag_geo_init(s, c, &g))
+		return SP_MAG_REFUSED;
+	return sp_mag_put(s, &g, m, off);
 }
 
 /**
@@ -152,12 +273,12 @@ int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 	fold_locked(s, c, m);
 	if (m->nr > SP_MAG_OBJS)
 		m->nr = 0; /* scribbled: what it listed is still tagged, freed at exit */
-	if (m->nr >= SP_MAG_OBJS / 2) {
+	if (m->nr >= sp_mag_cap(c) / 2) {
 		k = (int)m->nr;
 		goto out;
 	}
 	k = sp_cache_alloc_bulk_locked(s, c, SP_OWNER_MAG(s->owner), &m->objs[m->nr],
-				       SP_MAG_OBJS / 2 - m->nr);
+				       sp_mag_cap(c) / 2 - m->nr);
 	if (k > 0) {
 		SP_CRASH_POINT("mag.refill");
 		m->nr += (uint32_t)k;
@@ -197,6 +318,8 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 {
 	uint16_t mytag = SP_OWNER_MAG(s->owner);
 	struct sp_pool *p = needy_pool(s, c);
+	struct sp_mag_geo g;
+	bool geo_ok = sp_mag_geo_init(s, c, &g);
 	int rc;
 
 	if (m->nr > SP_MAG_OBJS)
@@ -218,7 +341,7 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 		struct sp_slab *slab;
 		uint32_t idx;
 
-		if (sp_mag_locate(s, c, off, &slab, &idx) && /* cheaper than obj_locate */
+		if (geo_ok && sp_mag_geo_locate(&g, off, &slab, &idx) && /* cheaper than obj_locate */
 		    (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
 		    sp_slab_owners(c, slab)[idx] == mytag)
 			sp_cache_free_obj_locked(s, c, slab, idx);

@@ -18,115 +18,135 @@
 #ifndef SHMPOOL_MAGAZINE_H
 #define SHMPOOL_MAGAZINE_H
 
+#include <string.h>
+
 #include "core.h"
 
 /*
- * sp_mag_locate() - slab and index of object @off of cache @c.
- * @s: segment.  @c: a LIVE cache.  @off: claimed object of @c.
- * @slab: @idx: where it is.
+ * struct sp_mag_geo - what the fast paths need to know of one cache,
+ * copied out of its descriptor once (sp_mag_geo_init()) and checked then:
+ * the client library keeps one per handle and per kmalloc class in its
+ * own memory, so a pop or push reads no shared descriptor and follows no
+ * pointer chain, and a descriptor scribbled on later cannot steer it.
+ * Immutable while the cache keeps the generation @gen.
+ */
+struct sp_mag_geo {
+	uint8_t *base;		/* the segment's mapping */
+	uint8_t *data;		/* its data area */
+	const struct sp_page *pages;
+	uint64_t data_off;	/* data - base */
+	uint64_t data_size;
+	uint64_t slab_mask;	/* ~(slab bytes - 1) */
+	uint64_t page_key;	/* a slab head's sp_page info | owner << 32 */
+	uint64_t recip;		/* the cache's: index = offset * recip >> 64 */
+	uint32_t obj_start;
+	uint32_t stride;
+	uint32_t objperslab;
+	uint32_t owners_off;
+	uint32_t magic;		/* SP_SLAB_MAGIC ^ id; each slab ^ pfn << 8 */
+	uint32_t bound_id;	/* sp_mag.cache_id of a magazine bound to it */
+	uint32_t gen;
+	uint32_t mag_index;	/* sp_mag_index(id) */
+	uint32_t mag_cap;	/* sp_mag_cap_of(stride) */
+};
+
+bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp_mag_geo *g);
+
+/*
+ * sp_mag_geo_locate() - slab and index of object @off.
+ * @g: the cache's geometry.  @off: claimed object of it.  @slab: @idx:
+ * where it is.
  *
  * Checks what a free must check: inside the data area, in a committed slab
- * of @c (slabs are buddy blocks, so aligned to their size: no page walk),
- * at the start of an object.  Does not sleep.
- * Return: false when @off is not an object of @c.
+ * of the cache (slabs are buddy blocks, so aligned to their size: no page
+ * walk), at the start of an object.  Does not sleep.
+ * Return: false when @off is not an object of the cache.
  */
-sp_fast_inline bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
-				 struct sp_slab **slab, uint32_t *idx)
+sp_fast_inline bool sp_mag_geo_locate(const struct sp_mag_geo *g, sp_off_t off,
+				     struct sp_slab **slab, uint32_t *idx)
 {
-	uint64_t rel = off - (uint64_t)(s->data - s->base), slab_rel, orel, i;
-	uint32_t order = c->order, pfn;
-	const struct sp_page *pg;
+	uint64_t rel = off - g->data_off, slab_rel, orel, i, key;
+	uint32_t pfn;
 	struct sp_slab *sl;
 
-	if (sp_unlikely(rel >= s->geo.data.size || order > SP_MAX_ORDER_LIMIT))
+	if (sp_unlikely(rel >= g->data_size))
 		return false;
-	slab_rel = rel & ~(((uint64_t)SP_PAGE_SIZE << order) - 1);
+	slab_rel = rel & g->slab_mask;
 	pfn = (uint32_t)(slab_rel >> SP_PAGE_SHIFT);
-	pg = &s->pages[pfn];
-	if (sp_unlikely(pg->info != SP_PG_INFO(SP_PG_ALLOC, order, SP_KIND_SLAB) ||
-			pg->owner != c->id))
+	memcpy(&key, &g->pages[pfn], sizeof(key)); /* info and owner at once */
+	sl = (struct sp_slab *)(g->data + slab_rel);
+	if (sp_unlikely(key != g->page_key || sl->magic != (g->magic ^ (pfn << 8))))
 		return false;
-	sl = (struct sp_slab *)(s->data + slab_rel);
-	if (sp_unlikely(sl->magic != (SP_SLAB_MAGIC ^ c->id ^ (pfn << 8))))
-		return false;
-	orel = rel - slab_rel - c->obj_start - sl->colour;
-	i = (uint64_t)(((unsigned __int128)orel * c->recip) >> 64);
-	if (sp_unlikely(i >= c->objperslab || i * c->stride != orel))
+	orel = rel - slab_rel - g->obj_start - sl->colour;
+	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
+	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel))
 		return false;
 	*slab = sl;
 	*idx = (uint32_t)i;
 	return true;
 }
 
-/*
- * sp_mag_tag() - the owner tag of object @off of cache @c, or NULL.
- * @s: segment.  @c: a LIVE cache.  @off: claimed object of @c.
- * @allocated: whether the bitmap says the object is allocated.
- *
- * See sp_mag_locate().  Does not sleep.
- */
-sp_fast_inline uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
-				   bool *allocated)
+/* The owner tag of object @idx of @slab. */
+sp_fast_inline uint16_t *sp_mag_geo_tag(const struct sp_mag_geo *g, struct sp_slab *slab,
+				       uint32_t idx)
 {
-	struct sp_slab *slab;
-	uint32_t idx;
-
-	if (sp_unlikely(!sp_mag_locate(s, c, off, &slab, &idx)))
-		return NULL;
-	*allocated = slab->bitmap[idx / 64] >> (idx % 64) & 1;
-	return (uint16_t *)((uint8_t *)slab + c->owners_off) + idx;
+	return (uint16_t *)((uint8_t *)slab + g->owners_off) + idx;
 }
 
+/* Is @m bound to the cache @g describes, in @g's generation? */
+sp_fast_inline bool sp_mag_geo_bound(const struct sp_mag *m, const struct sp_mag_geo *g)
+{
+	return m->cache_id == g->bound_id && m->cache_gen == g->gen;
+}
+
+enum sp_mag_take_result {
+	SP_MAG_TAKEN = 0,
+	SP_MAG_EMPTY = 1,	/* refill, then take again */
+	SP_MAG_BAD = 2,		/* the top entry is not this slot's: drop it */
+};
+
 /*
- * sp_mag_pop() - take an object from @m for the calling slot.
- * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
+ * sp_mag_take() - take the top object of @m for the calling slot.
+ * @s: segment with a slot.  @g: the cache @m is bound to.  @m: this
  * thread's magazine.  @off: the object.
  *
- * An entry whose tag is not this slot's magazine tag (the segment was
- * scribbled on) is dropped, never handed out.  Does not sleep.
- * Return: true, or false when the magazine is empty (refill it).
+ * The entry was checked fully when it was pushed or refilled, and while it
+ * sits here its tag says "cached by this slot", which keeps every other
+ * process's hands off it (a free, a shrink, a reclaim).  Only a scribbled
+ * magazine could be wrong, and then the place it points at (inside the
+ * data area, the start of an object below objperslab) does not carry this
+ * slot's magazine tag: SP_MAG_BAD, never handed out.  Does not sleep.
+ * Return: an enum sp_mag_take_result.
  */
-sp_fast_inline bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
-			      sp_off_t *off)
+sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struct sp_mag_geo *g,
+						  struct sp_mag *m, sp_off_t *off)
 {
-	uint64_t mask = ~(((uint64_t)SP_PAGE_SIZE << (c->order & 31)) - 1);
-	uint16_t mine = SP_OWNER_MAG(s->owner);
 	uint32_t n = m->nr;
+	sp_off_t o;
+	uint64_t rel, slab_rel, orel, i;
+	const struct sp_slab *sl;
+	uint16_t *tag;
 
-	if (sp_unlikely(n > SP_MAG_OBJS))
-		n = m->nr = 0;
-	while (n) {
-		/*
-		 * The entry was checked fully when it was pushed or refilled,
-		 * and while it sits here its tag says "cached by this slot",
-		 * which keeps every other process's hands off it (a free, a
-		 * shrink, a reclaim).  Only a scribbled magazine could be
-		 * wrong, and then the place it points at (inside the data
-		 * area, the start of an object below objperslab) does not
-		 * carry this slot's magazine tag: the entry is dropped.
-		 */
-		sp_off_t o = m->objs[n - 1];
-		uint64_t rel = o - (uint64_t)(s->data - s->base), slab_rel = rel & mask, orel, i;
-		const struct sp_slab *sl = (const struct sp_slab *)(s->data + slab_rel);
-		uint16_t *tag;
-
-		if (sp_likely(rel < s->geo.data.size)) {
-			orel = rel - slab_rel - c->obj_start - sl->colour;
-			i = (uint64_t)(((unsigned __int128)orel * c->recip) >> 64);
-			tag = (uint16_t *)((uint8_t *)sl + c->owners_off) + i;
-			if (sp_likely(i < c->objperslab && i * c->stride == orel &&
-				      *tag == mine)) {
-				*tag = s->owner;
-				SP_CRASH_POINT("mag.pop");
-				m->nr = n - 1;
-				m->nr_alloc++;
-				*off = o;
-				return true;
-			}
-		}
-		m->nr = --n;
-	}
-	return false;
+	if (sp_unlikely(n - 1 >= SP_MAG_OBJS))
+		return n ? SP_MAG_BAD : SP_MAG_EMPTY;
+	o = m->objs[n - 1];
+	rel = o - g->data_off;
+	if (sp_unlikely(rel >= g->data_size))
+		return SP_MAG_BAD;
+	slab_rel = rel & g->slab_mask;
+	sl = (const struct sp_slab *)(g->data + slab_rel);
+	orel = rel - slab_rel - g->obj_start - sl->colour;
+	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
+	tag = (uint16_t *)((uint8_t *)sl + g->owners_off) + i;
+	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
+			*tag != SP_OWNER_MAG(s->owner)))
+		return SP_MAG_BAD;
+	*tag = s->owner;
+	SP_CRASH_POINT("mag.pop");
+	m->nr = n - 1;
+	m->nr_alloc++;
+	*off = o;
+	return SP_MAG_TAKEN;
 }
 
 enum sp_mag_push_result {
@@ -136,23 +156,26 @@ enum sp_mag_push_result {
 };
 
 /*
- * sp_mag_push() - put a held object of @c into @m.
- * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
+ * sp_mag_put() - put a held object into @m.
+ * @s: segment with a slot.  @g: the cache @m is bound to.  @m: this
  * thread's magazine.  @off: the object.
  *
  * Does not sleep.
  * Return: an enum sp_mag_push_result.
  */
-sp_fast_inline enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c,
-						  struct sp_mag *m, sp_off_t off)
+sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct sp_mag_geo *g,
+						 struct sp_mag *m, sp_off_t off)
 {
-	uint32_t n = m->nr;
-	bool allocated;
-	uint16_t *tag = sp_mag_tag(s, c, off, &allocated);
+	uint32_t n = m->nr, idx;
+	struct sp_slab *slab;
+	uint16_t *tag;
 
-	if (sp_unlikely(!tag || !allocated || !sp_owner_is_user(*tag)))
+	if (sp_unlikely(!sp_mag_geo_locate(g, off, &slab, &idx)))
 		return SP_MAG_REFUSED;
-	if (sp_unlikely(n >= SP_MAG_OBJS))
+	tag = sp_mag_geo_tag(g, slab, idx);
+	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || !sp_owner_is_user(*tag)))
+		return SP_MAG_REFUSED;
+	if (sp_unlikely(n >= g->mag_cap))
 		return SP_MAG_FULL;
 	*tag = SP_OWNER_MAG(s->owner);
 	SP_CRASH_POINT("mag.push");
@@ -160,6 +183,24 @@ sp_fast_inline enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struc
 	m->nr = n + 1;
 	m->nr_free++;
 	return SP_MAG_PUSHED;
+}
+
+/*
+ * The same operations for a cache descriptor (the core's own callers and
+ * the tests): they copy the geometry first.  See magazine.c.
+ */
+bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+		   struct sp_slab **slab, uint32_t *idx);
+uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+		     bool *allocated);
+bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp_off_t *off);
+enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
+				    sp_off_t off);
+
+/* Objects a magazine of @c holds at most; refills fill to half. */
+static inline uint32_t sp_mag_cap(const struct sp_cache *c)
+{
+	return sp_mag_cap_of(c->stride);
 }
 
 /* Is @m bound to the LIVE cache @c as it is now? */

@@ -751,7 +751,7 @@ static bool mag_free(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, sp_
 {
 	enum sp_mag_push_result r = sp_mag_push(s, c, m, off);
 
-	if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, SP_MAG_OBJS / 2) == 0)
+	if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, sp_mag_cap(c) / 2) == 0)
 		r = sp_mag_push(s, c, m, off);
 	return r == SP_MAG_PUSHED;
 }

@@ -26,8 +26,11 @@
 #include "magazine.h"
 #include "test-util.h"
 
+/* every cache here has objects of 256 bytes or less: magazines of SP_MAG_OBJS */
 #define HALF (SP_MAG_OBJS / 2)		/* what a refill fills to, a full flush keeps */
 #define REST (SP_MAG_OBJS - HALF)	/* what fills it up again */
+#define HELD (REST + 10)		/* held objects that overfill a magazine */
+#define NV 2048				/* more than a set of magazines and a reserve hold */
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -133,6 +136,16 @@ static void assert_tag(struct sp_seg *s, struct sp_cache *c, sp_off_t off, uint1
 	if (tag != want || allocated != (want != SP_OWNER_NONE))
 		fail_msg("cache %s: object %#llx tagged %#x (allocated %d), expected %#x", c->name,
 			 (unsigned long long)off, tag, allocated, want);
+}
+
+/* Free in its slab, or its slab went back to the buddy allocator empty. */
+static void assert_freed(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
+{
+	bool allocated;
+	uint16_t tag = obj_tag(s, c, off, &allocated);
+
+	if (tag != 0xdead)
+		assert_tag(s, c, off, SP_OWNER_NONE);
 }
 
 static int cmp_off(const void *a, const void *b)
@@ -246,7 +259,7 @@ static void refill_pop_push_flush(void **state)
 	struct sp_cache *c = cache_new(s, "m.cache", 64, 0);
 	struct sp_magset *set = set_new(s, 7);
 	uint16_t mine = SP_OWNER_MAG(s->owner);
-	sp_off_t popped[10], held[40], flushed[REST], off = 0;
+	sp_off_t popped[10], held[HELD], flushed[REST], off = 0;
 	struct sp_mag *m = bind(s, set, c);
 	uint64_t na, nf;
 
@@ -299,9 +312,10 @@ static void refill_pop_push_flush(void **state)
 	assert_counts(s, NULL, c);
 
 	/* objects from the locked path go in too; a full magazine says so */
-	for (int i = 0; i < 40; i++)
+	assert_int_equal(sp_mag_cap(c), SP_MAG_OBJS);
+	for (int i = 0; i < HELD; i++)
 		TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &held[i]));
-	assert_int_equal(c->nr_alloc, 40);
+	assert_int_equal(c->nr_alloc, HELD);
 	for (int i = 0; i < REST; i++)
 		assert_int_equal(sp_mag_push(s, c, m, held[i]), SP_MAG_PUSHED);
 	assert_int_equal(m->nr, SP_MAG_OBJS);
@@ -317,23 +331,23 @@ static void refill_pop_push_flush(void **state)
 	assert_int_equal(c->nr_mag_flush, 1);
 	assert_int_equal(m->nr_alloc, 0);
 	assert_int_equal(m->nr_free, 0);
-	assert_int_equal(c->nr_alloc, 40 + 10);
+	assert_int_equal(c->nr_alloc, HELD + 10);
 	assert_int_equal(c->nr_free, 10 + REST);
 	for (int i = 0; i < REST; i++)
-		assert_tag(s, c, flushed[i], SP_OWNER_NONE);
-	assert_int_equal(c->active_objs, HALF + 40 - REST); /* cached + held[REST..39] */
-	for (int i = REST; i < 40; i++)
+		assert_freed(s, c, flushed[i]);
+	assert_int_equal(c->active_objs, HALF + HELD - REST); /* cached + held[REST..] */
+	for (int i = REST; i < HELD; i++)
 		assert_int_equal(sp_mag_push(s, c, m, held[i]), SP_MAG_PUSHED);
 	assert_int_equal(sp_cache_in_use(s, c), 0);
 	sp_cache_counters(s, c, &na, &nf);
-	assert_int_equal(na, 50);
-	assert_int_equal(nf, 50);
+	assert_int_equal(na, HELD + 10);
+	assert_int_equal(nf, HELD + 10);
 	tu_check_clean(s);
 
 	TU_ASSERT_OK(sp_mag_flush(s, c, m, 0));
 	assert_int_equal(m->nr, 0);
 	assert_int_equal(c->active_objs, 0);
-	assert_int_equal(c->nr_free, 50);
+	assert_int_equal(c->nr_free, HELD + 10);
 	assert_int_equal(c->nr_mag_flush, 2);
 	/* flushed objects are allocatable again, through a refill too */
 	assert_int_equal(sp_mag_refill(s, c, m), HALF);
@@ -537,7 +551,7 @@ static void user_free_of_cached_is_double_free(void **state)
 
 	assert_int_equal(sp_mag_refill(s, c, mc), HALF);
 	assert_int_equal(sp_mag_refill(s, pc, mp), HALF);
-	assert_int_equal(sp_mag_refill(s, k, mk), HALF);
+	assert_int_equal(sp_mag_refill(s, k, mk), sp_mag_cap(k) / 2); /* 512-byte class */
 
 	/* cache */
 	o = mc->objs[HALF / 2];
@@ -689,7 +703,7 @@ static void flush_refills_short_reserve_first(void **state)
 	struct sp_cache *pc = pool_cache(s, p);
 	struct sp_magset *set = set_new(s, 1);
 	struct sp_mag *m = bind(s, set, pc);
-	sp_off_t v[256], *el;
+	sp_off_t v[NV], *el;
 	struct pages pg;
 	uint32_t n = 0;
 	int rc;
@@ -697,13 +711,13 @@ static void flush_refills_short_reserve_first(void **state)
 	/* the backing cannot grow: a refill gets only its free objects, never
 	 * the reserve */
 	pages_take_all(s, &pg);
-	while (n < 256 && mag_alloc(s, pc, m, &v[n]))
+	while (n < NV && mag_alloc(s, pc, m, &v[n]))
 		n++;
-	assert_true(n > 0 && n < 256);
+	assert_true(n > 0 && n < NV);
 	assert_int_equal(sp_mag_refill(s, pc, m), -ENOMEM);
 	assert_int_equal(p->curr_nr, 4);
 	/* the locked path takes the reserve */
-	while (n < 256 && (rc = sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n])) == 0)
+	while (n < NV && (rc = sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n])) == 0)
 		n++;
 	assert_int_equal(rc, -ENOMEM);
 	assert_int_equal(p->curr_nr, 0);
@@ -785,7 +799,7 @@ static void flush_wakes_waiter_one(uint32_t min)
 	struct sp_magset *set = set_new(s, 1);
 	struct sp_mag *m = bind(s, set, pc);
 	struct waiter_arg a = { .id = p->id };
-	sp_off_t v[256], got = 0;
+	sp_off_t v[NV], got = 0;
 	uint32_t n = 0, slot = UINT32_MAX, cached;
 	struct pages pg;
 	int fds[2], st, i, rc;
@@ -795,13 +809,13 @@ static void flush_wakes_waiter_one(uint32_t min)
 	snprintf(a.name, sizeof(a.name), "%s", s->name);
 	assert_true(mag_alloc(s, pc, m, &v[n++])); /* the backing has a slab now */
 	pages_take_all(s, &pg);
-	while (n < 256 && mag_alloc(s, pc, m, &v[n]))
+	while (n < NV && mag_alloc(s, pc, m, &v[n]))
 		n++;
-	while (n < 256 && (rc = sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n])) == 0)
+	while (n < NV && (rc = sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &v[n])) == 0)
 		n++;
 	assert_int_equal(rc, -ENOMEM);
 	assert_int_equal(p->curr_nr, 0);
-	assert_true(n > 5 && n < 256);
+	assert_true(n > 5 && n < NV);
 	/* five go back into the magazine: cached, nothing the waiter can take */
 	cached = 5;
 	for (i = 0; i < (int)cached; i++)

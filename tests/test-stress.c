@@ -621,7 +621,7 @@ static int mfree(struct sp_seg *s, const struct msetup *su, struct sp_magset *se
 
 	if (sp_mag_bind(s, set, c, &m) == 0) {
 		r = sp_mag_push(s, c, m, off);
-		if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, SP_MAG_OBJS / 2) == 0)
+		if (r == SP_MAG_FULL && sp_mag_flush(s, c, m, sp_mag_cap(c) / 2) == 0)
 			r = sp_mag_push(s, c, m, off);
 	}
 	if (r == SP_MAG_PUSHED)

@@ -6,6 +6,7 @@ families contiguous, no duplicate series, counters named _total, escaped
 label values); the values asserted against what the test created and
 against `status --json`.  Unreachable: exit 3 with "shmpool_up 0"."""
 import math
+import os
 import re
 
 from ctltest import Daemon, Reporter, ctl, ctl_json
@@ -112,7 +113,11 @@ def main():
             assert v("shmpool_clients", state="dead") == 0
             assert v("shmpool_orphaned_objects") == 0
             assert v("shmpool_daemon_uptime_seconds") >= 0
-            assert v("shmpool_info", segment=d.shm, layout="2",
+            layout = str(status["segment"]["layout_version"])
+            assert layout == re.search(r"SP_LAYOUT_VERSION\s+(\d+)u",
+                                       open(os.path.join(os.environ["SHMPOOL_SOURCE_ROOT"],
+                                                         "shared/layout.h")).read()).group(1)
+            assert v("shmpool_info", segment=d.shm, layout=layout,
                      daemon_version=status["daemon"]["version"], offline="false") == 1
         r.check("values match what was created", values)
 
