@@ -45,19 +45,23 @@ void sp_dump_buddyinfo(struct sp_seg *s, FILE *f)
  */
 void sp_dump_slabinfo(struct sp_seg *s, FILE *f, bool all)
 {
-	fprintf(f, "%-24s %10s %10s %8s %10s %12s %12s %9s %9s\n", "name", "active_objs",
+	fprintf(f, "%-24s %10s %10s %8s %10s %12s %12s %9s %9s %9s %6s\n", "name", "active_objs",
 		"num_objs", "objsize", "objperslab", "pagesperslab", "active_slabs", "num_slabs",
-		"allocs");
+		"allocs", "frees", "fails");
 	for (uint32_t i = 0; i < sp_nr_cache_slots(s); i++) {
 		struct sp_cache *c = &sp_caches(s)[i];
+		uint64_t na, nf;
 
 		if (c->state != SP_DESC_LIVE || (!all && !c->active_objs && (c->flags & SP_CACHE_KMALLOC)))
 			continue;
-		fprintf(f, "%-24.63s %10llu %10llu %8u %10u %12u %12u %9u %9llu\n", c->name,
-			(unsigned long long)sp_cache_in_use(s, c), (unsigned long long)c->total_objs,
-			c->obj_size, c->objperslab, c->order <= 31 ? 1u << c->order : 0,
+		sp_cache_counters(s, c, &na, &nf); /* with what magazines did since */
+		fprintf(f, "%-24.63s %10llu %10llu %8u %10u %12u %12u %9u %9llu %9llu %6llu\n",
+			c->name, (unsigned long long)sp_cache_in_use(s, c),
+			(unsigned long long)c->total_objs, c->obj_size, c->objperslab,
+			c->order <= 31 ? 1u << c->order : 0,
 			c->nr_list[SP_LIST_PARTIAL & 3] + c->nr_list[SP_LIST_FULL & 3], c->nr_slabs,
-			(unsigned long long)c->nr_alloc);
+			(unsigned long long)na, (unsigned long long)nf,
+			(unsigned long long)c->nr_fail);
 	}
 }
 

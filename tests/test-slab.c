@@ -780,6 +780,58 @@ static void segment_full(void **state)
 	tu_seg_free(s);
 }
 
+/* The slabinfo view: the /proc/slabinfo columns and the counters, per cache. */
+static void slabinfo_view(void **state)
+{
+	struct sp_seg *s = tu_seg_new(0);
+	struct sp_cache *c = mkcache(s, "viewed", 100, 0, 0, NULL);
+	unsigned long long act, num, allocs, frees, fails;
+	unsigned osz, per, pages, aslabs, nslabs;
+	sp_off_t obj[5];
+	char *buf = NULL, *row, name[32];
+	size_t len = 0;
+	FILE *f;
+
+	for (int i = 0; i < 5; i++)
+		TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &obj[i]));
+	TU_ASSERT_OK(sp_cache_free(s, c, obj[4]));
+	TU_ASSERT_OK(sp_cache_free(s, c, obj[3]));
+	c->nr_fail = 7; /* no cheap way to starve only this cache here: segment_full does */
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	sp_dump_slabinfo(s, f, false);
+	fclose(f);
+	assert_non_null(strstr(buf, "active_objs"));
+	assert_non_null(strstr(buf, "frees"));
+	assert_null(strstr(buf, "kmalloc-8 ")); /* empty classes left out ... */
+	row = strstr(buf, "\nviewed ");
+	assert_non_null(row);
+	assert_int_equal(sscanf(row, "%31s %llu %llu %u %u %u %u %u %llu %llu %llu", name, &act,
+				&num, &osz, &per, &pages, &aslabs, &nslabs, &allocs, &frees, &fails),
+			 11);
+	assert_int_equal(act, 3);
+	assert_int_equal(num, c->total_objs);
+	assert_int_equal(osz, 100);
+	assert_int_equal(per, c->objperslab);
+	assert_int_equal(pages, 1u << c->order);
+	assert_int_equal(aslabs, 1);
+	assert_int_equal(nslabs, 1);
+	assert_int_equal(allocs, 5);
+	assert_int_equal(frees, 2);
+	assert_int_equal(fails, 7);
+	free(buf);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	sp_dump_slabinfo(s, f, true);
+	fclose(f);
+	assert_non_null(strstr(buf, "kmalloc-8 ")); /* ... unless asked for */
+	free(buf);
+	c->nr_fail = 0;
+	for (int i = 0; i < 3; i++)
+		TU_ASSERT_OK(sp_cache_free(s, c, obj[i]));
+	tu_seg_free(s);
+}
+
 /* ---- debug flags ---------------------------------------------------------- */
 
 static void poison(void **state)
@@ -1074,6 +1126,7 @@ int main(void)
 		cmocka_unit_test(init_template),
 		cmocka_unit_test(big_template),
 		cmocka_unit_test(segment_full),
+		cmocka_unit_test(slabinfo_view),
 		cmocka_unit_test(poison),
 		cmocka_unit_test(redzone),
 		cmocka_unit_test(bad_frees),
