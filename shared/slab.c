@@ -77,15 +77,17 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
 	const struct sp_slab *slab;
 	uint32_t info;
 
-	if (!c->colour_off || !c->stride || pfn >= s->geo.nr_pages ||
-	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
+	/* colour_off is a power of two (sp_cache_setup()): no divide on this path */
+	if (!c->colour_off || (c->colour_off & (c->colour_off - 1)) || !c->stride ||
+	    pfn >= s->geo.nr_pages || (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
 		return false;
 	info = s->pages[pfn].info;
 	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
 		return false;
 	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
 	return slab->magic == slab_magic(c, pfn) && slab->cache_id == c->id &&
-	       slab->colour % c->colour_off == 0 && slab->colour / c->colour_off < c->colour_num;
+	       !(slab->colour & (c->colour_off - 1)) &&
+	       slab->colour < (uint64_t)c->colour_off * c->colour_num;
 }
 
 /**

@@ -2,9 +2,12 @@
 /*
  * bench-lockedlist.c - the baseline shmpool's locked path is measured
  * against: a free list of fixed-size nodes in shared memory, guarded by one
- * pthread mutex with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST (the
- * same kind of lock shmpool's caches use), and nothing else: no owner tags,
- * no bitmaps, no validation of frees, no statistics.
+ * pthread mutex with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST, and
+ * nothing else: no owner tags, no bitmaps, no validation of frees, no
+ * statistics.  With --pi the mutex is also PTHREAD_PRIO_INHERIT, the kind
+ * shmpool's locks are (a robust mutex's wake-up dies with a waiter killed
+ * before it takes the lock; see docs/RELIABILITY.md), and the rows are
+ * named lockedlist-pi and mutex-only-pi.
  *
  *	| struct llist (mutex, head) | node | node | ... |   one MAP_SHARED mapping
  *
@@ -19,6 +22,7 @@
  *             the mapping, free in B
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,8 @@ struct region {
 
 static struct region *region;
 static struct bench_opts opts;
+static bool pi;			/* --pi: PTHREAD_PRIO_INHERIT as well */
+static const char *list_name = "lockedlist", *mutex_name = "mutex-only";
 
 static void lock(struct llist *l)
 {
@@ -130,6 +136,8 @@ static void setup(void)
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (pi && pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT))
+		bench_die("PTHREAD_PRIO_INHERIT is not supported here");
 	bytes = sizeof(struct region);
 	for (unsigned i = 0; i < 3; i++) {
 		struct llist *l = &region->list[i];
@@ -191,7 +199,21 @@ static int prodcons_worker(void *arg, unsigned idx)
 
 int main(int argc, char **argv)
 {
-	bench_parse(argc, argv, &opts);
+	int n = 1;
+
+	/* --pi is ours; bench_parse() gets the rest */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--pi"))
+			pi = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	if (pi) {
+		list_name = "lockedlist-pi";
+		mutex_name = "mutex-only-pi";
+	}
+	bench_parse(n, argv, &opts);
 	bench_idle_thread();
 	setup();
 
@@ -206,7 +228,7 @@ int main(int argc, char **argv)
 	if (bench_part(&opts, "pair")) {
 		for (unsigned s = 0; s < 3; s++)
 			for (unsigned b = 0; b < 2; b++)
-				bench_result("pair", "lockedlist",
+				bench_result("pair", list_name,
 					     ", \"size\": %zu, \"batch\": %u, \"value\": %.2f, "
 					     "\"unit\": \"ns/pair\"",
 					     bench_sizes[s], bench_batches[b],
@@ -214,7 +236,7 @@ int main(int argc, char **argv)
 						      bench_batches[b], opts.iters));
 	}
 	if (bench_part(&opts, "mutex"))
-		bench_result("pair", "mutex-only",
+		bench_result("pair", mutex_name,
 			     ", \"size\": 64, \"batch\": 1, \"value\": %.2f, \"unit\": \"ns/pair\"",
 			     mutex_pairs(list_for(64), 64, 1, opts.iters));
 	if (bench_part(&opts, "scale")) {
@@ -223,7 +245,7 @@ int main(int argc, char **argv)
 
 			if (ops < 0)
 				bench_die("a scale worker failed");
-			bench_result("scale", "lockedlist",
+			bench_result("scale", list_name,
 				     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, "
 				     "\"unit\": \"Mpairs/s\"",
 				     procs, ops / 1e6);
@@ -236,7 +258,7 @@ int main(int argc, char **argv)
 		ops = bench_scale(2, prodcons_worker, NULL);
 		if (ops < 0)
 			bench_die("a producer/consumer worker failed");
-		bench_result("prodcons", "lockedlist",
+		bench_result("prodcons", list_name,
 			     ", \"size\": 64, \"value\": %.3f, \"unit\": \"Mitems/s\"", ops / 1e6);
 	}
 	return 0;

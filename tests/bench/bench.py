@@ -55,7 +55,8 @@ SHMPOOL = ("shmpool-pool", "shmpool-cache", "shmpool-malloc")
 # the same calls with the per-thread magazines off (bench-shmpool --locked)
 LOCKED = tuple(a + "-locked" for a in SHMPOOL)
 BULK = ("shmpool-pool-bulk", "shmpool-cache-bulk")
-PAIR_ORDER = SHMPOOL + LOCKED + BULK + MALLOCS + BOOSTS + ("lockedlist", "mutex-only")
+LISTS = ("lockedlist", "mutex-only", "lockedlist-pi", "mutex-only-pi")
+PAIR_ORDER = SHMPOOL + LOCKED + BULK + MALLOCS + BOOSTS + LISTS
 
 DAEMON_SIZE = "128M"
 BEGIN = "<!-- bench:begin"
@@ -86,6 +87,9 @@ PROGRAMS = [
     Program("shmpool-trace", "bench-shmpool", "shmpool", True, "trace", 1),
     Program("control", "bench-control", "shmpool", True, None, 11),
     Program("lockedlist", "bench-lockedlist", "lockedlist", False, None, 10),
+    # the same list under a robust priority-inheritance mutex, shmpool's kind
+    Program("lockedlist-pi", "bench-lockedlist", "lockedlist", False, "pair,mutex", 7,
+            args=["--pi"]),
 ]
 for _m in MALLOCS:
     PROGRAMS += [Program(_m, "bench-malloc-" + _m, _m, False, "pair,scale", 8),
@@ -107,6 +111,8 @@ CALLGRIND = [
     ("boost-cached", "boost", "cached"),
     ("lockedlist", "lockedlist", "list"),
     ("mutex-only", "lockedlist", "mutex"),
+    ("lockedlist-pi", "lockedlist-pi", "list"),
+    ("mutex-only-pi", "lockedlist-pi", "mutex"),
 ]
 CG_SHORT, CG_LONG = 8192, 73728  # multiples of 8 * 256: warm-up is exactly n / 8
 
@@ -346,7 +352,7 @@ def peer_of(alloc):
         return alloc
     if alloc.startswith("boost"):
         return "boost"
-    if alloc in ("lockedlist", "mutex-only"):
+    if alloc in LISTS:
         return "lockedlist"
     return "shmpool"
 
@@ -359,13 +365,14 @@ def build_table(t, cg):
             case = case.replace("4 Ki B", "4 KiB")
             ref = t.median(part="pair", alloc="shmpool-pool", size=size, batch=batch)
             for alloc in PAIR_ORDER:
-                if alloc == "mutex-only" and (size, batch) != (64, 1):
+                if alloc.startswith("mutex-only") and (size, batch) != (64, 1):
                     continue
                 if alloc in BULK and batch == 1:
                     continue
                 note = None
-                if alloc == "mutex-only":
-                    note = "two robust-mutex lock+unlock, no list; " + t.note_of(
+                if alloc.startswith("mutex-only"):
+                    note = "two robust%s-mutex lock+unlock, no list; " % (
+                        " PI" if alloc.endswith("-pi") else "") + t.note_of(
                         alloc, t.values(part="pair", alloc=alloc, size=size, batch=batch))
                 t.add("1 pairs", case, alloc, "ns/pair", ref, note=note, part="pair",
                       size=size, batch=batch)
@@ -488,14 +495,18 @@ def targets(t, cg):
                  want, alloc, fmt(b), fmt(pool), "%.2f" % r if r else "—",
                  instr(alloc, "shmpool-pool", 1)))
     ll = t.median(part="pair", alloc="lockedlist", size=64, batch=1)
+    llpi = t.median(part="pair", alloc="lockedlist-pi", size=64, batch=1)
     for alloc in LOCKED:
         v = t.median(part="pair", alloc=alloc, size=64, batch=1)
         r = ratio(v, ll)
+        rpi = ratio(v, llpi)
         line(None if r is None else r <= 1.2,
              "locked path (magazines off) ≤ 1.2× a bare robust-mutex free list (%s, 64 B "
-             "batch 1): %s vs %s ns = **%s×**%s" % (
+             "batch 1): %s vs %s ns = **%s×**%s; against the same list under a robust PI "
+             "mutex, shmpool's kind of lock: %s ns = %s×%s" % (
                  alloc, fmt(v), fmt(ll), "%.2f" % r if r else "—",
-                 instr(alloc, "lockedlist", 1)))
+                 instr(alloc, "lockedlist", 1), fmt(llpi), "%.2f" % rpi if rpi else "—",
+                 instr(alloc, "lockedlist-pi", 1)))
     vals = t.values(part="geometry", alloc="shmpool", case="named cache")
     eff = vals[0] if vals else None
     line(None if eff is None else eff >= 97.0,
