@@ -136,6 +136,27 @@ static void test_pool(void **state)
 	CL_ERR(shmp_pool_resize(p, 4), -ENOENT);
 	CL_ERR(shmp_pool_open(c, "api.pool", &dup), -ENOENT);
 	CL_ERR(shmp_pool_destroy(c, "api.pool"), -ENOENT);
+
+	/* a stale handle never reaches the pool recreated in its place, whose
+	 * elements this thread's magazine now caches (the fast paths) */
+	CL_OK(shmp_pool_create(c, "api.pool", 100, 1, &dup));
+	for (unsigned i = 0; i < 4; i++)
+		e[i] = shmp_pool_alloc(dup, 0);
+	for (unsigned i = 0; i < 4; i++)
+		CL_OK(shmp_pool_free(dup, e[i]));
+	one = shmp_pool_alloc(dup, 0);
+	assert_non_null(one);
+	CL_NULL(shmp_pool_alloc(p, 0), ENOENT);
+	CL_NULL(shmp_pool_alloc(p2, SHMP_NOWAIT), ENOENT);
+	CL_ERR(shmp_pool_free(p, one), -ENOENT);
+	CL_ERR(shmp_pool_free(p2, one), -ENOENT);
+	CL_OK(shmp_pool_stats(dup, &st));
+	assert_int_equal(st.nr_out, 1); /* still out: the stale frees changed nothing */
+	CL_OK(shmp_pool_free(dup, one));
+	CL_ERR(shmp_pool_free(dup, one), -EINVAL); /* and it was freed once */
+	shmp_pool_close(dup);
+	CL_OK(shmp_pool_destroy(c, "api.pool"));
+
 	shmp_pool_close(p);
 	shmp_pool_close(p2);
 	shmp_pool_close(NULL);

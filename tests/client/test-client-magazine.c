@@ -12,7 +12,9 @@
  * exited; SHMPOOL_MAGAZINES=0 and SHMP_CONNECT_NO_MAGAZINES take the locked
  * path (no magazine set is ever made for the session) with the same
  * results; a double free and a free to the wrong pool or cache are refused
- * with -EINVAL by the fast path too; a child inheriting a session across
+ * with -EINVAL by the fast path too; a stale handle of a destroyed pool
+ * frees nothing into a recreated one, even from a thread whose magazine is
+ * still bound to the old one (-ENOENT); a child inheriting a session across
  * fork() gets -ECHILD and leaves the parent's magazines alone; in a
  * fault-injection build, a process killed at each magazine crash point
  * leaves nothing behind once the daemon released it.  The
@@ -452,6 +454,75 @@ static void test_destroy_busy_while_cached(void **state)
 {
 	destroy_busy_one(*state, false); /* thread B calls shmp_flush() */
 	destroy_busy_one(*state, true);	 /* thread B exits */
+}
+
+/*
+ * A stale handle in a thread whose magazine is still bound to the
+ * destroyed pool (empty, as destroy requires) must not free an element of
+ * the pool recreated in its place into that magazine: -ENOENT, nothing
+ * changed.  Thread B binds its magazine and empties it by allocating
+ * exactly what one refill brought; the main thread frees those (into its
+ * own magazine), destroys and recreates the pool, then B frees one of the
+ * new pool's elements through its stale handle.
+ */
+struct stale {
+	struct work w;
+	void *got[SP_MAG_OBJS];
+	unsigned n;
+	void *victim;
+	int rc;
+};
+
+static void *stale_main(void *arg)
+{
+	struct stale *st = arg;
+	struct work *w = &st->w;
+
+	for (st->n = 0; st->n < sp_mag_cap_of(64) / 2; st->n++)
+		if (!(st->got[st->n] = shmp_pool_alloc(w->p, 0)))
+			work_fail(w, "stale alloc");
+	set_stage(w, 1);
+	wait_stage(w, 2);
+	st->rc = shmp_pool_free(w->p, st->victim); /* the stale handle */
+	set_stage(w, 3);
+	return NULL;
+}
+
+static void test_stale_handle_bound_magazine(void **state)
+{
+	struct cl_daemon *d = *state;
+	shmp_client *c = cl_connect(d, "mag-stale");
+	struct stale st = { .w = { .c = c, .mu = PTHREAD_MUTEX_INITIALIZER,
+				   .cv = PTHREAD_COND_INITIALIZER } };
+	shmp_pool *fresh;
+	uint64_t cached;
+	pthread_t th;
+
+	CL_OK(shmp_pool_create(c, "stale.pool", 64, 1, &st.w.p));
+	assert_int_equal(pthread_create(&th, NULL, stale_main, &st), 0);
+	wait_stage(&st.w, 1);
+	if (st.w.failed)
+		CL_FAIL("thread B: %s", st.w.msg);
+	assert_int_equal(ro_cached(d, "stale.pool", true), 0); /* B's magazine: empty */
+	for (unsigned i = 0; i < st.n; i++)
+		CL_OK(shmp_pool_free(st.w.p, st.got[i]));
+	CL_OK(shmp_pool_destroy(c, "stale.pool"));
+	CL_OK(shmp_pool_create(c, "stale.pool", 64, 1, &fresh));
+	st.victim = shmp_pool_alloc(fresh, 0);
+	assert_non_null(st.victim);
+	cached = ro_cached(d, "stale.pool", true); /* what this thread's refill left */
+	set_stage(&st.w, 2);
+	wait_stage(&st.w, 3);
+	assert_int_equal(st.rc, -ENOENT);
+	assert_int_equal(pool_stats(fresh).nr_out, 1); /* still out, not cached by B */
+	assert_int_equal(ro_cached(d, "stale.pool", true), cached);
+	CL_OK(shmp_pool_free(fresh, st.victim));
+	pthread_join(th, NULL);
+	shmp_pool_close(st.w.p);
+	shmp_pool_close(fresh);
+	CL_OK(shmp_pool_destroy(c, "stale.pool"));
+	cl_check(c);
+	shmp_disconnect(c);
 }
 
 /* Disconnect while another, idle thread still caches: the daemon frees it. */
@@ -917,6 +988,8 @@ int main(void)
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_flush, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_busy_while_cached, cl_setup,
+						cl_teardown),
+		cmocka_unit_test_setup_teardown(test_stale_handle_bound_magazine, cl_setup,
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_with_idle_thread, cl_setup,
 						cl_teardown),
