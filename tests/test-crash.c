@@ -776,21 +776,24 @@ static int victim_cache_in(struct sp_seg *s, struct sp_magset *set, struct sp_ca
 
 /*
  * Two threads' magazines of @c: thread 0 allocates, and hands every other
- * object to thread 1, which frees it into its own magazine.
+ * object to thread 1, which frees it into its own magazine.  A round takes
+ * one and a half magazines' worth, so thread 0 refills several times a
+ * round and thread 1's magazine fills up and flushes.
  */
 static void mag_churn(struct sp_seg *s, struct sp_cache *c)
 {
 	struct sp_magset *set[2];
 	struct sp_mag *m[2];
-	sp_off_t v[100];
-	uint32_t n;
+	sp_off_t v[3 * SP_MAG_OBJS / 2];
+	uint32_t n, want;
 
 	for (int t = 0; t < 2; t++)
 		if (!c || sp_magset_create(s, 100 + (uint32_t)t, &set[t]) ||
 		    sp_mag_bind(s, set[t], c, &m[t]))
 			return;
+	want = 3 * sp_mag_cap(c) / 2;
 	for (int round = 0; round < 4; round++) {
-		for (n = 0; n < 100 && mag_alloc(s, c, m[0], &v[n]); n++)
+		for (n = 0; n < want && mag_alloc(s, c, m[0], &v[n]); n++)
 			fill(s, v[n], c->obj_size, n);
 		for (uint32_t i = 0; i < n; i++)
 			mag_free(s, c, m[i % 2], v[i]);
