@@ -165,11 +165,14 @@ int sp_client_reap(struct sp_seg *s)
 	return n;
 }
 
-/* Collect the heads of a cache's slabs (so they can be changed while walked). */
+/* Collect the heads of a cache's slabs (so they can be changed while
+ * walked); cache locked. */
 static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *nr)
 {
-	uint32_t *v = malloc(((size_t)c->nr_slabs + 1) * sizeof(*v)), n = 0;
+	uint32_t *v, n = 0;
 
+	sp_assert(sp_lock_held(&c->lock));
+	v = malloc(((size_t)c->nr_slabs + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {

@@ -242,6 +242,7 @@ static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 {
 	uint32_t na = m->nr_alloc, nf = m->nr_free;
 
+	sp_assert(sp_lock_held(&c->lock));
 	if (!na && !nf)
 		return;
 	m->nr_alloc = m->nr_free = 0;

@@ -532,7 +532,8 @@ static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 
 /*
  * KMALLOC: finish the put, fill or drain that put_off records (see the top
- * of this file).  @el: elements[0, curr_nr), recovered and sorted.
+ * of this file).  @el: elements[0, curr_nr), recovered and sorted.  Pool
+ * locked.
  */
 static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el)
 {
@@ -542,6 +543,7 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
 	uint16_t *tag;
 	uint32_t pfn, idx;
 
+	sp_assert(sp_lock_held(&p->lock));
 	if (off && !(p->curr_nr && bsearch(&off, el, p->curr_nr, sizeof(*el), cmp_off)) &&
 	    lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx) == 0) {
 		if (*tag == SP_OWNER_RESERVE && el && p->curr_nr < p->min_nr) {
@@ -771,6 +773,7 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 	sp_off_t *el = elements(s, p), off;
 	int rc;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (!el && p->curr_nr < target)
 		return sp_err(-EFAULT, "pool %s: reserve array is corrupted", p->name);
 	/* KMALLOC: curr_nr <= min_nr at every instant, so min_nr is raised first */
@@ -781,7 +784,6 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 		if (p->backing == SP_BACK_KMALLOC) {
 			/* INTERNAL until its put: a death in between leaves an
 			 * object the registry's recovery sweeps (we hold its lock) */
-			sp_assert(sp_lock_held(&s->hdr->registry_lock));
 			rc = backing_alloc(s, p, SP_OWNER_INTERNAL, &off);
 			if (rc)
 				return rc;
@@ -811,7 +813,7 @@ static void class_drain_one_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t
 {
 	uint16_t must = SP_OWNER_RESERVE, old;
 
-	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	__atomic_store_n(&p->put_off, off, __ATOMIC_RELEASE);
 	if (retag(s, p, off, SP_OWNER_INTERNAL, &must, &old)) {
 		/* not a reserve element: the array was scribbled on; drop the
@@ -834,6 +836,7 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 {
 	sp_off_t *el = elements(s, p);
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (p->curr_nr > p->elements_cap) { /* corrupted: recovery clamps it */
 		sp_pool_recover_locked(s, p);
 		el = elements(s, p);
@@ -851,13 +854,19 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 	}
 }
 
-static int set_elements_cap(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
+/*
+ * Replace the reserve array by one of @cap entries (none for 0), keeping
+ * the entries that fit.  Pool and registry locked: the arrays are INTERNAL
+ * memory (registry.c).
+ */
+static int set_elements_cap_locked(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
 {
 	sp_off_t off = 0, old = p->elements_off;
 	sp_off_t *el = elements(s, p);
 	uint32_t n;
 	int rc;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (cap) {
 		rc = sp_kmalloc_owner(s, (uint64_t)cap * sizeof(sp_off_t), SP_OWNER_INTERNAL, &off);
 		if (rc)
@@ -889,7 +898,7 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 	uint64_t out = 0;
 	int rc;
 
-	sp_assert(sp_lock_held(&p->lock));
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	/* close the backing to new allocations and count what is out, atomically */
 	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
 		rc = sp_cache_lock(s, c);
@@ -940,7 +949,7 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 	}
 	p->state = SP_DESC_DESTROYING;
 	drain_reserve_locked(s, p, 0);
-	set_elements_cap(s, p, 0);
+	set_elements_cap_locked(s, p, 0);
 	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
 		if (sp_cache_lock(s, c) == 0) {
 			if (sp_cache_teardown_locked(s, c) == 0) {
@@ -1079,7 +1088,7 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 			goto fail;
 		}
 	}
-	rc = set_elements_cap(s, p, pp->min_nr);
+	rc = set_elements_cap_locked(s, p, pp->min_nr);
 	if (!rc) {
 		p->min_nr = pp->min_nr;
 		rc = grow_reserve_locked(s, p, pp->min_nr);
@@ -1144,7 +1153,7 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 		uint32_t old_min = p->min_nr, old_curr = p->curr_nr, old_cap = p->elements_cap;
 
 		if (new_min_nr > p->elements_cap)
-			rc = set_elements_cap(s, p, new_min_nr);
+			rc = set_elements_cap_locked(s, p, new_min_nr);
 		/*
 		 * Fill first, raise min_nr last (the commit): if we die in between,
 		 * recovery clamps curr_nr to the old min_nr and gives the extra
@@ -1165,7 +1174,7 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 			p->min_nr = old_min;
 			/* give back what the attempt took: the larger array, empty slabs */
 			if (p->elements_cap > old_cap)
-				set_elements_cap(s, p, old_cap);
+				set_elements_cap_locked(s, p, old_cap);
 			if (elem_cache(s, p))
 				sp_cache_shrink(s, elem_cache(s, p));
 			rc = sp_err(-ENOMEM, "pool %s: %u reserved elements do not fit", p->name,
@@ -1233,6 +1242,7 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 	uint16_t old, reserve = SP_OWNER_RESERVE;
 	int rc;
 
+	sp_assert(sp_lock_held(&p->lock));
 	if (!el || !p->curr_nr)
 		return -ENOMEM;
 	/* a corrupted entry or count: rebuild and let the caller retry */
