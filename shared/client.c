@@ -79,6 +79,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		cl->mag_head = 0;
 		memset(cl->name, 0, sizeof(cl->name));
 		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
+		SP_CRASH_POINT("client.register"); /* still FREE: the next one takes it */
 		__atomic_store_n(&cl->state, SP_CLIENT_ALIVE, __ATOMIC_RELEASE);
 		*slot = i;
 		rc = 0;
@@ -128,6 +129,7 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
 	if (sp_clients(s)[slot].state == SP_CLIENT_ALIVE) {
 		sp_clients(s)[slot].death_time = sp_realtime_s();
 		sp_clients(s)[slot].state = SP_CLIENT_DEAD;
+		SP_CRASH_POINT("client.mark_dead");
 	} else {
 		rc = sp_err(-ESRCH, "client slot %u is not alive", slot);
 	}

@@ -876,6 +876,7 @@ static int set_elements_cap_locked(struct sp_seg *s, struct sp_pool *p, uint32_t
 			memcpy(sp_ptr(s, off), el, (size_t)(n < cap ? n : cap) * sizeof(sp_off_t));
 	}
 	p->elements_off = off;
+	SP_CRASH_POINT("pool.resize.swap");
 	p->elements_cap = cap;
 	if (old)
 		sp_kfree(s, old);
@@ -1221,6 +1222,7 @@ int sp_pool_destroy(struct sp_seg *s, uint32_t id)
 	rc = sp_pool_teardown_locked(s, p);
 	if (!rc) {
 		sp_hash_remove_locked(s, true, name);
+		SP_CRASH_POINT("registry.remove"); /* FREE: recovery recounts the pools */
 		s->hdr->nr_live_pools--;
 		/* sleepers (nr_waiters is advisory: a killed waiter leaves it
 		 * high) wake up, find the pool gone and return -ENOENT */

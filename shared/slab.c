@@ -922,6 +922,7 @@ int sp_cache_destroy(struct sp_seg *s, uint32_t id)
 		sp_kfree(s, old_tmpl);
 	}
 	sp_hash_remove_locked(s, false, c->name);
+	SP_CRASH_POINT("registry.remove"); /* DESTROYING: recovery finishes it */
 	c->magic = 0;
 	__atomic_store_n(&c->state, SP_DESC_FREE, __ATOMIC_RELEASE);
 	s->hdr->nr_live_caches--;

@@ -32,7 +32,10 @@
  * whose reserve ran short; a dead slot's magazines (client.release) are
  * released by another process that dies half way.  After the release no
  * object or set carries the dead slot's tags, and the alloc and free
- * counts, magazines included, match what is out.  A further test checks
+ * counts, magazines included, match what is out.  The client points
+ * (client.register, client.mark_dead) run what the daemon does for each
+ * client: register a slot, mark it dead, release it; after every scenario
+ * no slot but the parent's is left in use.  A further test checks
  * that the catalogue matches the SP_CRASH_POINT()s in shared/ sources and
  * headers (the magazine fast paths are inline).
  *
@@ -482,6 +485,7 @@ enum workload {
 	W_KPOOL_RESERVE,  /* kmalloc-class pool at its cap: take from the reserve, put back */
 	W_KPOOL_CREATE,	  /* create, use, destroy a kmalloc-class pool */
 	W_KPOOL_RESIZE,	  /* grow and shrink a kmalloc-class pool's reserve */
+	W_CLIENTS,	  /* register a slot, mark it dead, release it */
 };
 
 static const char *const wl_name[] = {
@@ -491,7 +495,7 @@ static const char *const wl_name[] = {
 	"release of a dead slot", "release of a dead slot with magazines",
 	"named cache magazines", "kmalloc magazines", "slab pool magazines",
 	"magazine flush to a short reserve", "kmalloc pool reserve",
-	"kmalloc pool create/destroy", "kmalloc pool resize",
+	"kmalloc pool create/destroy", "kmalloc pool resize", "client slots",
 };
 
 struct scenario {
@@ -582,13 +586,31 @@ static const struct scenario scenarios[] = {
 	{ "pool.destroy.drain", W_KPOOL_CREATE, 4 },
 	{ "pool.destroy.drain", W_KPOOL_RESIZE, 1 },
 	{ "pool.destroy.drain", W_KPOOL_RESIZE, 3 },
+	{ "pool.resize.swap", W_POOL_RESIZE, 1 },	/* a larger array */
+	{ "pool.resize.swap", W_POOL_RESIZE, 2 },
+	{ "pool.resize.swap", W_KPOOL_RESIZE, 1 },
+	{ "pool.resize.swap", W_KPOOL_RESIZE, 2 },
+	{ "pool.resize.swap", W_POOL_CREATE, 1 },	/* the first array */
+	{ "pool.resize.swap", W_POOL_CREATE, 2 },	/* none, at destroy */
+	{ "pool.resize.swap", W_PAGES_CREATE, 2 },
+	{ "pool.resize.swap", W_KPOOL_CREATE, 2 },
 	{ "registry.insert", W_CACHE_CREATE, 1 },
 	{ "registry.insert", W_CACHE_TMPL, 1 },
 	{ "registry.insert", W_POOL_CREATE, 1 },
 	{ "registry.insert", W_PAGES_CREATE, 1 },
 	{ "registry.insert", W_KPOOL_CREATE, 1 },
+	{ "registry.remove", W_CACHE_CREATE, 1 },
+	{ "registry.remove", W_CACHE_TMPL, 2 },
+	{ "registry.remove", W_POOL_CREATE, 1 },
+	{ "registry.remove", W_PAGES_CREATE, 3 },
+	{ "registry.remove", W_KPOOL_CREATE, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 2 },
+	{ "client.register", W_CLIENTS, 1 },	/* its own slot, in tu_child_attach() */
+	{ "client.register", W_CLIENTS, 2 },
+	{ "client.register", W_CLIENTS, 4 },
+	{ "client.mark_dead", W_CLIENTS, 1 },
+	{ "client.mark_dead", W_CLIENTS, 3 },
 	{ "client.release", W_RELEASE, 1 },
 	{ "client.release", W_RELEASE, 4 },
 	{ "client.release", W_RELEASE, 9 },
@@ -600,6 +622,8 @@ static const struct scenario scenarios[] = {
 	{ "mag.set.linked", W_MAG_CACHE, 1 },
 	{ "mag.set.linked", W_MAG_CACHE, 2 },
 	{ "mag.set.linked", W_MAG_POOL, 1 },
+	{ "mag.release", W_RELEASE_MAG, 1 },
+	{ "mag.release", W_RELEASE_MAG, 3 },
 	{ "mag.refill", W_MAG_CACHE, 1 },
 	{ "mag.refill", W_MAG_CACHE, 3 },
 	{ "mag.refill", W_MAG_KMALLOC, 2 },
@@ -1047,6 +1071,17 @@ static void run_workload(struct sp_seg *s, const struct world *w, enum workload 
 		}
 		break;
 	}
+	case W_CLIENTS: /* what the daemon does for each client */
+		for (int round = 0; round < 3; round++) {
+			uint32_t slot;
+
+			if (sp_client_register(s, "c.extra", (int)getpid(), getuid(), getgid(),
+					       &slot))
+				break;
+			sp_client_mark_dead(s, slot);
+			sp_slot_release(s, slot, false, NULL);
+		}
+		break;
 	}
 }
 
@@ -1287,6 +1322,25 @@ static void exercise(struct world *w)
 	lock_everything(s);
 }
 
+/* ALIVE client slots of process @pid. */
+static uint32_t alive_slots_of(struct sp_seg *s, pid_t pid)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		n += sp_clients(s)[i].state == SP_CLIENT_ALIVE && sp_clients(s)[i].pid == (uint32_t)pid;
+	return n;
+}
+
+/* After the release every slot but ours is FREE: none leaked, none left DEAD. */
+static void check_slots_free(struct sp_seg *s)
+{
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		if (i != s->slot && sp_clients(s)[i].state != SP_CLIENT_FREE)
+			fail_msg("client slot %u (pid %u) left in state %u", i, sp_clients(s)[i].pid,
+				 sp_clients(s)[i].state);
+}
+
 /*
  * @release_first: release the dead slot right after reaping it, before
  * anything else touches the structures (the daemon's order); otherwise
@@ -1298,6 +1352,7 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 	pid_t pid;
 	int st;
 	uint64_t rec;
+	uint32_t alive;
 
 	world_new(&w);
 	w.victim_mags = sc->wl == W_RELEASE_MAG;
@@ -1332,7 +1387,11 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 			 sc->point, sc->n, wl_name[sc->wl], st > 128 ? "died by signal" : "exited",
 			 st > 128 ? st - 128 : st);
 	grab_kmalloc(&w);
-	assert_int_equal(sp_client_reap(w.s), 1);
+	/* its slot; none if it died registering it (client.register:1) */
+	alive = alive_slots_of(w.s, pid);
+	if (alive != 1 && !(alive == 0 && !strcmp(sc->point, "client.register") && sc->n == 1))
+		fail_msg("%s:%u: the dead child has %u live slots", sc->point, sc->n, alive);
+	assert_int_equal(sp_client_reap(w.s), alive);
 	if (release_first) {
 		release_dead_slots(w.s);
 		/* straight from the backings, before any pool lock is taken */
@@ -1356,6 +1415,7 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 	tu_check_clean(w.s);
 	verify_world(&w);
 	check_grabbed(&w);
+	check_slots_free(w.s);
 	tu_check_clean(w.s);
 	printf("  %s:%u (%s, %s): died, %llu lock recoveries, clean\n", sc->point, sc->n,
 	       wl_name[sc->wl], release_first ? "released first" : "recovered first",
