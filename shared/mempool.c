@@ -857,7 +857,11 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 /*
  * Replace the reserve array by one of @cap entries (none for 0), keeping
  * the entries that fit.  Pool and registry locked: the arrays are INTERNAL
- * memory (registry.c).
+ * memory (registry.c), so a death before the old one is freed leaves it
+ * to the registry's sweep.  elements_cap never exceeds the array in
+ * elements_off: it is lowered before a swap to a smaller array and raised
+ * after one to a larger, since recovery trusts it (a rolled-back resize
+ * swaps back down; callers never leave more than @cap entries in use).
  */
 static int set_elements_cap_locked(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
 {
@@ -875,6 +879,8 @@ static int set_elements_cap_locked(struct sp_seg *s, struct sp_pool *p, uint32_t
 		if (el && n) /* never more than either array holds */
 			memcpy(sp_ptr(s, off), el, (size_t)(n < cap ? n : cap) * sizeof(sp_off_t));
 	}
+	if (cap < p->elements_cap)
+		p->elements_cap = cap;
 	p->elements_off = off;
 	SP_CRASH_POINT("pool.resize.swap");
 	p->elements_cap = cap;

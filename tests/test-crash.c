@@ -486,6 +486,7 @@ enum workload {
 	W_KPOOL_CREATE,	  /* create, use, destroy a kmalloc-class pool */
 	W_KPOOL_RESIZE,	  /* grow and shrink a kmalloc-class pool's reserve */
 	W_CLIENTS,	  /* register a slot, mark it dead, release it */
+	W_RESIZE_CAPPED,  /* grow reserves to max_nr with elements out: rolled back */
 };
 
 static const char *const wl_name[] = {
@@ -496,6 +497,7 @@ static const char *const wl_name[] = {
 	"named cache magazines", "kmalloc magazines", "slab pool magazines",
 	"magazine flush to a short reserve", "kmalloc pool reserve",
 	"kmalloc pool create/destroy", "kmalloc pool resize", "client slots",
+	"pool resize beyond what the cap leaves",
 };
 
 struct scenario {
@@ -594,6 +596,9 @@ static const struct scenario scenarios[] = {
 	{ "pool.resize.swap", W_POOL_CREATE, 2 },	/* none, at destroy */
 	{ "pool.resize.swap", W_PAGES_CREATE, 2 },
 	{ "pool.resize.swap", W_KPOOL_CREATE, 2 },
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 1 },
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 2 },	/* back to the smaller array */
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 4 },	/* the same, a kmalloc class */
 	{ "registry.insert", W_CACHE_CREATE, 1 },
 	{ "registry.insert", W_CACHE_TMPL, 1 },
 	{ "registry.insert", W_POOL_CREATE, 1 },
@@ -1071,6 +1076,11 @@ static void run_workload(struct sp_seg *s, const struct world *w, enum workload 
 		}
 		break;
 	}
+	case W_RESIZE_CAPPED: /* the parent holds elements: the fills fail, a
+			       * larger array comes and goes back to the old size */
+		sp_pool_resize(s, ps, SLAB_MAX);
+		sp_pool_resize(s, sp_pool_get(s, w->kpool), KPOOL_MAX);
+		break;
 	case W_CLIENTS: /* what the daemon does for each client */
 		for (int round = 0; round < 3; round++) {
 			uint32_t slot;
