@@ -114,7 +114,9 @@ int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
  *
  * Its holdings become orphans attributed to it.  The pools' waiters are
  * woken to look again: the process may have died with a wake-up meant for
- * one of them.  May sleep.
+ * one of them.  That happens under the registry lock, so that a caller
+ * killed before it leaves the wake-up to the registry's recovery.
+ * May sleep.
  * Return: 0 or -ESRCH.
  */
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
@@ -130,12 +132,11 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
 		sp_clients(s)[slot].death_time = sp_realtime_s();
 		sp_clients(s)[slot].state = SP_CLIENT_DEAD;
 		SP_CRASH_POINT("client.mark_dead");
+		sp_pools_wake_waiters(s);
 	} else {
 		rc = sp_err(-ESRCH, "client slot %u is not alive", slot);
 	}
 	sp_registry_unlock(s);
-	if (!rc)
-		sp_pools_wake_waiters(s);
 	return rc;
 }
 

@@ -1363,7 +1363,8 @@ ok:
  * A free wakes one waiter; if that one is killed before it allocates, the
  * wake-up dies with it while the others sleep on beside a free element.
  * Called when a client is found dead, so no wake-up is lost for longer
- * than the daemon takes to notice.  Waiters re-check and sleep again if
+ * than the daemon takes to notice, and by the registry's recovery (its
+ * dead owner may have owed one).  Waiters re-check and sleep again if
  * nothing is there.  Lock-free; does not sleep.
  */
 void sp_pools_wake_waiters(struct sp_seg *s)

@@ -348,7 +348,7 @@ static void sweep_internal_locked(struct sp_seg *s)
 /**
  * sp_registry_recover_locked() - finish or undo what a dead process was
  * doing under the registry lock, free INTERNAL memory no descriptor
- * references, then rebuild the name tables.
+ * references, rebuild the name tables, and wake every pool's waiters.
  * @s: segment; registry lock held.
  *
  * May sleep (takes pool, cache and buddy locks).
@@ -394,6 +394,9 @@ void sp_registry_recover_locked(struct sp_seg *s)
 	sweep_internal_locked(s);
 	sp_mag_relink_locked(s); /* the dead owner may have been linking a set */
 	rebuild_tables_locked(s);
+	/* it may have died owing them a wake-up: a destroy's (its pool's
+	 * sleepers return -ENOENT), a client death's (client.c) */
+	sp_pools_wake_waiters(s);
 }
 
 /**

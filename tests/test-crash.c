@@ -1578,6 +1578,156 @@ static void crash_catalogue_matches_code(void **state)
 	printf("  %u SP_CRASH_POINT() uses in %u files, %u catalogued names\n", n, files,
 	       sp_nr_crash_points);
 }
+
+/* ---- (a') the wake-ups a dead registry owner owed --------------------------- */
+
+struct wake_arg {
+	char name[256];		/* the segment */
+	uint32_t pool;
+	const char *point;	/* the killer's crash point */
+};
+
+/* The waiter of recovery_wakes_waiters(), killed by its teardown on failure. */
+static pid_t wake_waiter_pid;
+
+static int kill_wake_waiter(void **state)
+{
+	if (wake_waiter_pid > 0) {
+		kill(wake_waiter_pid, SIGKILL);
+		tu_wait(wake_waiter_pid);
+	}
+	wake_waiter_pid = 0;
+	return unlink_leftover(state);
+}
+
+/* Sleep in sp_pool_alloc() until the pool is destroyed: 0 on -ENOENT. */
+static int wake_waiter(void *arg)
+{
+	const struct wake_arg *a = arg;
+	struct sp_seg *s;
+	struct sp_pool *p;
+	sp_off_t off;
+
+	tu_child_signals_default();
+	s = tu_child_attach(a->name, "waiter");
+	p = s ? sp_pool_get(s, a->pool) : NULL;
+	if (!p)
+		return 10;
+	return sp_pool_alloc(s, p, 0, -1, &off) == -ENOENT ? 0 : 11;
+}
+
+/* Die at a->point: marking our own slot dead, or destroying the pool. */
+static int wake_killer(void *arg)
+{
+	const struct wake_arg *a = arg;
+	struct sp_seg *s;
+
+	tu_child_signals_default();
+	setenv("SHMPOOL_CRASH_POINT", a->point, 1);
+	s = tu_child_attach(a->name, "killer");
+	if (!s)
+		return 10;
+	if (!strcmp(a->point, "client.mark_dead"))
+		sp_client_mark_dead(s, s->slot);
+	else
+		sp_pool_destroy(s, a->pool);
+	return 0; /* not reached when the point is */
+}
+
+/* Until @cond or @ms pass. */
+#define POLL_MS(cond, ms)                                                        \
+	({                                                                       \
+		uint64_t poll_end_ = sp_now_ms() + (ms);                         \
+		while (!(cond) && sp_now_ms() < poll_end_)                       \
+			usleep(1000);                                            \
+		(cond);                                                          \
+	})
+
+/* The waiter's exit status within @ms, or -1 (still running). */
+static int wait_exit(pid_t pid, uint64_t ms)
+{
+	uint64_t end = sp_now_ms() + ms;
+	int raw;
+
+	do {
+		if (waitpid(pid, &raw, WNOHANG) == pid)
+			return WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : WEXITSTATUS(raw);
+		usleep(1000);
+	} while (sp_now_ms() < end);
+	return -1;
+}
+
+/*
+ * A process killed under the registry lock may owe pool waiters a
+ * wake-up: a client's death wakes every pool's (the dead process may have
+ * died with a wake-up meant for one of them: mempool.c), a destroy the
+ * destroyed pool's (they return -ENOENT).  Killed between the commit and
+ * the wake-up (client.mark_dead, registry.remove), the next registry
+ * locker's recovery makes it up.  The waiter sleeps without a timeout on
+ * a page pool whose backing is exhausted (every page taken) and whose
+ * reserve is empty (min_nr 0); nr_wait counts its sleeps.
+ */
+static void recovery_wakes_waiters(void **state)
+{
+	static const char *const points[] = { "client.mark_dead", "registry.remove" };
+	struct sp_pool_params pp = { .elem_size = SP_PAGE_SIZE, .backing = SP_BACK_PAGES };
+
+	for (unsigned k = 0; k < sizeof(points) / sizeof(points[0]); k++) {
+		struct wake_arg a = { .point = points[k] };
+		struct sp_seg_params sp;
+		struct sp_seg *s;
+		struct sp_pool *p;
+		sp_off_t raw[64];
+		uint32_t nraw = 0;
+		int st;
+
+		sp_seg_params_default(&sp);
+		sp.size = 4u << 20;
+		sp.max_clients = 8;
+		s = seg_new(&sp);
+		snprintf(a.name, sizeof(a.name), "%s", s->name);
+		TU_ASSERT_OK(sp_pool_create(s, "w.pages", &pp, &a.pool));
+		p = sp_pool_get(s, a.pool);
+		for (int o = (int)s->geo.max_order; o >= 0; o--)
+			while (nraw < 64 && sp_buddy_alloc(s, (unsigned)o, &raw[nraw]) == 0)
+				nraw++;
+		assert_int_equal(s->hdr->buddy.free_pages, 0);
+
+		wake_waiter_pid = tu_fork(wake_waiter, &a);
+		if (!POLL_MS(p->nr_wait == 1 && p->nr_waiters == 1, 10000))
+			fail_msg("the waiter did not go to sleep on pool w.pages");
+		st = tu_wait(tu_fork(wake_killer, &a));
+		if (st != 128 + SIGKILL)
+			fail_msg("%s: the killer ended with status %d, not at the crash point",
+				 points[k], st);
+		/* nobody woke it: the killer died owing the wake-up */
+		assert_int_equal(p->nr_wait, 1);
+
+		TU_ASSERT_OK(sp_registry_lock(s)); /* recovers */
+		sp_registry_unlock(s);
+		if (!strcmp(points[k], "client.mark_dead")) {
+			/* it looked again, found nothing, sleeps again */
+			if (!POLL_MS(p->nr_wait == 2, 10000))
+				fail_msg("%s: the waiter was not woken by the recovery", points[k]);
+			TU_ASSERT_OK(sp_pool_destroy(s, a.pool));
+		}
+		st = wait_exit(wake_waiter_pid, 10000);
+		if (st < 0)
+			fail_msg("%s: the waiter still sleeps on pool w.pages, destroyed 10 s ago",
+				 points[k]);
+		wake_waiter_pid = 0;
+		assert_int_equal(st, 0); /* -ENOENT: the pool is gone */
+		assert_int_equal(sp_pool_lookup(s, "w.pages", &(uint32_t){0}), -ENOENT);
+		while (nraw)
+			TU_ASSERT_OK(sp_buddy_free(s, raw[--nraw]));
+		sp_client_reap(s);
+		release_dead_slots(s);
+		check_slots_free(s);
+		tu_check_clean(s);
+		printf("  %s: the waiter was woken by the recovery\n", points[k]);
+		seg_free(s);
+	}
+}
 #endif /* SP_FAULT_INJECTION */
 
 /* ---- (b) random kills, in every build ------------------------------------- */
@@ -2013,6 +2163,9 @@ int main(void)
 
 	tests[n++] = (struct CMUnitTest){ .name = "crash_catalogue_matches_code",
 					  .test_func = crash_catalogue_matches_code };
+	tests[n++] = (struct CMUnitTest){ .name = "recovery_wakes_waiters",
+					  .test_func = recovery_wakes_waiters,
+					  .teardown_func = kill_wake_waiter };
 	for (unsigned i = 0; i < sp_nr_crash_points && n < 60; i++) {
 		snprintf(names[i], sizeof(names[i]), "crash_point:%s", sp_crash_points[i]);
 		tests[n++] = (struct CMUnitTest){ .name = names[i],
