@@ -78,10 +78,13 @@ static void list_del(struct sp_seg *s, uint32_t *head, uint32_t pfn)
 }
 
 /**
- * sp_plist_add() - push a head onto a list of heads (slab lists use it too).
+ * sp_plist_add() - push a head onto a list of heads.
  * @s: segment.  @head: the list head (pfn + 1).  @pfn: the page.
  *
- * The lock protecting the list must be held.  Does not sleep.
+ * Shared by lists under different locks, so it cannot assert one: the
+ * caller holds the lock protecting the list - a cache's lock for its slab
+ * lists, the registry lock for a slot's magazine sets (the buddy free
+ * lists use list_add() under the buddy lock).  Does not sleep.
  */
 void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn)
 {
@@ -92,7 +95,8 @@ void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn)
  * sp_plist_del() - unlink a head from a list of heads.
  * @s: segment.  @head: the list head.  @pfn: the page, on that list.
  *
- * The lock protecting the list must be held.  Does not sleep.
+ * The caller holds the lock protecting the list, as for sp_plist_add().
+ * Does not sleep.
  */
 void sp_plist_del(struct sp_seg *s, uint32_t *head, uint32_t pfn)
 {

@@ -457,6 +457,7 @@ static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
 	struct sp_seg *s = x->s;
 	struct sp_report *r = x->r;
 	sp_off_t *el, *copy;
+	uint64_t bytes;
 	uint32_t found;
 	char name[SP_NAME_MAX + 1];
 
@@ -495,6 +496,12 @@ static void check_pool(struct ctx *x, struct sp_pool *p, uint32_t id)
 	el = sp_ptr_checked(s, p->elements_off, (uint64_t)p->elements_cap * 8, 8);
 	if (p->elements_cap && !el) {
 		V("pool %.63s: elements array outside the segment", p->name);
+		return;
+	}
+	if (p->elements_off &&
+	    (sp_ksize(s, p->elements_off, &bytes) || bytes < (uint64_t)p->elements_cap * 8)) {
+		V("pool %.63s: its elements array is no kmalloc allocation of %u entries",
+		  p->name, p->elements_cap);
 		return;
 	}
 	for (uint32_t i = 0; i < p->curr_nr; i++)

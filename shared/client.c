@@ -79,6 +79,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		cl->mag_head = 0;
 		memset(cl->name, 0, sizeof(cl->name));
 		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
+		SP_CRASH_POINT("client.register"); /* still FREE: the next one takes it */
 		__atomic_store_n(&cl->state, SP_CLIENT_ALIVE, __ATOMIC_RELEASE);
 		*slot = i;
 		rc = 0;
@@ -113,7 +114,9 @@ int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
  *
  * Its holdings become orphans attributed to it.  The pools' waiters are
  * woken to look again: the process may have died with a wake-up meant for
- * one of them.  May sleep.
+ * one of them.  That happens under the registry lock, so that a caller
+ * killed before it leaves the wake-up to the registry's recovery.
+ * May sleep.
  * Return: 0 or -ESRCH.
  */
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
@@ -128,12 +131,12 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
 	if (sp_clients(s)[slot].state == SP_CLIENT_ALIVE) {
 		sp_clients(s)[slot].death_time = sp_realtime_s();
 		sp_clients(s)[slot].state = SP_CLIENT_DEAD;
+		SP_CRASH_POINT("client.mark_dead");
+		sp_pools_wake_waiters(s);
 	} else {
 		rc = sp_err(-ESRCH, "client slot %u is not alive", slot);
 	}
 	sp_registry_unlock(s);
-	if (!rc)
-		sp_pools_wake_waiters(s);
 	return rc;
 }
 
@@ -165,11 +168,14 @@ int sp_client_reap(struct sp_seg *s)
 	return n;
 }
 
-/* Collect the heads of a cache's slabs (so they can be changed while walked). */
+/* Collect the heads of a cache's slabs (so they can be changed while
+ * walked); cache locked. */
 static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *nr)
 {
-	uint32_t *v = malloc(((size_t)c->nr_slabs + 1) * sizeof(*v)), n = 0;
+	uint32_t *v, n = 0;
 
+	sp_assert(sp_lock_held(&c->lock));
+	v = malloc(((size_t)c->nr_slabs + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {

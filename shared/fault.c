@@ -33,10 +33,15 @@ const char *const sp_crash_points[] = {
 	"pool.reserve.put",	 /* element stored in elements[], curr_nr not raised */
 	"pool.create.reserve",	 /* pool half filled, not yet LIVE */
 	"pool.destroy.drain",	 /* reserve half returned, descriptor DESTROYING */
+	"pool.resize.swap",	 /* new reserve array in place, cap and old array not */
 	"registry.insert",	 /* hash slot written, descriptor not LIVE */
+	"registry.remove",	 /* destroy: name removed, descriptor or count not final */
 	"kmalloc.large.alloc",	 /* large block allocated, not yet returned */
+	"client.register",	 /* slot filled in, not yet ALIVE */
+	"client.mark_dead",	 /* slot DEAD, pool waiters not yet woken */
 	"client.release",	 /* dead slot's objects half released */
 	"mag.set.linked",	 /* magazine set on the slot's list, not committed */
+	"mag.release",		 /* dead slot's set uncommitted, still on its list */
 	"mag.refill",		 /* objects tagged for the magazine, nr not raised */
 	"mag.flush",		 /* magazine half flushed */
 	"mag.pop",		 /* object retagged to the user, nr not lowered */

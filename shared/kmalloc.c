@@ -140,7 +140,7 @@ static int classify(struct sp_seg *s, sp_off_t off, struct sp_cache **c, uint32_
 		return sp_err(-EINVAL, "offset %#llx is not an allocation of this segment",
 			      (unsigned long long)off);
 	info = s->pages[*head].info;
-	if (SP_PG_KIND(info) == SP_KIND_LARGE) {
+	if (SP_PG_KIND(info) == SP_KIND_LARGE && SP_PG_ORDER(info) <= s->geo.max_order) {
 		*c = NULL;
 		return 0;
 	}

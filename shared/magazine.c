@@ -242,6 +242,7 @@ static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 {
 	uint32_t na = m->nr_alloc, nf = m->nr_free;
 
+	sp_assert(sp_lock_held(&c->lock));
 	if (!na && !nf)
 		return;
 	m->nr_alloc = m->nr_free = 0;
@@ -655,6 +656,7 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 			}
 		}
 		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE); /* now it goes by its tag */
+		SP_CRASH_POINT("mag.release"); /* listed, uncommitted: recovery unlinks it */
 		sp_plist_del(s, &sp_clients(s)[slot].mag_head, pfn - 1);
 	}
 	sp_registry_unlock(s);

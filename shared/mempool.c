@@ -532,7 +532,8 @@ static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 
 /*
  * KMALLOC: finish the put, fill or drain that put_off records (see the top
- * of this file).  @el: elements[0, curr_nr), recovered and sorted.
+ * of this file).  @el: elements[0, curr_nr), recovered and sorted.  Pool
+ * locked.
  */
 static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el)
 {
@@ -542,6 +543,7 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
 	uint16_t *tag;
 	uint32_t pfn, idx;
 
+	sp_assert(sp_lock_held(&p->lock));
 	if (off && !(p->curr_nr && bsearch(&off, el, p->curr_nr, sizeof(*el), cmp_off)) &&
 	    lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx) == 0) {
 		if (*tag == SP_OWNER_RESERVE && el && p->curr_nr < p->min_nr) {
@@ -771,6 +773,7 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 	sp_off_t *el = elements(s, p), off;
 	int rc;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (!el && p->curr_nr < target)
 		return sp_err(-EFAULT, "pool %s: reserve array is corrupted", p->name);
 	/* KMALLOC: curr_nr <= min_nr at every instant, so min_nr is raised first */
@@ -781,7 +784,6 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 		if (p->backing == SP_BACK_KMALLOC) {
 			/* INTERNAL until its put: a death in between leaves an
 			 * object the registry's recovery sweeps (we hold its lock) */
-			sp_assert(sp_lock_held(&s->hdr->registry_lock));
 			rc = backing_alloc(s, p, SP_OWNER_INTERNAL, &off);
 			if (rc)
 				return rc;
@@ -811,7 +813,7 @@ static void class_drain_one_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t
 {
 	uint16_t must = SP_OWNER_RESERVE, old;
 
-	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	__atomic_store_n(&p->put_off, off, __ATOMIC_RELEASE);
 	if (retag(s, p, off, SP_OWNER_INTERNAL, &must, &old)) {
 		/* not a reserve element: the array was scribbled on; drop the
@@ -834,6 +836,7 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 {
 	sp_off_t *el = elements(s, p);
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (p->curr_nr > p->elements_cap) { /* corrupted: recovery clamps it */
 		sp_pool_recover_locked(s, p);
 		el = elements(s, p);
@@ -851,13 +854,23 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 	}
 }
 
-static int set_elements_cap(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
+/*
+ * Replace the reserve array by one of @cap entries (none for 0), keeping
+ * the entries that fit.  Pool and registry locked: the arrays are INTERNAL
+ * memory (registry.c), so a death before the old one is freed leaves it
+ * to the registry's sweep.  elements_cap never exceeds the array in
+ * elements_off: it is lowered before a swap to a smaller array and raised
+ * after one to a larger, since recovery trusts it (a rolled-back resize
+ * swaps back down; callers never leave more than @cap entries in use).
+ */
+static int set_elements_cap_locked(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
 {
 	sp_off_t off = 0, old = p->elements_off;
 	sp_off_t *el = elements(s, p);
 	uint32_t n;
 	int rc;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	if (cap) {
 		rc = sp_kmalloc_owner(s, (uint64_t)cap * sizeof(sp_off_t), SP_OWNER_INTERNAL, &off);
 		if (rc)
@@ -866,7 +879,10 @@ static int set_elements_cap(struct sp_seg *s, struct sp_pool *p, uint32_t cap)
 		if (el && n) /* never more than either array holds */
 			memcpy(sp_ptr(s, off), el, (size_t)(n < cap ? n : cap) * sizeof(sp_off_t));
 	}
+	if (cap < p->elements_cap)
+		p->elements_cap = cap;
 	p->elements_off = off;
+	SP_CRASH_POINT("pool.resize.swap");
 	p->elements_cap = cap;
 	if (old)
 		sp_kfree(s, old);
@@ -889,7 +905,7 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 	uint64_t out = 0;
 	int rc;
 
-	sp_assert(sp_lock_held(&p->lock));
+	sp_assert(sp_lock_held(&s->hdr->registry_lock) && sp_lock_held(&p->lock));
 	/* close the backing to new allocations and count what is out, atomically */
 	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
 		rc = sp_cache_lock(s, c);
@@ -940,7 +956,7 @@ int sp_pool_teardown_locked(struct sp_seg *s, struct sp_pool *p)
 	}
 	p->state = SP_DESC_DESTROYING;
 	drain_reserve_locked(s, p, 0);
-	set_elements_cap(s, p, 0);
+	set_elements_cap_locked(s, p, 0);
 	if (p->backing == SP_BACK_SLAB && c->state != SP_DESC_FREE) {
 		if (sp_cache_lock(s, c) == 0) {
 			if (sp_cache_teardown_locked(s, c) == 0) {
@@ -1079,7 +1095,7 @@ int sp_pool_create(struct sp_seg *s, const char *name, const struct sp_pool_para
 			goto fail;
 		}
 	}
-	rc = set_elements_cap(s, p, pp->min_nr);
+	rc = set_elements_cap_locked(s, p, pp->min_nr);
 	if (!rc) {
 		p->min_nr = pp->min_nr;
 		rc = grow_reserve_locked(s, p, pp->min_nr);
@@ -1144,7 +1160,7 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 		uint32_t old_min = p->min_nr, old_curr = p->curr_nr, old_cap = p->elements_cap;
 
 		if (new_min_nr > p->elements_cap)
-			rc = set_elements_cap(s, p, new_min_nr);
+			rc = set_elements_cap_locked(s, p, new_min_nr);
 		/*
 		 * Fill first, raise min_nr last (the commit): if we die in between,
 		 * recovery clamps curr_nr to the old min_nr and gives the extra
@@ -1165,7 +1181,7 @@ int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr)
 			p->min_nr = old_min;
 			/* give back what the attempt took: the larger array, empty slabs */
 			if (p->elements_cap > old_cap)
-				set_elements_cap(s, p, old_cap);
+				set_elements_cap_locked(s, p, old_cap);
 			if (elem_cache(s, p))
 				sp_cache_shrink(s, elem_cache(s, p));
 			rc = sp_err(-ENOMEM, "pool %s: %u reserved elements do not fit", p->name,
@@ -1212,6 +1228,7 @@ int sp_pool_destroy(struct sp_seg *s, uint32_t id)
 	rc = sp_pool_teardown_locked(s, p);
 	if (!rc) {
 		sp_hash_remove_locked(s, true, name);
+		SP_CRASH_POINT("registry.remove"); /* FREE: recovery recounts the pools */
 		s->hdr->nr_live_pools--;
 		/* sleepers (nr_waiters is advisory: a killed waiter leaves it
 		 * high) wake up, find the pool gone and return -ENOENT */
@@ -1233,6 +1250,7 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 	uint16_t old, reserve = SP_OWNER_RESERVE;
 	int rc;
 
+	sp_assert(sp_lock_held(&p->lock));
 	if (!el || !p->curr_nr)
 		return -ENOMEM;
 	/* a corrupted entry or count: rebuild and let the caller retry */
@@ -1345,7 +1363,8 @@ ok:
  * A free wakes one waiter; if that one is killed before it allocates, the
  * wake-up dies with it while the others sleep on beside a free element.
  * Called when a client is found dead, so no wake-up is lost for longer
- * than the daemon takes to notice.  Waiters re-check and sleep again if
+ * than the daemon takes to notice, and by the registry's recovery (its
+ * dead owner may have owed one).  Waiters re-check and sleep again if
  * nothing is there.  Lock-free; does not sleep.
  */
 void sp_pools_wake_waiters(struct sp_seg *s)

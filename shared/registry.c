@@ -157,6 +157,7 @@ void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name)
 {
 	uint32_t size, *t = table(s, pools, &size), i = sp_name_hash(name) & (size - 1);
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
 	for (uint32_t probes = 0; probes < size; probes++, i = (i + 1) & (size - 1)) {
 		uint32_t e = t[i];
 		bool ok;
@@ -176,10 +177,12 @@ void sp_hash_remove_locked(struct sp_seg *s, bool pools, const char *name)
 	}
 }
 
-static void rebuild_tables(struct sp_seg *s)
+/* Both name tables and the live counts, from the LIVE descriptors. */
+static void rebuild_tables_locked(struct sp_seg *s)
 {
 	uint32_t size, *t, i;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
 	t = table(s, false, &size);
 	memset(t, 0, (size_t)size * sizeof(*t));
 	s->hdr->nr_live_caches = 0;
@@ -274,11 +277,12 @@ bool sp_internal_referenced(const sp_off_t *ref, uint32_t n, sp_off_t off)
  * a drain cut short, and only their recovery (which re-tags it RESERVE)
  * knows it is not garbage.
  */
-static void sweep_internal(struct sp_seg *s)
+static void sweep_internal_locked(struct sp_seg *s)
 {
 	uint32_t n = s->geo.nr_pages, nref, ndead = 0, dcap = 0, pfn;
 	sp_off_t *ref, *dead = NULL;
 
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
 	sp_pool_kmalloc_settle(s, false);
 	ref = sp_internal_refs(s, &nref);
 	if (!ref)
@@ -344,7 +348,7 @@ static void sweep_internal(struct sp_seg *s)
 /**
  * sp_registry_recover_locked() - finish or undo what a dead process was
  * doing under the registry lock, free INTERNAL memory no descriptor
- * references, then rebuild the name tables.
+ * references, rebuild the name tables, and wake every pool's waiters.
  * @s: segment; registry lock held.
  *
  * May sleep (takes pool, cache and buddy locks).
@@ -387,9 +391,12 @@ void sp_registry_recover_locked(struct sp_seg *s)
 		c->magic = 0;
 		c->state = SP_DESC_FREE;
 	}
-	sweep_internal(s);
+	sweep_internal_locked(s);
 	sp_mag_relink_locked(s); /* the dead owner may have been linking a set */
-	rebuild_tables(s);
+	rebuild_tables_locked(s);
+	/* it may have died owing them a wake-up: a destroy's (its pool's
+	 * sleepers return -ENOENT), a client death's (client.c) */
+	sp_pools_wake_waiters(s);
 }
 
 /**

@@ -223,10 +223,12 @@ static bool slab_empty(const struct sp_cache *c, const struct sp_slab *slab)
 	return true;
 }
 
+/* Unlink an empty slab, uncommit it and give its pages back; cache locked. */
 static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t pfn)
 {
 	struct sp_slab *slab = sp_slab_at(s, c, pfn);
 
+	sp_assert(sp_lock_held(&c->lock));
 	if (slab->list >= SP_LIST_PARTIAL && slab->list <= SP_LIST_EMPTY) {
 		sp_plist_del(s, &c->list_head[slab->list], pfn);
 		c->nr_list[slab->list]--;
@@ -242,6 +244,7 @@ static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t p
 	}
 }
 
+/* Add one slab, its objects poisoned or templated, to the empty list; cache locked. */
 static int grow_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	struct sp_slab *slab;
@@ -249,6 +252,7 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
 	uint32_t pfn, i;
 	int rc;
 
+	sp_assert(sp_lock_held(&c->lock));
 	if (c->tmpl_off) {
 		tmpl = sp_ptr_checked(s, c->tmpl_off, c->obj_size, 8);
 		if (!tmpl)
@@ -395,11 +399,13 @@ static void check_poison(struct sp_cache *c, const uint8_t *obj)
 	}
 }
 
-/* The slab to allocate from: partial, else empty, else a new one; 0 or < 0. */
+/* The slab to allocate from: partial, else empty, else a new one; 0 or < 0.
+ * Cache locked. */
 static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn)
 {
 	int rc;
 
+	sp_assert(sp_lock_held(&c->lock));
 	*pfn = c->list_head[SP_LIST_PARTIAL];
 	if (!*pfn)
 		*pfn = c->list_head[SP_LIST_EMPTY];
@@ -518,8 +524,10 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
  */
 int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
 {
-	int rc = sp_cache_alloc_bulk_locked(s, c, owner, off, 1);
+	int rc;
 
+	sp_assert(sp_lock_held(&c->lock));
+	rc = sp_cache_alloc_bulk_locked(s, c, owner, off, 1);
 	if (rc < 0)
 		return rc;
 	c->nr_alloc++;
@@ -916,6 +924,7 @@ int sp_cache_destroy(struct sp_seg *s, uint32_t id)
 		sp_kfree(s, old_tmpl);
 	}
 	sp_hash_remove_locked(s, false, c->name);
+	SP_CRASH_POINT("registry.remove"); /* DESTROYING: recovery finishes it */
 	c->magic = 0;
 	__atomic_store_n(&c->state, SP_DESC_FREE, __ATOMIC_RELEASE);
 	s->hdr->nr_live_caches--;

@@ -32,7 +32,10 @@
  * whose reserve ran short; a dead slot's magazines (client.release) are
  * released by another process that dies half way.  After the release no
  * object or set carries the dead slot's tags, and the alloc and free
- * counts, magazines included, match what is out.  A further test checks
+ * counts, magazines included, match what is out.  The client points
+ * (client.register, client.mark_dead) run what the daemon does for each
+ * client: register a slot, mark it dead, release it; after every scenario
+ * no slot but the parent's is left in use.  A further test checks
  * that the catalogue matches the SP_CRASH_POINT()s in shared/ sources and
  * headers (the magazine fast paths are inline).
  *
@@ -482,6 +485,8 @@ enum workload {
 	W_KPOOL_RESERVE,  /* kmalloc-class pool at its cap: take from the reserve, put back */
 	W_KPOOL_CREATE,	  /* create, use, destroy a kmalloc-class pool */
 	W_KPOOL_RESIZE,	  /* grow and shrink a kmalloc-class pool's reserve */
+	W_CLIENTS,	  /* register a slot, mark it dead, release it */
+	W_RESIZE_CAPPED,  /* grow reserves to max_nr with elements out: rolled back */
 };
 
 static const char *const wl_name[] = {
@@ -491,7 +496,8 @@ static const char *const wl_name[] = {
 	"release of a dead slot", "release of a dead slot with magazines",
 	"named cache magazines", "kmalloc magazines", "slab pool magazines",
 	"magazine flush to a short reserve", "kmalloc pool reserve",
-	"kmalloc pool create/destroy", "kmalloc pool resize",
+	"kmalloc pool create/destroy", "kmalloc pool resize", "client slots",
+	"pool resize beyond what the cap leaves",
 };
 
 struct scenario {
@@ -582,13 +588,34 @@ static const struct scenario scenarios[] = {
 	{ "pool.destroy.drain", W_KPOOL_CREATE, 4 },
 	{ "pool.destroy.drain", W_KPOOL_RESIZE, 1 },
 	{ "pool.destroy.drain", W_KPOOL_RESIZE, 3 },
+	{ "pool.resize.swap", W_POOL_RESIZE, 1 },	/* a larger array */
+	{ "pool.resize.swap", W_POOL_RESIZE, 2 },
+	{ "pool.resize.swap", W_KPOOL_RESIZE, 1 },
+	{ "pool.resize.swap", W_KPOOL_RESIZE, 2 },
+	{ "pool.resize.swap", W_POOL_CREATE, 1 },	/* the first array */
+	{ "pool.resize.swap", W_POOL_CREATE, 2 },	/* none, at destroy */
+	{ "pool.resize.swap", W_PAGES_CREATE, 2 },
+	{ "pool.resize.swap", W_KPOOL_CREATE, 2 },
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 1 },
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 2 },	/* back to the smaller array */
+	{ "pool.resize.swap", W_RESIZE_CAPPED, 4 },	/* the same, a kmalloc class */
 	{ "registry.insert", W_CACHE_CREATE, 1 },
 	{ "registry.insert", W_CACHE_TMPL, 1 },
 	{ "registry.insert", W_POOL_CREATE, 1 },
 	{ "registry.insert", W_PAGES_CREATE, 1 },
 	{ "registry.insert", W_KPOOL_CREATE, 1 },
+	{ "registry.remove", W_CACHE_CREATE, 1 },
+	{ "registry.remove", W_CACHE_TMPL, 2 },
+	{ "registry.remove", W_POOL_CREATE, 1 },
+	{ "registry.remove", W_PAGES_CREATE, 3 },
+	{ "registry.remove", W_KPOOL_CREATE, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 1 },
 	{ "kmalloc.large.alloc", W_KMALLOC, 2 },
+	{ "client.register", W_CLIENTS, 1 },	/* its own slot, in tu_child_attach() */
+	{ "client.register", W_CLIENTS, 2 },
+	{ "client.register", W_CLIENTS, 4 },
+	{ "client.mark_dead", W_CLIENTS, 1 },
+	{ "client.mark_dead", W_CLIENTS, 3 },
 	{ "client.release", W_RELEASE, 1 },
 	{ "client.release", W_RELEASE, 4 },
 	{ "client.release", W_RELEASE, 9 },
@@ -600,6 +627,8 @@ static const struct scenario scenarios[] = {
 	{ "mag.set.linked", W_MAG_CACHE, 1 },
 	{ "mag.set.linked", W_MAG_CACHE, 2 },
 	{ "mag.set.linked", W_MAG_POOL, 1 },
+	{ "mag.release", W_RELEASE_MAG, 1 },
+	{ "mag.release", W_RELEASE_MAG, 3 },
 	{ "mag.refill", W_MAG_CACHE, 1 },
 	{ "mag.refill", W_MAG_CACHE, 3 },
 	{ "mag.refill", W_MAG_KMALLOC, 2 },
@@ -776,21 +805,24 @@ static int victim_cache_in(struct sp_seg *s, struct sp_magset *set, struct sp_ca
 
 /*
  * Two threads' magazines of @c: thread 0 allocates, and hands every other
- * object to thread 1, which frees it into its own magazine.
+ * object to thread 1, which frees it into its own magazine.  A round takes
+ * one and a half magazines' worth, so thread 0 refills several times a
+ * round and thread 1's magazine fills up and flushes.
  */
 static void mag_churn(struct sp_seg *s, struct sp_cache *c)
 {
 	struct sp_magset *set[2];
 	struct sp_mag *m[2];
-	sp_off_t v[100];
-	uint32_t n;
+	sp_off_t v[3 * SP_MAG_OBJS / 2];
+	uint32_t n, want;
 
 	for (int t = 0; t < 2; t++)
 		if (!c || sp_magset_create(s, 100 + (uint32_t)t, &set[t]) ||
 		    sp_mag_bind(s, set[t], c, &m[t]))
 			return;
+	want = 3 * sp_mag_cap(c) / 2;
 	for (int round = 0; round < 4; round++) {
-		for (n = 0; n < 100 && mag_alloc(s, c, m[0], &v[n]); n++)
+		for (n = 0; n < want && mag_alloc(s, c, m[0], &v[n]); n++)
 			fill(s, v[n], c->obj_size, n);
 		for (uint32_t i = 0; i < n; i++)
 			mag_free(s, c, m[i % 2], v[i]);
@@ -1044,6 +1076,22 @@ static void run_workload(struct sp_seg *s, const struct world *w, enum workload 
 		}
 		break;
 	}
+	case W_RESIZE_CAPPED: /* the parent holds elements: the fills fail, a
+			       * larger array comes and goes back to the old size */
+		sp_pool_resize(s, ps, SLAB_MAX);
+		sp_pool_resize(s, sp_pool_get(s, w->kpool), KPOOL_MAX);
+		break;
+	case W_CLIENTS: /* what the daemon does for each client */
+		for (int round = 0; round < 3; round++) {
+			uint32_t slot;
+
+			if (sp_client_register(s, "c.extra", (int)getpid(), getuid(), getgid(),
+					       &slot))
+				break;
+			sp_client_mark_dead(s, slot);
+			sp_slot_release(s, slot, false, NULL);
+		}
+		break;
 	}
 }
 
@@ -1284,6 +1332,25 @@ static void exercise(struct world *w)
 	lock_everything(s);
 }
 
+/* ALIVE client slots of process @pid. */
+static uint32_t alive_slots_of(struct sp_seg *s, pid_t pid)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		n += sp_clients(s)[i].state == SP_CLIENT_ALIVE && sp_clients(s)[i].pid == (uint32_t)pid;
+	return n;
+}
+
+/* After the release every slot but ours is FREE: none leaked, none left DEAD. */
+static void check_slots_free(struct sp_seg *s)
+{
+	for (uint32_t i = 0; i < s->geo.max_clients; i++)
+		if (i != s->slot && sp_clients(s)[i].state != SP_CLIENT_FREE)
+			fail_msg("client slot %u (pid %u) left in state %u", i, sp_clients(s)[i].pid,
+				 sp_clients(s)[i].state);
+}
+
 /*
  * @release_first: release the dead slot right after reaping it, before
  * anything else touches the structures (the daemon's order); otherwise
@@ -1295,6 +1362,7 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 	pid_t pid;
 	int st;
 	uint64_t rec;
+	uint32_t alive;
 
 	world_new(&w);
 	w.victim_mags = sc->wl == W_RELEASE_MAG;
@@ -1329,7 +1397,11 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 			 sc->point, sc->n, wl_name[sc->wl], st > 128 ? "died by signal" : "exited",
 			 st > 128 ? st - 128 : st);
 	grab_kmalloc(&w);
-	assert_int_equal(sp_client_reap(w.s), 1);
+	/* its slot; none if it died registering it (client.register:1) */
+	alive = alive_slots_of(w.s, pid);
+	if (alive != 1 && !(alive == 0 && !strcmp(sc->point, "client.register") && sc->n == 1))
+		fail_msg("%s:%u: the dead child has %u live slots", sc->point, sc->n, alive);
+	assert_int_equal(sp_client_reap(w.s), alive);
 	if (release_first) {
 		release_dead_slots(w.s);
 		/* straight from the backings, before any pool lock is taken */
@@ -1353,6 +1425,7 @@ static void run_scenario(const struct scenario *sc, bool release_first)
 	tu_check_clean(w.s);
 	verify_world(&w);
 	check_grabbed(&w);
+	check_slots_free(w.s);
 	tu_check_clean(w.s);
 	printf("  %s:%u (%s, %s): died, %llu lock recoveries, clean\n", sc->point, sc->n,
 	       wl_name[sc->wl], release_first ? "released first" : "recovered first",
@@ -1504,6 +1577,156 @@ static void crash_catalogue_matches_code(void **state)
 	}
 	printf("  %u SP_CRASH_POINT() uses in %u files, %u catalogued names\n", n, files,
 	       sp_nr_crash_points);
+}
+
+/* ---- (a') the wake-ups a dead registry owner owed --------------------------- */
+
+struct wake_arg {
+	char name[256];		/* the segment */
+	uint32_t pool;
+	const char *point;	/* the killer's crash point */
+};
+
+/* The waiter of recovery_wakes_waiters(), killed by its teardown on failure. */
+static pid_t wake_waiter_pid;
+
+static int kill_wake_waiter(void **state)
+{
+	if (wake_waiter_pid > 0) {
+		kill(wake_waiter_pid, SIGKILL);
+		tu_wait(wake_waiter_pid);
+	}
+	wake_waiter_pid = 0;
+	return unlink_leftover(state);
+}
+
+/* Sleep in sp_pool_alloc() until the pool is destroyed: 0 on -ENOENT. */
+static int wake_waiter(void *arg)
+{
+	const struct wake_arg *a = arg;
+	struct sp_seg *s;
+	struct sp_pool *p;
+	sp_off_t off;
+
+	tu_child_signals_default();
+	s = tu_child_attach(a->name, "waiter");
+	p = s ? sp_pool_get(s, a->pool) : NULL;
+	if (!p)
+		return 10;
+	return sp_pool_alloc(s, p, 0, -1, &off) == -ENOENT ? 0 : 11;
+}
+
+/* Die at a->point: marking our own slot dead, or destroying the pool. */
+static int wake_killer(void *arg)
+{
+	const struct wake_arg *a = arg;
+	struct sp_seg *s;
+
+	tu_child_signals_default();
+	setenv("SHMPOOL_CRASH_POINT", a->point, 1);
+	s = tu_child_attach(a->name, "killer");
+	if (!s)
+		return 10;
+	if (!strcmp(a->point, "client.mark_dead"))
+		sp_client_mark_dead(s, s->slot);
+	else
+		sp_pool_destroy(s, a->pool);
+	return 0; /* not reached when the point is */
+}
+
+/* Until @cond or @ms pass. */
+#define POLL_MS(cond, ms)                                                        \
+	({                                                                       \
+		uint64_t poll_end_ = sp_now_ms() + (ms);                         \
+		while (!(cond) && sp_now_ms() < poll_end_)                       \
+			usleep(1000);                                            \
+		(cond);                                                          \
+	})
+
+/* The waiter's exit status within @ms, or -1 (still running). */
+static int wait_exit(pid_t pid, uint64_t ms)
+{
+	uint64_t end = sp_now_ms() + ms;
+	int raw;
+
+	do {
+		if (waitpid(pid, &raw, WNOHANG) == pid)
+			return WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : WEXITSTATUS(raw);
+		usleep(1000);
+	} while (sp_now_ms() < end);
+	return -1;
+}
+
+/*
+ * A process killed under the registry lock may owe pool waiters a
+ * wake-up: a client's death wakes every pool's (the dead process may have
+ * died with a wake-up meant for one of them: mempool.c), a destroy the
+ * destroyed pool's (they return -ENOENT).  Killed between the commit and
+ * the wake-up (client.mark_dead, registry.remove), the next registry
+ * locker's recovery makes it up.  The waiter sleeps without a timeout on
+ * a page pool whose backing is exhausted (every page taken) and whose
+ * reserve is empty (min_nr 0); nr_wait counts its sleeps.
+ */
+static void recovery_wakes_waiters(void **state)
+{
+	static const char *const points[] = { "client.mark_dead", "registry.remove" };
+	struct sp_pool_params pp = { .elem_size = SP_PAGE_SIZE, .backing = SP_BACK_PAGES };
+
+	for (unsigned k = 0; k < sizeof(points) / sizeof(points[0]); k++) {
+		struct wake_arg a = { .point = points[k] };
+		struct sp_seg_params sp;
+		struct sp_seg *s;
+		struct sp_pool *p;
+		sp_off_t raw[64];
+		uint32_t nraw = 0;
+		int st;
+
+		sp_seg_params_default(&sp);
+		sp.size = 4u << 20;
+		sp.max_clients = 8;
+		s = seg_new(&sp);
+		snprintf(a.name, sizeof(a.name), "%s", s->name);
+		TU_ASSERT_OK(sp_pool_create(s, "w.pages", &pp, &a.pool));
+		p = sp_pool_get(s, a.pool);
+		for (int o = (int)s->geo.max_order; o >= 0; o--)
+			while (nraw < 64 && sp_buddy_alloc(s, (unsigned)o, &raw[nraw]) == 0)
+				nraw++;
+		assert_int_equal(s->hdr->buddy.free_pages, 0);
+
+		wake_waiter_pid = tu_fork(wake_waiter, &a);
+		if (!POLL_MS(p->nr_wait == 1 && p->nr_waiters == 1, 10000))
+			fail_msg("the waiter did not go to sleep on pool w.pages");
+		st = tu_wait(tu_fork(wake_killer, &a));
+		if (st != 128 + SIGKILL)
+			fail_msg("%s: the killer ended with status %d, not at the crash point",
+				 points[k], st);
+		/* nobody woke it: the killer died owing the wake-up */
+		assert_int_equal(p->nr_wait, 1);
+
+		TU_ASSERT_OK(sp_registry_lock(s)); /* recovers */
+		sp_registry_unlock(s);
+		if (!strcmp(points[k], "client.mark_dead")) {
+			/* it looked again, found nothing, sleeps again */
+			if (!POLL_MS(p->nr_wait == 2, 10000))
+				fail_msg("%s: the waiter was not woken by the recovery", points[k]);
+			TU_ASSERT_OK(sp_pool_destroy(s, a.pool));
+		}
+		st = wait_exit(wake_waiter_pid, 10000);
+		if (st < 0)
+			fail_msg("%s: the waiter still sleeps on pool w.pages, destroyed 10 s ago",
+				 points[k]);
+		wake_waiter_pid = 0;
+		assert_int_equal(st, 0); /* -ENOENT: the pool is gone */
+		assert_int_equal(sp_pool_lookup(s, "w.pages", &(uint32_t){0}), -ENOENT);
+		while (nraw)
+			TU_ASSERT_OK(sp_buddy_free(s, raw[--nraw]));
+		sp_client_reap(s);
+		release_dead_slots(s);
+		check_slots_free(s);
+		tu_check_clean(s);
+		printf("  %s: the waiter was woken by the recovery\n", points[k]);
+		seg_free(s);
+	}
 }
 #endif /* SP_FAULT_INJECTION */
 
@@ -1940,6 +2163,9 @@ int main(void)
 
 	tests[n++] = (struct CMUnitTest){ .name = "crash_catalogue_matches_code",
 					  .test_func = crash_catalogue_matches_code };
+	tests[n++] = (struct CMUnitTest){ .name = "recovery_wakes_waiters",
+					  .test_func = recovery_wakes_waiters,
+					  .teardown_func = kill_wake_waiter };
 	for (unsigned i = 0; i < sp_nr_crash_points && n < 60; i++) {
 		snprintf(names[i], sizeof(names[i]), "crash_point:%s", sp_crash_points[i]);
 		tests[n++] = (struct CMUnitTest){ .name = names[i],

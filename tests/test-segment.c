@@ -2,13 +2,17 @@
 /*
  * test-segment.c - creating, attaching and validating segments: a wrong
  * magic, version, size or checksum is a clear error, never a silent
- * re-initialisation; offsets, not pointers, cross between mappings.
+ * re-initialisation; offsets, not pointers, cross between mappings.  The
+ * segment's locks: robust, PI and process-shared, taken in the documented
+ * order only.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,6 +186,154 @@ static void locks_are_robust_pi(void **state)
 	tu_seg_free(s);
 }
 
+enum order_case {
+	ORDER_RIGHT,		/* registry, pool, cache, buddy: the documented order */
+	ORDER_REVERSED,		/* buddy (4), then registry (1) */
+	ORDER_POOL_IN_CACHE,	/* cache (3), then pool (2) */
+	ORDER_SAME_LEVEL,	/* two caches (3, 3) */
+};
+
+struct order_arg {
+	char name[256];		/* the segment */
+	uint32_t pool, cache[2];
+	enum order_case how;
+	int err_fd;		/* the child's stderr: a pipe's write end */
+};
+
+/* Take two or four segment locks as @a says, then release them. */
+static int order_child(void *arg)
+{
+	const struct order_arg *a = arg;
+	struct rlimit no_core = { 0, 0 };
+	struct sp_seg *s;
+	struct sp_pool *p;
+	struct sp_cache *c0, *c1;
+
+	tu_child_signals_default();
+	setrlimit(RLIMIT_CORE, &no_core); /* an abort is expected: no core file */
+	if (dup2(a->err_fd, STDERR_FILENO) < 0)
+		return 10;
+	s = tu_child_attach(a->name, "order");
+	if (!s)
+		return 11;
+	p = sp_pool_get(s, a->pool);
+	c0 = sp_cache_get(s, a->cache[0]);
+	c1 = sp_cache_get(s, a->cache[1]);
+	if (!p || !c0 || !c1)
+		return 12;
+	switch (a->how) {
+	case ORDER_RIGHT:
+		if (sp_registry_lock(s) || sp_pool_lock(s, p) || sp_cache_lock(s, c0) ||
+		    sp_buddy_lock(s))
+			return 13;
+		sp_buddy_unlock(s);
+		sp_cache_unlock(c0);
+		sp_pool_unlock(p);
+		sp_registry_unlock(s);
+		break;
+	case ORDER_REVERSED:
+		if (sp_buddy_lock(s) || sp_registry_lock(s))
+			return 13;
+		sp_registry_unlock(s);
+		sp_buddy_unlock(s);
+		break;
+	case ORDER_POOL_IN_CACHE:
+		if (sp_cache_lock(s, c0) || sp_pool_lock(s, p))
+			return 13;
+		sp_pool_unlock(p);
+		sp_cache_unlock(c0);
+		break;
+	case ORDER_SAME_LEVEL:
+		if (sp_cache_lock(s, c0) || sp_cache_lock(s, c1))
+			return 13;
+		sp_cache_unlock(c1);
+		sp_cache_unlock(c0);
+		break;
+	}
+	sp_client_unregister(s, s->slot);
+	sp_seg_detach(s);
+	return 0;
+}
+
+/* Run order_child(@a) with its stderr in @err; return its tu_wait() status. */
+static int run_order_child(struct order_arg *a, char *err, size_t len)
+{
+	int fds[2];
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	a->err_fd = fds[1];
+	pid = tu_fork(order_child, a);
+	close(fds[1]);
+	while (got + 1 < len && (n = read(fds[0], err + got, len - 1 - got)) != 0)
+		if (n > 0)
+			got += (size_t)n;
+		else if (errno != EINTR)
+			break;
+	err[got] = '\0';
+	close(fds[0]);
+	return tu_wait(pid);
+}
+
+/*
+ * The lock order of layout.h, as lock.c asserts it (SP_DEBUG_LEVEL >= 1,
+ * the default debug_checks=1): taking a lock whose level is not above every
+ * lock the thread holds aborts the process with a message.  A forked child
+ * with its own mapping and slot takes the locks; the documented order
+ * works.  The locks an aborted child held are recovered by the next locker:
+ * the checker then finds nothing wrong.
+ */
+static void lock_order_asserted(void **state)
+{
+	static const struct {
+		enum order_case how;
+		const char *what;
+	} wrong[] = {
+		{ ORDER_REVERSED, "the buddy lock, then the registry lock" },
+		{ ORDER_POOL_IN_CACHE, "a cache lock, then a pool lock" },
+		{ ORDER_SAME_LEVEL, "two cache locks" },
+	};
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	struct sp_pool_params pp = { .elem_size = 64, .min_nr = 2 };
+	struct order_arg a = { .how = ORDER_RIGHT };
+	char err[1024];
+	int st;
+
+	(void)state;
+	snprintf(a.name, sizeof(a.name), "%s", s->name);
+	TU_ASSERT_OK(sp_pool_create(s, "order.pool", &pp, &a.pool));
+	TU_ASSERT_OK(sp_cache_create(s, "order.a", 48, 0, 0, NULL, &a.cache[0]));
+	TU_ASSERT_OK(sp_cache_create(s, "order.b", 48, 0, 0, NULL, &a.cache[1]));
+
+	st = run_order_child(&a, err, sizeof(err));
+	if (st != 0 || err[0])
+		fail_msg("the documented lock order: the child ended with status %d, stderr '%s'",
+			 st, err);
+#if SP_DEBUG_LEVEL >= 1
+	for (unsigned i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		a.how = wrong[i].how;
+		st = run_order_child(&a, err, sizeof(err));
+		if (st != 128 + SIGABRT)
+			fail_msg("taking %s: the child ended with status %d instead of dying by "
+				 "SIGABRT (stderr '%s')", wrong[i].what, st, err);
+		if (!strstr(err, "lock order"))
+			fail_msg("taking %s: the child's stderr does not name the lock order: '%s'",
+				 wrong[i].what, err);
+		printf("  taking %s: SIGABRT, %s", wrong[i].what, err);
+	}
+#else
+	printf("  lock order deaths not expected: debug_checks=%d compiles lock.c's "
+	       "order assertion out (it needs 1 or more)\n", SP_DEBUG_LEVEL);
+	(void)wrong;
+#endif
+	assert_true(sp_client_reap(s) >= 0);
+	tu_check_clean(s); /* recovers the locks the aborted children held */
+	TU_ASSERT_OK(sp_pool_destroy(s, a.pool));
+	tu_seg_free(s);
+}
+
 static void error_table(void **state)
 {
 	assert_string_equal(sp_err_name(-ENOMEM), "ENOMEM");
@@ -201,6 +353,7 @@ int main(void)
 		cmocka_unit_test(memfd_segment),
 		cmocka_unit_test(error_table),
 		cmocka_unit_test(locks_are_robust_pi),
+		cmocka_unit_test(lock_order_asserted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -575,8 +575,16 @@ static void fail_if_failed(struct torture *t, const char *when)
 /* Points the client library can reach (the rest run in the daemon only). */
 static bool client_point(const char *p)
 {
-	return strcmp(p, "pool.create.reserve") && strcmp(p, "pool.destroy.drain") &&
-	       strcmp(p, "registry.insert") && strcmp(p, "client.release");
+	static const char *const daemon_only[] = {
+		"pool.create.reserve", "pool.destroy.drain", "pool.resize.swap",
+		"registry.insert", "registry.remove", "client.register", "client.mark_dead",
+		"client.release", "mag.release",
+	};
+
+	for (unsigned i = 0; i < sizeof(daemon_only) / sizeof(daemon_only[0]); i++)
+		if (!strcmp(p, daemon_only[i]))
+			return false;
+	return true;
 }
 #endif
 
