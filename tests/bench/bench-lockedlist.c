@@ -199,21 +199,12 @@ static int prodcons_worker(void *arg, unsigned idx)
 
 int main(int argc, char **argv)
 {
-	int n = 1;
-
-	/* --pi is ours; bench_parse() gets the rest */
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--pi"))
-			pi = true;
-		else
-			argv[n++] = argv[i];
-	}
-	argv[n] = NULL;
+	pi = bench_take_flag(&argc, argv, "--pi");
 	if (pi) {
 		list_name = "lockedlist-pi";
 		mutex_name = "mutex-only-pi";
 	}
-	bench_parse(n, argv, &opts);
+	bench_parse(argc, argv, &opts);
 	bench_idle_thread();
 	setup();
 

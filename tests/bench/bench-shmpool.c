@@ -287,19 +287,11 @@ static uint64_t used_pages(void)
 int main(int argc, char **argv)
 {
 	const char *env = getenv("SHMPOOL_MAGAZINES");
-	int n = 1;
 
-	/* --locked is ours; bench_parse() gets the rest */
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--locked"))
-			locked = true;
-		else
-			argv[n++] = argv[i];
-	}
-	argv[n] = NULL;
+	locked = bench_take_flag(&argc, argv, "--locked");
 	if (env && !strcmp(env, "0"))
 		locked = true; /* libshmpool turns the magazines off anyway */
-	bench_parse(n, argv, &opts);
+	bench_parse(argc, argv, &opts);
 	if (!opts.socket)
 		bench_die("bench-shmpool needs --socket (bench.py starts a daemon and passes it)");
 	bench_idle_thread();

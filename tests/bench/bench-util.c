@@ -174,6 +174,22 @@ void bench_parse(int argc, char **argv, struct bench_opts *o)
 	o->trace_high = o->trace_ops / 64 > 8000 ? 8000 : o->trace_ops / 64 + 1;
 }
 
+bool bench_take_flag(int *argc, char **argv, const char *flag)
+{
+	bool found = false;
+	int n = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], flag))
+			found = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	*argc = n;
+	return found;
+}
+
 bool bench_part(const struct bench_opts *o, const char *name)
 {
 	size_t len = strlen(name);

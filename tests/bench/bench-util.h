@@ -95,6 +95,8 @@ struct bench_opts {
 };
 
 void bench_parse(int argc, char **argv, struct bench_opts *o);
+/* Takes the program's own @flag out of argv (before bench_parse()): was it there? */
+bool bench_take_flag(int *argc, char **argv, const char *flag);
 /* Does this run include part @name? */
 bool bench_part(const struct bench_opts *o, const char *name);
 
