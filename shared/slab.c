@@ -49,6 +49,69 @@ static uint64_t meta_bytes(uint64_t n)
 	return sizeof(struct sp_slab) + 8 * ((n + 63) / 64) + 2 * n;
 }
 
+/* Bytes from one object to the next: the object, its red zone, aligned. */
+static uint64_t stride_of(uint64_t obj_size, uint64_t align, uint32_t flags)
+{
+	return align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
+}
+
+/* Colours step by at least a cache line, so that they move objects apart. */
+static uint64_t colour_off_of(uint64_t align)
+{
+	return align > 64 ? align : 64;
+}
+
+/* Colours that fit the unused tail of a slab whose objects end at @objs_end. */
+static uint64_t colour_num_of(uint64_t slab_bytes, uint64_t objs_end, uint64_t colour_off)
+{
+	return (slab_bytes - objs_end) / colour_off + 1;
+}
+
+/**
+ * sp_cache_geometry_ok() - is @c's geometry the one sp_cache_setup() makes?
+ * @s: segment.  @c: a cache descriptor (shared: anybody may have written it).
+ *
+ * The geometry is derived from obj_size, align, flags, order and objperslab
+ * by the formulas of sp_cache_setup(); every derived field must match them
+ * exactly, and the result must fit a slab:
+ *
+ *   order <= max_order, 4 KiB << order <= the data area
+ *   1 <= obj_size <= 256 KiB;  align a power of two in 8 .. 4096
+ *   stride == align_up(obj_size + red zone, align);  recip == UINT64_MAX / stride + 1
+ *   objperslab >= 1;  bitmap_words == ceil(objperslab / 64)
+ *   owners_off == sizeof(sp_slab) + 8 * bitmap_words
+ *   obj_start == align_up(owners_off + 2 * objperslab, align)
+ *   obj_start + objperslab * stride <= slab bytes
+ *   colour_off == max(align, 64);  colour_num == unused tail / colour_off + 1
+ *
+ * so the header, bitmap and owner tags lie before obj_start, and the objects
+ * of the last colour end inside the slab.  Code that walks a cache's slabs
+ * calls it first: it bounds every index and offset derived from the
+ * descriptor.  Does not sleep.
+ * Return: true when the slab code may use @c's geometry.
+ */
+bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
+{
+	uint64_t n = c->objperslab, a = c->align, bytes, objs_end;
+
+	if (c->order > s->geo.max_order || c->order > SP_MAX_ORDER_LIMIT)
+		return false;
+	bytes = (uint64_t)SP_PAGE_SIZE << c->order;
+	if (bytes > s->geo.data.size || !n || !c->obj_size || c->obj_size > SP_MAX_OBJ_SIZE ||
+	    a < 8 || a > SP_PAGE_SIZE || (a & (a - 1)) ||
+	    c->stride != stride_of(c->obj_size, a, c->flags))
+		return false;
+	if (c->bitmap_words != (n + 63) / 64 ||
+	    c->owners_off != sizeof(struct sp_slab) + 8ull * c->bitmap_words ||
+	    c->obj_start != align_up(meta_bytes(n), a))
+		return false;
+	objs_end = c->obj_start + n * c->stride;
+	if (objs_end > bytes || c->colour_off != colour_off_of(a) ||
+	    c->colour_num != colour_num_of(bytes, objs_end, c->colour_off))
+		return false;
+	return c->recip == UINT64_MAX / c->stride + 1;
+}
+
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
 {
 	return (uint16_t *)(slab->bitmap + c->bitmap_words);
@@ -77,7 +140,7 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
 	const struct sp_slab *slab;
 	uint32_t info;
 
-	if (!c->colour_off || !c->stride || pfn >= s->geo.nr_pages ||
+	if (!c->colour_off || !c->stride || c->order > s->geo.max_order || pfn >= s->geo.nr_pages ||
 	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
 		return false;
 	info = s->pages[pfn].info;
@@ -95,6 +158,7 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
  * @align: 0 (8) or a power of two up to 4096.
  * @flags: SP_CACHE_*.
  *
+ * sp_cache_geometry_ok() checks a descriptor against the same formulas.
  * Does not sleep.
  * Return: 0 or -EINVAL with a message.
  */
@@ -116,7 +180,7 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 		align = 8;
 	if ((flags & SP_CACHE_HWCACHE_ALIGN) && align < 64)
 		align = 64;
-	stride = align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
+	stride = stride_of(obj_size, align, flags);
 	if (max_k > SP_SLAB_MAX_ORDER)
 		max_k = SP_SLAB_MAX_ORDER;
 	for (k = 0; k <= s->geo.max_order; k++) {
@@ -152,9 +216,9 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	c->objperslab = (uint32_t)best_n;
 	c->bitmap_words = (uint32_t)((best_n + 63) / 64);
 	c->obj_start = (uint32_t)align_up(meta_bytes(best_n), align);
-	c->colour_off = (uint32_t)(align > 64 ? align : 64);
-	c->colour_num = (uint32_t)(((SP_PAGE_SIZE << best) - c->obj_start - best_n * stride) /
-					   c->colour_off + 1);
+	c->colour_off = (uint32_t)colour_off_of(align);
+	c->colour_num = (uint32_t)colour_num_of((uint64_t)SP_PAGE_SIZE << best,
+						c->obj_start + best_n * stride, c->colour_off);
 	c->owners_off = (uint32_t)(sizeof(struct sp_slab) + 8 * c->bitmap_words);
 	c->recip = UINT64_MAX / stride + 1; /* exact for offsets inside a slab */
 	c->colour_next = 0;
