@@ -365,7 +365,7 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 							   : p->cache_id];
 		struct sp_slab *slab;
 
-		if (!sp_cache_geometry_ok(s, c) || sp_cache_obj_locate(s, c, off, &slab, &idx))
+		if (sp_cache_obj_locate(s, c, off, &slab, &idx)) /* checks the geometry too */
 			return false;
 		return (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
 		       sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE;

@@ -112,6 +112,13 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
 	return c->recip == UINT64_MAX / c->stride + 1;
 }
 
+/* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
+static int bad_geometry(const struct sp_cache *c)
+{
+	return sp_err(-EFAULT, "cache %.63s: geometry corrupted, not used (see the checker)",
+		      c->name);
+}
+
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
 {
 	return (uint16_t *)(slab->bitmap + c->bitmap_words);
@@ -354,22 +361,28 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
  *
  * Walks every block (under the buddy lock), adopts the slabs this cache
  * owns, frees the ones whose header was never committed, clears owner tags
- * of free objects and recomputes inuse, lists and counters.
+ * of free objects and recomputes inuse, lists and counters.  A cache whose
+ * geometry is corrupted is left as it is: its slabs cannot be told from
+ * uncommitted ones, and freeing them would free live objects; every path
+ * that walks it refuses it instead (and the checker reports it).
  * May sleep (buddy lock).
+ * Return: 0; -EFAULT for a corrupted geometry; or the buddy lock's error.
  */
-void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
+int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	uint32_t pfn, n = s->geo.nr_pages;
+	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (sp_buddy_lock(s))
-		return;
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
 	memset(c->list_head, 0, sizeof(c->list_head));
 	memset(c->nr_list, 0, sizeof(c->nr_list));
 	c->nr_slabs = 0;
 	c->active_objs = c->total_objs = 0;
-	if (!c->colour_num || !c->colour_off)
-		goto out; /* geometry destroyed: nothing can be trusted */
 	for (pfn = 0; pfn < n;) {
 		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
 		struct sp_slab *slab;
@@ -410,8 +423,8 @@ void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		slab_relist(s, c, slab, pfn);
 		pfn += 1u << o;
 	}
-out:
 	sp_buddy_unlock(s);
+	return 0;
 }
 
 /**
@@ -426,6 +439,8 @@ int sp_cache_lock(struct sp_seg *s, struct sp_cache *c)
 	int rc = sp_lock(s, &c->lock);
 
 	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
+		/* one it cannot rebuild (a corrupted geometry) is refused by
+		 * every path that would walk it: the lock itself stays usable */
 		sp_cache_recover_locked(s, c);
 		sp_lock_consistent(&c->lock);
 		rc = 0;
@@ -492,7 +507,7 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn
  * may fallocate).
  * Return: how many (1..@n); or -ENOMEM when the segment is full or the
  * cache's cap is reached; -ENOENT when the cache was destroyed; -EFAULT
- * when a corrupted slab list had to be rebuilt.
+ * when a corrupted slab list had to be rebuilt or the geometry is corrupted.
  */
 int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
 			       unsigned n)
@@ -503,6 +518,10 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
 	sp_assert(sp_lock_held(&c->lock));
 	if (sp_unlikely(c->state != SP_DESC_LIVE))
 		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c))) {
+		c->nr_fail++;
+		return bad_geometry(c);
+	}
 	while (got < n) {
 		struct sp_slab *slab;
 		uint16_t *owners;
@@ -593,13 +612,16 @@ int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, 
  * @s: segment.  @c: cache, locked.
  *
  * May sleep (buddy lock, fallocate).
- * Return: 0 or -ENOMEM when the segment cannot hold the stock.
+ * Return: 0, -ENOMEM when the segment cannot hold the stock, or -EFAULT
+ * for a corrupted geometry.
  */
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	int rc = 0;
 
 	sp_assert(sp_lock_held(&c->lock));
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
 	while (!rc && c->total_objs - c->active_objs < c->min_free)
 		rc = grow_locked(s, c);
 	return rc;
@@ -630,7 +652,8 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
  *
  * Does not sleep.
  * Return: 0, or -EINVAL with a message saying whether @off is outside the
- * data area, in another cache's memory, or in the middle of an object.
+ * data area, in another cache's memory, or in the middle of an object;
+ * -EFAULT when @c's geometry is corrupted.
  */
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx)
@@ -638,6 +661,8 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 	uint32_t pfn, head;
 	uint64_t first, rel, q;
 
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
+		return bad_geometry(c);
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
@@ -713,7 +738,7 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_sl
  * pool's reserve: a KMALLOC-backed pool's in a kmalloc class) is refused
  * and counted; nothing is modified.
  * May sleep (releasing a surplus empty slab takes the buddy lock).
- * Return: 0 or -EINVAL.
+ * Return: 0, -EINVAL, or -EFAULT when @c's geometry is corrupted.
  */
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 {
@@ -766,7 +791,8 @@ int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
  * @s: segment.  @c: cache.
  *
  * May sleep.
- * Return: the number of slabs released, or a negative errno.
+ * Return: the number of slabs released, or a negative errno (-EFAULT for a
+ * corrupted geometry).
  */
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 {
@@ -774,6 +800,10 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 
 	if (rc)
 		return rc;
+	if (!sp_cache_geometry_ok(s, c)) {
+		sp_cache_unlock(c);
+		return bad_geometry(c);
+	}
 	while (c->list_head[SP_LIST_EMPTY] &&
 	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
 		uint32_t pfn = c->list_head[SP_LIST_EMPTY] - 1;
@@ -812,13 +842,16 @@ static int busy(struct sp_seg *s, struct sp_cache *c)
  * @s: segment.  @c: cache, locked, with no live objects.
  *
  * May sleep.
- * Return: 0, or -EBUSY when objects are still allocated.
+ * Return: 0, -EBUSY when objects are still allocated, or -EFAULT when its
+ * geometry or its lists are corrupted.
  */
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	bool recovered = false;
 
 	sp_assert(sp_lock_held(&c->lock));
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
 	if (c->active_objs)
 		return busy(s, c);
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
