@@ -190,7 +190,11 @@ void spd_owner_client_died(struct spd_daemon *d, uint32_t slot, const char *why)
 		d->release_due[slot] = 0;
 		spd_info("client slot %u (pid %d): released on a retry", slot, pid);
 	}
-	if (!after.objects && !after.pages) {
+	if (after.skipped_caches)
+		spd_warn("client slot %u (pid %d): %" PRIu64 " caches with a corrupted geometry "
+			 "could not be searched for its objects: the slot stays dead (run a check)",
+			 slot, pid, after.skipped_caches);
+	if (!after.objects && !after.pages && !after.skipped_caches) {
 		spd_info("client slot %u (pid %d \"%s\") gone without Goodbye (%s): %" PRIu64
 			 " pool elements reclaimed, nothing orphaned; slot freed", slot, pid, name,
 			 why, before.pool_elems);

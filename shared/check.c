@@ -229,26 +229,6 @@ static void check_buddy(struct ctx *x)
 	free(listed);
 }
 
-static bool cache_geometry_ok(struct sp_seg *s, struct sp_cache *c)
-{
-	uint64_t bytes;
-
-	/* the red zone is read after every object: the stride must leave room */
-	if (c->order > s->geo.max_order || !c->objperslab || !c->stride || !c->colour_off ||
-	    !c->colour_num ||
-	    c->stride < (uint64_t)c->obj_size + ((c->flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0) ||
-	    c->bitmap_words != (c->objperslab + 63) / 64)
-		return false;
-	if (c->owners_off != sizeof(struct sp_slab) + 8ull * c->bitmap_words ||
-	    c->recip != UINT64_MAX / c->stride + 1)
-		return false;
-	bytes = (uint64_t)SP_PAGE_SIZE << c->order;
-	return c->obj_start >= sizeof(struct sp_slab) + 8ull * c->bitmap_words + 2ull * c->objperslab &&
-	       c->obj_start + (uint64_t)c->objperslab * c->stride +
-			       (uint64_t)(c->colour_num - 1) * c->colour_off <=
-		       bytes;
-}
-
 static void check_slab(struct ctx *x, struct sp_cache *c, uint32_t pfn, unsigned list,
 		       uint64_t *active)
 {
@@ -327,7 +307,7 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 		V("cache %u: impossible state %u", id, c->state);
 		return;
 	}
-	if (!cache_geometry_ok(s, c)) {
+	if (!sp_cache_geometry_ok(s, c)) {
 		V("cache %.63s: impossible geometry", c->name);
 		return;
 	}
@@ -385,7 +365,7 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 							   : p->cache_id];
 		struct sp_slab *slab;
 
-		if (!cache_geometry_ok(s, c) || sp_cache_obj_locate(s, c, off, &slab, &idx))
+		if (sp_cache_obj_locate(s, c, off, &slab, &idx)) /* checks the geometry too */
 			return false;
 		return (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
 		       sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE;
@@ -403,7 +383,7 @@ static uint64_t count_reserve_tags(struct ctx *x, struct sp_pool *p)
 
 	if (p->backing != SP_BACK_SLAB)
 		return x->reserve_pages[p->id];
-	if (!cache_geometry_ok(s, c))
+	if (!sp_cache_geometry_ok(s, c))
 		return 0;
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pg = c->list_head[l], len = 0;
@@ -563,7 +543,7 @@ static void check_class_reserves(struct ctx *x)
 		struct sp_cache *c = &sp_caches(s)[id];
 		uint64_t n = 0;
 
-		if (c->state != SP_DESC_LIVE || !cache_geometry_ok(s, c))
+		if (c->state != SP_DESC_LIVE || !sp_cache_geometry_ok(s, c))
 			continue; /* check_cache() reports it */
 		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 			uint32_t pg = c->list_head[l], len = 0;
@@ -723,7 +703,7 @@ static void check_internal(struct ctx *x)
 	for (uint32_t id = 0; id < s->geo.nr_kmalloc; id++) {
 		struct sp_cache *c = &sp_caches(s)[id];
 
-		if (c->state != SP_DESC_LIVE || !cache_geometry_ok(s, c))
+		if (c->state != SP_DESC_LIVE || !sp_cache_geometry_ok(s, c))
 			continue; /* check_cache() reports it */
 		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
 			uint32_t pg = c->list_head[l], len = 0;

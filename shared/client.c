@@ -10,7 +10,10 @@
  * DEAD and keeps its identity (pid, name, start time), so everything it
  * still holds is an orphan attributed to it.  sp_slot_release() frees what
  * a slot holds (for pools, through the reserve-first free path) and, for a
- * DEAD slot holding nothing, frees the slot.  Objects cached free in a
+ * DEAD slot holding nothing, frees the slot.  A cache whose geometry is
+ * corrupted (sp_cache_geometry_ok()) is never walked: it is counted in
+ * skipped_caches, and a DEAD slot stays while any is, since it may still
+ * hold objects there.  Objects cached free in a
  * dead slot's magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets
  * are always freed: they are nobody's (magazine.c).
  *
@@ -259,7 +262,8 @@ static struct sp_holdings *tag_holdings(struct sp_holdings *v, uint32_t n, uint1
  * (cached free): count them into @v and, with @release and
  * @release_cached respectively, free them (pool elements through the
  * pool's free path, so reserves refill first).  With @tag 0, count every
- * slot's into @v[slot] for slot < @n and free nothing.
+ * slot's into @v[slot] for slot < @n and free nothing.  A cache with a
+ * corrupted geometry is only counted in skipped_caches of @v[0, @n).
  */
 static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
 		      bool release_cached, struct sp_holdings *v, uint32_t n)
@@ -271,6 +275,12 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 
 	if (rc)
 		return rc;
+	if (!sp_cache_geometry_ok(s, c)) { /* the checker reports it */
+		sp_cache_unlock(c);
+		for (uint32_t i = 0; i < n; i++)
+			v[i].skipped_caches++;
+		return 0;
+	}
 	slabs = cache_slabs_locked(s, c, &nr);
 	for (uint32_t k = 0; slabs && k < nr; k++) {
 		struct sp_slab *slab;
@@ -490,7 +500,8 @@ int sp_holdings_all(struct sp_seg *s, struct sp_holdings *v, uint32_t n)
  * but those of a KMALLOC-backed pool are objects of a shared kmalloc class
  * that cannot be told from the slot's other ones, and go back to the class
  * as they are (its pools are recovered first, their counts clamped after:
- * mempool.c).
+ * mempool.c).  A DEAD slot is not freed while a cache it may hold objects
+ * in has a corrupted geometry (skipped_caches).
  * May sleep.
  * Return: 0 or a negative errno.
  */
@@ -512,7 +523,7 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 	rc = walk_slot(s, slot, false, false, false, &left);
 	if (rc)
 		return rc;
-	if (!left.objects && !left.pages && !left.cached && !left.magsets &&
+	if (!left.objects && !left.pages && !left.cached && !left.magsets && !left.skipped_caches &&
 	    sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
 		rc = sp_registry_lock(s);
 		if (rc)

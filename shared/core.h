@@ -229,7 +229,8 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_destroy(struct sp_seg *s, uint32_t id);
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c);
-void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c);
+int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c);
+bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c);
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx);
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);
@@ -348,6 +349,8 @@ struct sp_holdings {
 	uint64_t pool_elems;	/* of which pool elements */
 	uint64_t large_blocks;
 	uint64_t pages;		/* pages of large / raw / page-pool blocks */
+	uint64_t skipped_caches; /* not walked: geometry corrupted; what the
+				  * slot holds there is not counted (or freed) */
 };
 
 int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,

@@ -213,7 +213,8 @@ enum sp_desc_state { SP_DESC_FREE = 0, SP_DESC_CREATING, SP_DESC_LIVE, SP_DESC_D
 
 /*
  * struct sp_cache - a kmem_cache.  Lives in shared memory in the cache table.
- * Geometry fields are written at creation and never change while LIVE.
+ * Geometry fields are written at creation and never change while LIVE; their
+ * invariants are sp_cache_geometry_ok()'s (slab.c), checked before any walk.
  * Invariants: active_objs == sum of slab inuse; total_objs ==
  *   nr_slabs * objperslab; nr_partial + nr_full + nr_empty == nr_slabs.
  */

@@ -81,43 +81,39 @@ static uint32_t set_pfn(const struct sp_seg *s, const struct sp_magset *set)
  * sp_mag_geo_init() - copy what the fast paths need of @c into @g.
  * @s: segment.  @c: a LIVE cache of it.  @g: filled.
  *
- * Checks the copy, since the descriptor is shared and may have been
- * scribbled on: the slab fits the data area, the bitmap and the owner tags
- * fit the slab, the reciprocal matches the stride.  So the fast paths can
- * trust it and only check what they read from the slabs.  Does not sleep.
+ * Checks a snapshot of the descriptor (sp_cache_geometry_ok()) and copies
+ * from that same snapshot, since the descriptor is shared and may be
+ * scribbled on at any time: the slab fits the data area, the bitmap and
+ * the owner tags fit the slab, the reciprocal matches the stride.  So the
+ * fast paths can trust the copy and only check what they read from the
+ * slabs.  Does not sleep.
  * Return: false when @c's geometry is inconsistent (take the locked path).
  */
 bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp_mag_geo *g)
 {
-	uint32_t order = c->order, stride = c->stride, nobj = c->objperslab;
-	uint64_t slab_bytes;
+	struct sp_cache d;
 
 	memset(g, 0, sizeof(*g));
-	if (order > s->geo.max_order || order > SP_MAX_ORDER_LIMIT || !stride || !nobj)
-		return false;
-	slab_bytes = (uint64_t)SP_PAGE_SIZE << order;
-	if (slab_bytes > s->geo.data.size || (uint64_t)c->bitmap_words * 64 < nobj ||
-	    sizeof(struct sp_slab) + (uint64_t)c->bitmap_words * 8 > slab_bytes ||
-	    (uint64_t)c->owners_off + 2ull * nobj > slab_bytes || c->owners_off % 2 ||
-	    c->recip != UINT64_MAX / stride + 1)
+	memcpy(&d, c, sizeof(d));
+	if (!sp_cache_geometry_ok(s, &d))
 		return false;
 	g->base = s->base;
 	g->data = s->data;
 	g->pages = s->pages;
 	g->data_off = (uint64_t)(s->data - s->base);
 	g->data_size = s->geo.data.size;
-	g->slab_mask = ~(slab_bytes - 1);
-	g->page_key = SP_PG_INFO(SP_PG_ALLOC, order, SP_KIND_SLAB) | (uint64_t)c->id << 32;
-	g->recip = c->recip;
-	g->obj_start = c->obj_start;
-	g->stride = stride;
-	g->objperslab = nobj;
-	g->owners_off = c->owners_off;
-	g->magic = SP_SLAB_MAGIC ^ c->id;
-	g->bound_id = c->id + 1;
-	g->gen = c->gen;
-	g->mag_index = sp_mag_index(c->id);
-	g->mag_cap = sp_mag_cap_of(stride);
+	g->slab_mask = ~(((uint64_t)SP_PAGE_SIZE << d.order) - 1);
+	g->page_key = SP_PG_INFO(SP_PG_ALLOC, d.order, SP_KIND_SLAB) | (uint64_t)d.id << 32;
+	g->recip = d.recip;
+	g->obj_start = d.obj_start;
+	g->stride = d.stride;
+	g->objperslab = d.objperslab;
+	g->owners_off = d.owners_off;
+	g->magic = SP_SLAB_MAGIC ^ d.id;
+	g->bound_id = d.id + 1;
+	g->gen = d.gen;
+	g->mag_index = sp_mag_index(d.id);
+	g->mag_cap = sp_mag_cap_of(d.stride);
 	return true;
 }
 

@@ -429,7 +429,8 @@ static int cmp_off(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Every element of the backing tagged RESERVE, into a malloc'd array. */
+/* Every element of the backing tagged RESERVE, into a malloc'd array;
+ * -EFAULT when the pool's cache has a corrupted geometry. */
 static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, uint32_t *nr)
 {
 	uint32_t n = 0, cap = 64, pfn;
@@ -455,7 +456,7 @@ static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, u
 
 		if (!c || (rc = sp_cache_lock(s, c)))
 			goto out;
-		rc = sp_buddy_lock(s);
+		rc = sp_cache_geometry_ok(s, c) ? sp_buddy_lock(s) : -EFAULT;
 		for (pfn = 0; !rc && pfn < s->geo.nr_pages;) {
 			uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
 
@@ -573,11 +574,14 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
  * (a put or take cut short) rejoin the reserve while it has room and go back
  * to the backing otherwise.  A KMALLOC-backed pool adopts no stray RESERVE
  * tag of its shared class; its put_off says what was in flight instead.
+ * When its cache's geometry is corrupted no entry can be verified, and the
+ * reserve is left as it is (the cache refuses every use anyway).
  * May sleep.
  */
 void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 {
 	sp_off_t *el = elements(s, p), *tagged = NULL, *sorted = NULL;
+	struct sp_cache *c = elem_cache(s, p);
 	uint32_t i, n = 0, ntag = 0;
 	uint16_t old;
 
@@ -588,6 +592,8 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 		p->min_nr = p->elements_cap;
 	if (p->curr_nr > p->min_nr)
 		p->curr_nr = p->min_nr;
+	if (c && !sp_cache_geometry_ok(s, c))
+		goto out;
 	/* keep valid, distinct entries (their order in the reserve is free) */
 	if (p->curr_nr) /* el may be NULL: no array */
 		qsort(el, p->curr_nr, sizeof(*el), cmp_off);
@@ -620,6 +626,7 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 		free(sorted);
 		free(tagged);
 	}
+out:
 	__atomic_store_n(&p->nr_waiters, 0, __ATOMIC_RELAXED);
 	wake_waiters(p, INT_MAX); /* waiters re-register */
 }
@@ -685,6 +692,8 @@ static void class_clamp_locked(struct sp_seg *s, struct sp_pool *p, struct sp_ca
 	uint64_t held = 0;
 
 	sp_assert(sp_lock_held(&p->lock) && sp_lock_held(&c->lock));
+	if (!sp_cache_geometry_ok(s, c))
+		return; /* nothing can be counted: keep the over-count */
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pg = c->list_head[l], len = 0;
 

@@ -292,7 +292,8 @@ static void sweep_internal_locked(struct sp_seg *s)
 
 		if (sp_cache_lock(s, c))
 			continue;
-		if (sp_buddy_lock(s) == 0) {
+		/* a corrupted geometry: its objects cannot be found (the checker says so) */
+		if (sp_cache_geometry_ok(s, c) && sp_buddy_lock(s) == 0) {
 			for (pfn = 0; pfn < n;) {
 				uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
 

@@ -49,6 +49,76 @@ static uint64_t meta_bytes(uint64_t n)
 	return sizeof(struct sp_slab) + 8 * ((n + 63) / 64) + 2 * n;
 }
 
+/* Bytes from one object to the next: the object, its red zone, aligned. */
+static uint64_t stride_of(uint64_t obj_size, uint64_t align, uint32_t flags)
+{
+	return align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
+}
+
+/* Colours step by at least a cache line, so that they move objects apart. */
+static uint64_t colour_off_of(uint64_t align)
+{
+	return align > 64 ? align : 64;
+}
+
+/* Colours that fit the unused tail of a slab whose objects end at @objs_end. */
+static uint64_t colour_num_of(uint64_t slab_bytes, uint64_t objs_end, uint64_t colour_off)
+{
+	return (slab_bytes - objs_end) / colour_off + 1;
+}
+
+/**
+ * sp_cache_geometry_ok() - is @c's geometry the one sp_cache_setup() makes?
+ * @s: segment.  @c: a cache descriptor (shared: anybody may have written it).
+ *
+ * The geometry is derived from obj_size, align, flags, order and objperslab
+ * by the formulas of sp_cache_setup(); every derived field must match them
+ * exactly, and the result must fit a slab:
+ *
+ *   order <= max_order, 4 KiB << order <= the data area
+ *   1 <= obj_size <= 256 KiB;  align a power of two in 8 .. 4096
+ *   stride == align_up(obj_size + red zone, align);  recip == UINT64_MAX / stride + 1
+ *   objperslab >= 1;  bitmap_words == ceil(objperslab / 64)
+ *   owners_off == sizeof(sp_slab) + 8 * bitmap_words
+ *   obj_start == align_up(owners_off + 2 * objperslab, align)
+ *   obj_start + objperslab * stride <= slab bytes
+ *   colour_off == max(align, 64);  colour_num == unused tail / colour_off + 1
+ *
+ * so the header, bitmap and owner tags lie before obj_start, and the objects
+ * of the last colour end inside the slab.  Code that walks a cache's slabs
+ * calls it first: it bounds every index and offset derived from the
+ * descriptor.  Does not sleep.
+ * Return: true when the slab code may use @c's geometry.
+ */
+bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
+{
+	uint64_t n = c->objperslab, a = c->align, bytes, objs_end;
+
+	if (c->order > s->geo.max_order || c->order > SP_MAX_ORDER_LIMIT)
+		return false;
+	bytes = (uint64_t)SP_PAGE_SIZE << c->order;
+	if (bytes > s->geo.data.size || !n || !c->obj_size || c->obj_size > SP_MAX_OBJ_SIZE ||
+	    a < 8 || a > SP_PAGE_SIZE || (a & (a - 1)) ||
+	    c->stride != stride_of(c->obj_size, a, c->flags))
+		return false;
+	if (c->bitmap_words != (n + 63) / 64 ||
+	    c->owners_off != sizeof(struct sp_slab) + 8ull * c->bitmap_words ||
+	    c->obj_start != align_up(meta_bytes(n), a))
+		return false;
+	objs_end = c->obj_start + n * c->stride;
+	if (objs_end > bytes || c->colour_off != colour_off_of(a) ||
+	    c->colour_num != colour_num_of(bytes, objs_end, c->colour_off))
+		return false;
+	return c->recip == UINT64_MAX / c->stride + 1;
+}
+
+/* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
+static int bad_geometry(const struct sp_cache *c)
+{
+	return sp_err(-EFAULT, "cache %.63s: geometry corrupted, not used (see the checker)",
+		      c->name);
+}
+
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
 {
 	return (uint16_t *)(slab->bitmap + c->bitmap_words);
@@ -79,7 +149,8 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
 
 	/* colour_off is a power of two (sp_cache_setup()): no divide on this path */
 	if (!c->colour_off || (c->colour_off & (c->colour_off - 1)) || !c->stride ||
-	    pfn >= s->geo.nr_pages || (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
+	    c->order > s->geo.max_order || pfn >= s->geo.nr_pages ||
+	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
 		return false;
 	info = s->pages[pfn].info;
 	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
@@ -97,6 +168,7 @@ bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pf
  * @align: 0 (8) or a power of two up to 4096.
  * @flags: SP_CACHE_*.
  *
+ * sp_cache_geometry_ok() checks a descriptor against the same formulas.
  * Does not sleep.
  * Return: 0 or -EINVAL with a message.
  */
@@ -118,7 +190,7 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 		align = 8;
 	if ((flags & SP_CACHE_HWCACHE_ALIGN) && align < 64)
 		align = 64;
-	stride = align_up(obj_size + ((flags & SP_CACHE_REDZONE) ? SP_REDZONE_SIZE : 0), align);
+	stride = stride_of(obj_size, align, flags);
 	if (max_k > SP_SLAB_MAX_ORDER)
 		max_k = SP_SLAB_MAX_ORDER;
 	for (k = 0; k <= s->geo.max_order; k++) {
@@ -154,9 +226,9 @@ int sp_cache_setup(struct sp_seg *s, struct sp_cache *c, const char *name, uint6
 	c->objperslab = (uint32_t)best_n;
 	c->bitmap_words = (uint32_t)((best_n + 63) / 64);
 	c->obj_start = (uint32_t)align_up(meta_bytes(best_n), align);
-	c->colour_off = (uint32_t)(align > 64 ? align : 64);
-	c->colour_num = (uint32_t)(((SP_PAGE_SIZE << best) - c->obj_start - best_n * stride) /
-					   c->colour_off + 1);
+	c->colour_off = (uint32_t)colour_off_of(align);
+	c->colour_num = (uint32_t)colour_num_of((uint64_t)SP_PAGE_SIZE << best,
+						c->obj_start + best_n * stride, c->colour_off);
 	c->owners_off = (uint32_t)(sizeof(struct sp_slab) + 8 * c->bitmap_words);
 	c->recip = UINT64_MAX / stride + 1; /* exact for offsets inside a slab */
 	c->colour_next = 0;
@@ -296,22 +368,28 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
  *
  * Walks every block (under the buddy lock), adopts the slabs this cache
  * owns, frees the ones whose header was never committed, clears owner tags
- * of free objects and recomputes inuse, lists and counters.
+ * of free objects and recomputes inuse, lists and counters.  A cache whose
+ * geometry is corrupted is left as it is: its slabs cannot be told from
+ * uncommitted ones, and freeing them would free live objects; every path
+ * that walks it refuses it instead (and the checker reports it).
  * May sleep (buddy lock).
+ * Return: 0; -EFAULT for a corrupted geometry; or the buddy lock's error.
  */
-void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
+int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	uint32_t pfn, n = s->geo.nr_pages;
+	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (sp_buddy_lock(s))
-		return;
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
+	rc = sp_buddy_lock(s);
+	if (rc)
+		return rc;
 	memset(c->list_head, 0, sizeof(c->list_head));
 	memset(c->nr_list, 0, sizeof(c->nr_list));
 	c->nr_slabs = 0;
 	c->active_objs = c->total_objs = 0;
-	if (!c->colour_num || !c->colour_off)
-		goto out; /* geometry destroyed: nothing can be trusted */
 	for (pfn = 0; pfn < n;) {
 		uint32_t info = s->pages[pfn].info, o = SP_PG_ORDER(info);
 		struct sp_slab *slab;
@@ -352,8 +430,8 @@ void sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		slab_relist(s, c, slab, pfn);
 		pfn += 1u << o;
 	}
-out:
 	sp_buddy_unlock(s);
+	return 0;
 }
 
 /**
@@ -368,6 +446,8 @@ int sp_cache_lock(struct sp_seg *s, struct sp_cache *c)
 	int rc = sp_lock(s, &c->lock);
 
 	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
+		/* one it cannot rebuild (a corrupted geometry) is refused by
+		 * every path that would walk it: the lock itself stays usable */
 		sp_cache_recover_locked(s, c);
 		sp_lock_consistent(&c->lock);
 		rc = 0;
@@ -436,7 +516,7 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn
  * may fallocate).
  * Return: how many (1..@n); or -ENOMEM when the segment is full or the
  * cache's cap is reached; -ENOENT when the cache was destroyed; -EFAULT
- * when a corrupted slab list had to be rebuilt.
+ * when a corrupted slab list had to be rebuilt or the geometry is corrupted.
  */
 int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
 			       unsigned n)
@@ -447,6 +527,10 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
 	sp_assert(sp_lock_held(&c->lock));
 	if (sp_unlikely(c->state != SP_DESC_LIVE))
 		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c))) {
+		c->nr_fail++;
+		return bad_geometry(c);
+	}
 	while (got < n) {
 		struct sp_slab *slab;
 		uint16_t *owners;
@@ -539,13 +623,16 @@ int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, 
  * @s: segment.  @c: cache, locked.
  *
  * May sleep (buddy lock, fallocate).
- * Return: 0 or -ENOMEM when the segment cannot hold the stock.
+ * Return: 0, -ENOMEM when the segment cannot hold the stock, or -EFAULT
+ * for a corrupted geometry.
  */
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	int rc = 0;
 
 	sp_assert(sp_lock_held(&c->lock));
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
 	while (!rc && c->total_objs - c->active_objs < c->min_free)
 		rc = grow_locked(s, c);
 	return rc;
@@ -576,7 +663,8 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
  *
  * Does not sleep.
  * Return: 0, or -EINVAL with a message saying whether @off is outside the
- * data area, in another cache's memory, or in the middle of an object.
+ * data area, in another cache's memory, or in the middle of an object;
+ * -EFAULT when @c's geometry is corrupted.
  */
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx)
@@ -584,6 +672,8 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 	uint32_t pfn, head;
 	uint64_t first, rel, q;
 
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
+		return bad_geometry(c);
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
@@ -659,7 +749,7 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_sl
  * pool's reserve: a KMALLOC-backed pool's in a kmalloc class) is refused
  * and counted; nothing is modified.
  * May sleep (releasing a surplus empty slab takes the buddy lock).
- * Return: 0 or -EINVAL.
+ * Return: 0, -EINVAL, or -EFAULT when @c's geometry is corrupted.
  */
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 {
@@ -712,7 +802,8 @@ int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
  * @s: segment.  @c: cache.
  *
  * May sleep.
- * Return: the number of slabs released, or a negative errno.
+ * Return: the number of slabs released, or a negative errno (-EFAULT for a
+ * corrupted geometry).
  */
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 {
@@ -720,6 +811,10 @@ int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 
 	if (rc)
 		return rc;
+	if (!sp_cache_geometry_ok(s, c)) {
+		sp_cache_unlock(c);
+		return bad_geometry(c);
+	}
 	while (c->list_head[SP_LIST_EMPTY] &&
 	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
 		uint32_t pfn = c->list_head[SP_LIST_EMPTY] - 1;
@@ -758,13 +853,16 @@ static int busy(struct sp_seg *s, struct sp_cache *c)
  * @s: segment.  @c: cache, locked, with no live objects.
  *
  * May sleep.
- * Return: 0, or -EBUSY when objects are still allocated.
+ * Return: 0, -EBUSY when objects are still allocated, or -EFAULT when its
+ * geometry or its lists are corrupted.
  */
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	bool recovered = false;
 
 	sp_assert(sp_lock_held(&c->lock));
+	if (!sp_cache_geometry_ok(s, c))
+		return bad_geometry(c);
 	if (c->active_objs)
 		return busy(s, c);
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {

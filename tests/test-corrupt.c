@@ -25,6 +25,13 @@
  *       only derived metadata (lists, counters, hints) was flipped, nothing
  *       may be handed out twice: the memory allocated before the corruption
  *       and what the child allocates afterwards must not overlap.
+ *   (f) every geometry field of a cache descriptor (order, objperslab, bitmap
+ *       and owner offsets, stride, its reciprocal, colours, sizes) scribbled
+ *       to 0, the largest value, one past the slab and off by one, in caches
+ *       holding objects of a live and a dead slot: the checker reports it,
+ *       and the views, holdings, recovery after a lock owner's death, the
+ *       pool paths, the registry's sweep and the release of the dead slot
+ *       neither crash nor hang, nor free the cache's slabs or the dead slot.
  * SHMPOOL_CORRUPT_ROUNDS (default 500) and SHMPOOL_CORRUPT_SEED tune (a)
  * and (c).
  */
@@ -1553,6 +1560,317 @@ static void checker_gaps(void **state)
 	tu_seg_free(s);
 }
 
+/* ---- (f) a cache's geometry scribbled on ---------------------------------- */
+
+struct cgeo_job {
+	struct copy *c;
+	struct world *w;
+	uint32_t cache;		/* the scribbled cache */
+	uint32_t kpool;		/* a KMALLOC-backed pool on a class with objects of both slots */
+};
+
+static struct sp_lock *die_lock;
+static struct sp_seg *die_seg;
+
+static int die_holding(void *arg)
+{
+	(void)arg;
+	alarm(10);
+	if (sp_lock(die_seg, die_lock) < 0)
+		return 1;
+	_exit(0); /* holding it */
+}
+
+/* A process that dies holding @l, so that the next locker recovers what it
+ * protects.  Return: the lock's count of recoveries before that. */
+static uint32_t die_holding_lock(struct sp_seg *s, struct sp_lock *l)
+{
+	die_seg = s;
+	die_lock = l;
+	tu_wait(tu_fork(die_holding, NULL));
+	return l->recoveries;
+}
+
+/* The next locker after die_holding_lock() recovered @l. */
+static void expect_recovered(const struct sp_lock *l, uint32_t before)
+{
+	if (l->recoveries != before + 1 && !res->bad) {
+		res->bad = 3;
+		snprintf(res->msg, sizeof(res->msg), "a lock whose owner died was not recovered");
+	}
+}
+
+/* Slabs the page metadata gives cache @id. */
+static uint32_t slabs_of(struct sp_seg *s, uint32_t id)
+{
+	uint32_t n = 0;
+
+	for (uint32_t pfn = 0; pfn < s->geo.nr_pages; pfn++)
+		n += SP_PG_STATE(s->pages[pfn].info) == SP_PG_ALLOC &&
+		     SP_PG_KIND(s->pages[pfn].info) == SP_KIND_SLAB && s->pages[pfn].owner == id;
+	return n;
+}
+
+/*
+ * Everything the daemon runs over a cache, on a copy whose cache @j->cache
+ * has a scribbled geometry field: the checker, views, holdings, recovery of
+ * the cache and of the pools after their lock owners died, the pool and
+ * cache paths, the registry's sweep, the release of the dead slot.  It
+ * must report the cache and never crash, hang, or free its slabs.
+ */
+static int cgeo_child(void *arg)
+{
+	struct cgeo_job *j = arg;
+	struct world *w = j->w;
+	struct sp_report r = { .cap = 1 };
+	struct sp_seg *s = NULL;
+	struct sp_holdings h, *all;
+	struct sp_cache *c;
+	FILE *null = fopen("/dev/null", "w");
+	uint32_t slot, slabs, rec, pools[] = { w->pool_slab, w->pool_pages, w->pool_big, j->kpool };
+	uint64_t a, b;
+	sp_off_t off;
+
+	tu_child_signals_default();
+	alarm(30);
+	r.v = calloc(1, sizeof(*r.v));
+	if (sp_seg_attach(NULL, dup(j->c->fd), 0, &s) ||
+	    sp_client_register(s, "cgeo", getpid(), getuid(), getgid(), &slot) ||
+	    sp_client_use_slot(s, slot)) {
+		snprintf(res->msg, sizeof(res->msg), "attach: %s", sp_errmsg());
+		return 3;
+	}
+	s->lock_timeout_ms = 3000;
+	c = &sp_caches(s)[j->cache];
+	slabs = slabs_of(s, j->cache);
+
+	res->nviol = sp_check(s, 0, &r);
+	snprintf(res->msg, sizeof(res->msg), "%s", r.nr && r.v ? r.v[0].what : "");
+	if (sp_check(s, SP_CHECK_NOLOCK, &r) < 1)
+		res->nviol = 0;
+	/* views */
+	if (null) {
+		sp_dump_buddyinfo(s, null);
+		sp_dump_slabinfo(s, null, true);
+		sp_dump_pools(s, null);
+		sp_dump_clients(s, null);
+		fclose(null);
+	}
+	sp_cache_in_use(s, c);
+	sp_cache_counters(s, c, &a, &b);
+	for (unsigned i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
+		sp_pool_nr_out(s, &sp_pools(s)[pools[i]]);
+		sp_pool_counters(s, &sp_pools(s)[pools[i]], &a, &b);
+	}
+	/* holdings */
+	sp_slot_holdings(s, w->victim_slot, &h);
+	all = calloc(s->geo.max_clients, sizeof(*all));
+	if (all)
+		sp_holdings_all(s, all, s->geo.max_clients);
+	free(all);
+	/* recovery: of the cache, of each pool, after their lock owners died */
+	rec = die_holding_lock(s, &c->lock);
+	if (sp_cache_lock(s, c) == 0)
+		sp_cache_unlock(c);
+	expect_recovered(&c->lock, rec);
+	if (sp_cache_lock(s, c) == 0) {
+		sp_cache_recover_locked(s, c);
+		sp_cache_unlock(c);
+	}
+	for (unsigned i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
+		struct sp_pool *p = &sp_pools(s)[pools[i]];
+
+		rec = die_holding_lock(s, &p->lock);
+		if (sp_pool_lock(s, p) == 0)
+			sp_pool_unlock(p);
+		expect_recovered(&p->lock, rec);
+	}
+	/* the pools' and the cache's own paths, reserves included */
+	for (unsigned i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
+		struct sp_pool *p = sp_pool_get(s, pools[i]);
+
+		if (p && sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, 0, &off) == 0)
+			sp_pool_free(s, p, off);
+		if (p)
+			sp_pool_resize(s, p, p->min_nr + 2);
+		if (p)
+			sp_pool_resize(s, p, p->min_nr > 2 ? p->min_nr - 2 : 0);
+	}
+	sp_pool_kmalloc_settle(s, true);
+	if (sp_cache_alloc(s, c, s->owner, &off) == 0)
+		sp_cache_free(s, c, off);
+	if (c->obj_size && c->obj_size <= SP_KMALLOC_MAX && sp_kmalloc(s, c->obj_size, &off) == 0)
+		sp_kfree(s, off);
+	sp_cache_shrink(s, c);
+	/* the registry's recovery sweeps INTERNAL objects of the kmalloc classes */
+	if (sp_registry_lock(s) == 0) {
+		sp_registry_recover_locked(s);
+		sp_registry_unlock(s);
+	}
+	/* reclaim: the dead slot's holdings, then its slot */
+	sp_slot_release(s, w->victim_slot, false, NULL);
+	sp_slot_release(s, w->victim_slot, true, NULL);
+	if (sp_check(s, 0, &r) < 1)
+		res->nviol = 0;
+	/* its slabs stay its own, and its objects the dead slot's */
+	if (slabs_of(s, j->cache) != slabs) {
+		res->bad = 1;
+		snprintf(res->msg, sizeof(res->msg), "it had %u slabs, now %u", slabs,
+			 slabs_of(s, j->cache));
+	} else if (sp_clients(s)[w->victim_slot].state != SP_CLIENT_DEAD) {
+		res->bad = 2;
+		snprintf(res->msg, sizeof(res->msg),
+			 "the dead slot was freed while the cache holds its objects");
+	}
+	sp_report_free(&r);
+	sp_seg_detach(s);
+	return 0;
+}
+
+/* The smallest value of a geometry field that puts something past the slab. */
+static uint64_t past_slab(const struct sp_seg *s, const struct sp_cache *c, size_t field)
+{
+	uint64_t bytes = (uint64_t)SP_PAGE_SIZE << c->order, n = c->objperslab;
+	uint64_t last = (uint64_t)(c->colour_num - 1) * c->colour_off; /* the last colour */
+	uint64_t slack = bytes - c->obj_start - n * c->stride;
+
+	switch (field) {
+	case offsetof(struct sp_cache, order):
+		return s->geo.max_order + 1;
+	case offsetof(struct sp_cache, objperslab):
+		return (bytes - c->obj_start - last) / c->stride + 1;
+	case offsetof(struct sp_cache, bitmap_words):
+		return (bytes - sizeof(struct sp_slab)) / 8 + 1;
+	case offsetof(struct sp_cache, obj_start):
+		return bytes - last - n * c->stride + 1;
+	case offsetof(struct sp_cache, owners_off):
+		return bytes - 2 * n + 1;
+	case offsetof(struct sp_cache, stride):
+		return (bytes - c->obj_start - last) / n + 1;
+	case offsetof(struct sp_cache, colour_off):
+		return c->colour_num > 1 ? slack / (c->colour_num - 1) + 1 : bytes;
+	case offsetof(struct sp_cache, colour_num):
+		return slack / c->colour_off + 2;
+	case offsetof(struct sp_cache, obj_size): /* its red zone or poison past the stride */
+		return c->stride + 1;
+	case offsetof(struct sp_cache, align):
+		return SP_PAGE_SIZE * 2;
+	default: /* recip */
+		return c->recip + 1;
+	}
+}
+
+/*
+ * The values to scribble on the geometry field at @field (@len bytes) of
+ * @c: 0, one past the slab, the largest, off by one; each once and never
+ * the healthy value.  obj_size - 1 is left out: a consistent geometry (the
+ * stride has room), so there is nothing to find.  Return: how many.
+ */
+static unsigned bad_values(const struct sp_seg *s, const struct sp_cache *c, size_t field,
+			   unsigned len, uint64_t *bad)
+{
+	uint64_t v = 0, huge = len == 8 ? UINT64_MAX : UINT32_MAX, cand[5];
+	unsigned n = 0;
+
+	memcpy(&v, (const uint8_t *)c + field, len);
+	cand[0] = 0;
+	cand[1] = past_slab(s, c, field);
+	cand[2] = huge;
+	cand[3] = v + 1;
+	cand[4] = v ? v - 1 : huge;
+	for (unsigned i = 0; i < 5; i++) {
+		bool seen = cand[i] == v;
+
+		if (i == 4 && field == offsetof(struct sp_cache, obj_size))
+			continue;
+		for (unsigned k = 0; k < n; k++)
+			seen |= bad[k] == cand[i];
+		if (!seen)
+			bad[n++] = cand[i];
+	}
+	return n;
+}
+
+/* Run cgeo_child() on the scribbled copy; fail the test on what it found. */
+static void run_cgeo(struct cgeo_job *j, const char *what)
+{
+	int st;
+
+	memset(res, 0, sizeof(*res));
+	st = tu_wait(tu_fork(cgeo_child, j));
+	if (st == 128 + SIGALRM)
+		fail_msg("%s: hung", what);
+	if (st)
+		fail_msg("%s: crashed (status %d%s) %s", what, st, st > 128 ? ", a signal" : "",
+			 res->msg);
+	if (res->bad)
+		fail_msg("%s: %s", what, res->msg);
+	if (res->nviol < 1)
+		fail_msg("%s: the checker found nothing", what);
+}
+
+static void cache_geometry_scribbled(void **state)
+{
+#define GEO_FIELD(f) { offsetof(struct sp_cache, f), sizeof(((struct sp_cache *)0)->f), #f }
+	static const struct {
+		size_t off;
+		unsigned len;
+		const char *name;
+	} fields[] = {
+		GEO_FIELD(order),     GEO_FIELD(objperslab), GEO_FIELD(bitmap_words),
+		GEO_FIELD(obj_start), GEO_FIELD(owners_off), GEO_FIELD(stride),
+		GEO_FIELD(recip),     GEO_FIELD(colour_off), GEO_FIELD(colour_num),
+		GEO_FIELD(obj_size),  GEO_FIELD(align),
+	};
+#undef GEO_FIELD
+	struct sp_pool_params kp = { .elem_size = 1000, .min_nr = 2, .backing = SP_BACK_KMALLOC };
+	struct world w;
+	struct copy c;
+	struct cgeo_job j = { .c = &c, .w = &w };
+	uint32_t caches[3];
+	unsigned runs = 0;
+	sp_off_t off;
+
+	(void)state;
+	world_new(&w);
+	/* kmalloc-1024, where both slots hold objects, backs a pool too */
+	TU_ASSERT_OK(sp_pool_create(w.s, "k.kpool", &kp, &j.kpool));
+	TU_ASSERT_OK(sp_pool_alloc(w.s, sp_pool_get(w.s, j.kpool), SP_ALLOC_NOWAIT, 0, &off));
+	tu_check_clean(w.s);
+	caches[0] = w.cache;
+	caches[1] = sp_pool_get(w.s, w.pool_slab)->cache_id;
+	caches[2] = sp_pool_get(w.s, j.kpool)->cache_id;
+	copy_new(&c, w.s);
+	for (unsigned k = 0; k < 3; k++) {
+		const struct sp_cache *hc = &sp_caches(w.s)[caches[k]];
+
+		j.cache = caches[k];
+		for (unsigned f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+			uint64_t v = 0, bad[5];
+			unsigned nbad;
+
+			memcpy(&v, (const uint8_t *)hc + fields[f].off, fields[f].len);
+			nbad = bad_values(w.s, hc, fields[f].off, fields[f].len, bad);
+			for (unsigned i = 0; i < nbad; i++) {
+				char what[160];
+
+				memcpy(c.map, w.s->base, c.size);
+				memcpy(c.map + AT(&w, hc) + fields[f].off, &bad[i], fields[f].len);
+				snprintf(what, sizeof(what), "cache %s: %s %llu -> %llu", hc->name,
+					 fields[f].name, (unsigned long long)v,
+					 (unsigned long long)bad[i]);
+				run_cgeo(&j, what);
+				runs++;
+			}
+		}
+	}
+	printf("  %u scribbled geometry fields of 3 caches: reported by the checker; views, "
+	       "holdings, recovery, pools, release all survived and freed none of their slabs\n",
+	       runs);
+	copy_free(&c);
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1563,6 +1881,7 @@ int main(void)
 		cmocka_unit_test_teardown(writable_corrupted, unlink_leftover),
 		cmocka_unit_test_teardown(header_rewritten_after_attach, unlink_leftover),
 		cmocka_unit_test_teardown(checker_gaps, unlink_leftover),
+		cmocka_unit_test_teardown(cache_geometry_scribbled, unlink_leftover),
 	};
 
 	return cmocka_run_group_tests(tests, setup_shared, teardown_shared);

@@ -11,8 +11,9 @@
  *     taken only through sp_cache_get()/sp_pool_get() (state, magic, id);
  *   - names are copied bounded and sanitized (printable ASCII);
  *   - the page walk steps by block order capped at max_order, so it ends;
- *   - a slab is read only if sp_slab_valid() accepts its head and its
- *     bitmap, owner array and objects fit inside its block.
+ *   - a slab is read only if its cache's geometry passes
+ *     sp_cache_geometry_ok() (bitmap, owner array and objects of every
+ *     colour fit inside a slab) and sp_slab_valid() accepts its head.
  * The check runs sp_check() with SP_CHECK_NOLOCK (read-only implies it).
  *
  * What a slot holds is counted here in one pass over the pages (the core's
@@ -77,30 +78,15 @@ int ctl_offline_open(const char *name, struct sp_seg **out)
 
 /* ---- holdings: one pass over the pages ----------------------------------- */
 
-/* Does the slab of @c at @pfn hold its bitmap, owners and objects inside its block? */
-static bool slab_fits(const struct sp_seg *s, const struct sp_cache *c, const struct sp_slab *sl)
-{
-	uint64_t block = (uint64_t)SP_PAGE_SIZE << c->order;
-	uint64_t meta = sizeof(struct sp_slab) + (uint64_t)c->bitmap_words * 8 +
-			(uint64_t)c->objperslab * 2;
-
-	(void)s;
-	return c->order <= s->geo.max_order && c->objperslab &&
-	       (uint64_t)c->bitmap_words * 64 >= c->objperslab && meta <= block &&
-	       (uint64_t)c->obj_start + sl->colour + (uint64_t)c->objperslab * c->stride <= block;
-}
-
 static void count_slab(struct sp_seg *s, const struct sp_cache *c, uint32_t pfn,
 		       struct sp_holdings *h, uint32_t nslots)
 {
 	struct sp_slab *sl;
 	const uint16_t *own;
 
-	if (!sp_slab_valid(s, c, pfn))
+	if (!sp_cache_geometry_ok(s, c) || !sp_slab_valid(s, c, pfn))
 		return;
 	sl = sp_slab_at(s, c, pfn);
-	if (!slab_fits(s, c, sl))
-		return;
 	own = sp_slab_owners(c, sl);
 	for (uint32_t i = 0; i < c->objperslab; i++) {
 		uint16_t tag = own[i];
