@@ -242,7 +242,7 @@ struct sp_cache {
 	uint32_t creator_uid;
 	uint32_t mode;
 	uint32_t owners_off;	/* byte offset of owner[] in a slab */
-	uint64_t recip;		/* floor(2^64 / stride) + 1: index without a divide */
+	uint64_t recip;		/* UINT64_MAX / stride + 1: index without a divide */
 	sp_off_t tmpl_off;	/* init template: obj_size bytes, INTERNAL kmalloc */
 	/* state under the cache lock */
 	uint32_t colour_next;

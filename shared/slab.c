@@ -61,10 +61,11 @@ static uint64_t colour_off_of(uint64_t align)
 	return align > 64 ? align : 64;
 }
 
-/* Colours that fit the unused tail of a slab whose objects end at @objs_end. */
+/* Colours that fit the unused tail of a slab whose objects end at @objs_end;
+ * @colour_off is a power of two (colour_off_of()): a shift, no divide. */
 static uint64_t colour_num_of(uint64_t slab_bytes, uint64_t objs_end, uint64_t colour_off)
 {
-	return (slab_bytes - objs_end) / colour_off + 1;
+	return ((slab_bytes - objs_end) >> __builtin_ctzll(colour_off)) + 1;
 }
 
 /**
@@ -107,9 +108,12 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
 		return false;
 	objs_end = c->obj_start + n * c->stride;
 	if (objs_end > bytes || c->colour_off != colour_off_of(a) ||
-	    c->colour_num != colour_num_of(bytes, objs_end, c->colour_off))
+	    c->colour_num != colour_num_of(bytes, objs_end, c->colour_off) || !c->recip)
 		return false;
-	return c->recip == UINT64_MAX / c->stride + 1;
+	/* no divide (the locked paths call this): recip - 1 == floor(UINT64_MAX /
+	 * stride), checked by multiplying back */
+	return (unsigned __int128)(c->recip - 1) * c->stride <= UINT64_MAX &&
+	       (unsigned __int128)c->recip * c->stride > UINT64_MAX;
 }
 
 /* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
