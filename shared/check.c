@@ -229,7 +229,9 @@ static void check_buddy(struct ctx *x)
 	free(listed);
 }
 
-static void check_slab(struct ctx *x, struct sp_cache *c, uint32_t pfn, unsigned list,
+/* @c: the cache's snapshot (sp_cache_snapshot()): nothing here re-reads the
+ * shared descriptor. */
+static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t pfn, unsigned list,
 		       uint64_t *active)
 {
 	struct sp_seg *s = x->s;
@@ -298,6 +300,7 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 	struct sp_report *r = x->r;
 	uint64_t active = 0;
 	uint32_t slabs = 0;
+	struct sp_cache g;
 
 	if (c->magic != (SP_CACHE_MAGIC ^ id) || c->id != id) {
 		V("cache %u: bad magic or id", id);
@@ -307,7 +310,7 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 		V("cache %u: impossible state %u", id, c->state);
 		return;
 	}
-	if (!sp_cache_geometry_ok(s, c)) {
+	if (sp_cache_snapshot(s, c, &g)) {
 		V("cache %.63s: impossible geometry", c->name);
 		return;
 	}
@@ -317,14 +320,14 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 		uint32_t p = c->list_head[l], prev = 0, len = 0;
 
 		while (p && len <= s->geo.nr_pages) {
-			if (!sp_slab_valid(s, c, p - 1)) {
+			if (!sp_slab_valid(s, &g, p - 1)) {
 				V("cache %.63s: list %u holds page %u, not a slab of this cache", c->name,
 				  l, p - 1);
 				break;
 			}
 			if (s->pages[p - 1].prev != prev)
 				V("cache %.63s: slab %u has a wrong back link", c->name, p - 1);
-			check_slab(x, c, p - 1, l, &active);
+			check_slab(x, &g, p - 1, l, &active);
 			prev = p;
 			p = s->pages[p - 1].next;
 			len++;
@@ -342,13 +345,13 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 	if (active != c->active_objs)
 		V("cache %.63s: active_objs %llu but bitmaps hold %llu", c->name,
 		  (unsigned long long)c->active_objs, (unsigned long long)active);
-	if (c->total_objs != (uint64_t)c->nr_slabs * c->objperslab)
+	if (c->total_objs != (uint64_t)c->nr_slabs * g.objperslab)
 		V("cache %.63s: total_objs %llu != %u slabs x %u", c->name,
-		  (unsigned long long)c->total_objs, c->nr_slabs, c->objperslab);
+		  (unsigned long long)c->total_objs, c->nr_slabs, g.objperslab);
 	if (c->max_objs && c->active_objs > c->max_objs)
 		V("cache %.63s: %llu objects above its cap %u", c->name,
 		  (unsigned long long)c->active_objs, c->max_objs);
-	if (c->tmpl_off && !sp_ptr_checked(s, c->tmpl_off, c->obj_size, 8))
+	if (g.tmpl_off && !sp_ptr_checked(s, g.tmpl_off, g.obj_size, 8))
 		V("cache %.63s: template offset outside the segment", c->name);
 }
 
@@ -363,12 +366,13 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 		struct sp_cache *c = &sp_caches(s)[p->backing == SP_BACK_SLAB
 							   ? sp_pool_cache_id(s, p->id)
 							   : p->cache_id];
+		struct sp_cache g;
 		struct sp_slab *slab;
 
-		if (sp_cache_obj_locate(s, c, off, &slab, &idx)) /* checks the geometry too */
+		if (sp_cache_snapshot(s, c, &g) || sp_cache_obj_locate(s, &g, off, &slab, &idx))
 			return false;
 		return (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
-		       sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE;
+		       sp_slab_owners(&g, slab)[idx] == SP_OWNER_RESERVE;
 	}
 	return sp_off_pfn(s, off, &pfn) && sp_pfn_off(s, pfn) == off &&
 	       s->pages[pfn].info == SP_PG_INFO(SP_PG_ALLOC, p->page_order, SP_KIND_POOL) &&
@@ -378,21 +382,21 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 static uint64_t count_reserve_tags(struct ctx *x, struct sp_pool *p)
 {
 	struct sp_seg *s = x->s;
-	struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)];
+	struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, p->id)], g;
 	uint64_t n = 0;
 
 	if (p->backing != SP_BACK_SLAB)
 		return x->reserve_pages[p->id];
-	if (!sp_cache_geometry_ok(s, c))
+	if (sp_cache_snapshot(s, c, &g))
 		return 0;
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pg = c->list_head[l], len = 0;
 
-		while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
-			struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+		while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, &g, pg - 1)) {
+			struct sp_slab *slab = sp_slab_at(s, &g, pg - 1);
 
-			for (uint32_t i = 0; i < c->objperslab; i++)
-				if (sp_slab_owners(c, slab)[i] == SP_OWNER_RESERVE &&
+			for (uint32_t i = 0; i < g.objperslab; i++)
+				if (sp_slab_owners(&g, slab)[i] == SP_OWNER_RESERVE &&
 				    (slab->bitmap[i / 64] >> (i % 64) & 1))
 					n++;
 			pg = s->pages[pg - 1].next;
@@ -540,19 +544,19 @@ static void check_class_reserves(struct ctx *x)
 		}
 	}
 	for (uint32_t id = 0; id < nk; id++) {
-		struct sp_cache *c = &sp_caches(s)[id];
+		struct sp_cache *c = &sp_caches(s)[id], g;
 		uint64_t n = 0;
 
-		if (c->state != SP_DESC_LIVE || !sp_cache_geometry_ok(s, c))
+		if (c->state != SP_DESC_LIVE || sp_cache_snapshot(s, c, &g))
 			continue; /* check_cache() reports it */
 		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 			uint32_t pg = c->list_head[l], len = 0;
 
-			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
-				struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
+			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, &g, pg - 1)) {
+				struct sp_slab *slab = sp_slab_at(s, &g, pg - 1);
 
-				for (uint32_t i = 0; i < c->objperslab; i++)
-					n += sp_slab_owners(c, slab)[i] == SP_OWNER_RESERVE &&
+				for (uint32_t i = 0; i < g.objperslab; i++)
+					n += sp_slab_owners(&g, slab)[i] == SP_OWNER_RESERVE &&
 					     (slab->bitmap[i / 64] >> (i % 64) & 1);
 				pg = s->pages[pg - 1].next;
 			}
@@ -701,19 +705,19 @@ static void check_internal(struct ctx *x)
 	if (!ref)
 		return;
 	for (uint32_t id = 0; id < s->geo.nr_kmalloc; id++) {
-		struct sp_cache *c = &sp_caches(s)[id];
+		struct sp_cache *c = &sp_caches(s)[id], g;
 
-		if (c->state != SP_DESC_LIVE || !sp_cache_geometry_ok(s, c))
+		if (c->state != SP_DESC_LIVE || sp_cache_snapshot(s, c, &g))
 			continue; /* check_cache() reports it */
 		for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_EMPTY; l++) {
 			uint32_t pg = c->list_head[l], len = 0;
 
-			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, c, pg - 1)) {
-				struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
-				uint16_t *own = sp_slab_owners(c, slab);
+			while (pg && len++ <= s->geo.nr_pages && sp_slab_valid(s, &g, pg - 1)) {
+				struct sp_slab *slab = sp_slab_at(s, &g, pg - 1);
+				uint16_t *own = sp_slab_owners(&g, slab);
 
-				for (uint32_t i = 0; i < c->objperslab; i++) {
-					sp_off_t off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+				for (uint32_t i = 0; i < g.objperslab; i++) {
+					sp_off_t off = (sp_off_t)(sp_slab_obj(&g, slab, i) - s->base);
 
 					if ((slab->bitmap[i / 64] >> (i % 64) & 1) &&
 					    own[i] == SP_OWNER_INTERNAL &&

@@ -10,12 +10,13 @@
  * DEAD and keeps its identity (pid, name, start time), so everything it
  * still holds is an orphan attributed to it.  sp_slot_release() frees what
  * a slot holds (for pools, through the reserve-first free path) and, for a
- * DEAD slot holding nothing, frees the slot.  A cache whose geometry is
- * corrupted (sp_cache_geometry_ok()) is never walked: it is counted in
- * skipped_caches, and a DEAD slot stays while any is, since it may still
- * hold objects there.  Objects cached free in a
- * dead slot's magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets
- * are always freed: they are nobody's (magazine.c).
+ * DEAD slot holding nothing, frees the slot.  A cache is walked by a
+ * private snapshot of its geometry (sp_cache_snapshot()), never by the
+ * shared descriptor; one whose snapshot is corrupted is never walked: it
+ * is counted in skipped_caches, and a DEAD slot stays while any is, since
+ * it may still hold objects there.  Objects cached free in a dead slot's
+ * magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets are always
+ * freed: they are nobody's (magazine.c).
  *
  * Locking: the client table is changed under the registry lock.  Walking a
  * cache's objects takes that cache's lock; walking blocks takes the buddy
@@ -172,8 +173,9 @@ int sp_client_reap(struct sp_seg *s)
 }
 
 /* Collect the heads of a cache's slabs (so they can be changed while
- * walked); cache locked. */
-static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *nr)
+ * walked); cache locked, @g its snapshot. */
+static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c,
+				    const struct sp_cache *g, uint32_t *nr)
 {
 	uint32_t *v, n = 0;
 
@@ -185,7 +187,7 @@ static uint32_t *cache_slabs_locked(struct sp_seg *s, struct sp_cache *c, uint32
 		uint32_t pfn = c->list_head[l], steps = 0;
 
 		while (pfn && n < c->nr_slabs && steps++ < s->geo.nr_pages) {
-			if (!sp_slab_valid(s, c, pfn - 1))
+			if (!sp_slab_valid(s, g, pfn - 1))
 				break;
 			v[n++] = pfn - 1;
 			pfn = s->pages[pfn - 1].next;
@@ -200,7 +202,8 @@ struct pending {
 	uint16_t tag;
 };
 
-/* Count one allocated object of @c: cached free in a magazine, or held. */
+/* Count one allocated object of @c (a snapshot): cached free in a
+ * magazine, or held. */
 static void count_obj(const struct sp_cache *c, bool cached, struct sp_holdings *h)
 {
 	if (cached) {
@@ -271,37 +274,38 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	struct sp_pool *p = c->pool_id ? sp_pool_get(s, c->pool_id - 1) : NULL;
 	struct pending *pending = NULL;
 	uint32_t *slabs, nr, npend = 0, cap = 0;
+	struct sp_cache g;
 	int rc = sp_cache_lock(s, c);
 
 	if (rc)
 		return rc;
-	if (!sp_cache_geometry_ok(s, c)) { /* the checker reports it */
+	if (sp_cache_snapshot(s, c, &g)) { /* the checker reports it */
 		sp_cache_unlock(c);
 		for (uint32_t i = 0; i < n; i++)
 			v[i].skipped_caches++;
 		return 0;
 	}
-	slabs = cache_slabs_locked(s, c, &nr);
+	slabs = cache_slabs_locked(s, c, &g, &nr);
 	for (uint32_t k = 0; slabs && k < nr; k++) {
 		struct sp_slab *slab;
 		uint16_t *own;
 		bool cached;
 
-		if (!sp_slab_valid(s, c, slabs[k]))
+		if (!sp_slab_valid(s, &g, slabs[k]))
 			continue;
-		slab = sp_slab_at(s, c, slabs[k]);
-		own = sp_slab_owners(c, slab);
-		for (uint32_t i = 0; i < c->objperslab; i++) {
+		slab = sp_slab_at(s, &g, slabs[k]);
+		own = sp_slab_owners(&g, slab);
+		for (uint32_t i = 0; i < g.objperslab; i++) {
 			uint16_t t = own[i];
 			struct sp_holdings *h = tag_holdings(v, n, tag, t, &cached);
 			sp_off_t off;
 
 			if (!h || !(slab->bitmap[i / 64] >> (i % 64) & 1))
 				continue;
-			count_obj(c, cached, h);
+			count_obj(&g, cached, h);
 			if (!tag || !(cached ? release_cached : release))
 				continue;
-			off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+			off = (sp_off_t)(sp_slab_obj(&g, slab, i) - s->base);
 			if (p) { /* pool lock ranks above the cache lock: free later */
 				if (npend == cap) {
 					struct pending *nv = realloc(pending, (cap ? 2 * cap : 64) *
@@ -314,10 +318,10 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 				pending[npend++] = (struct pending){ off, t };
 				continue;
 			}
-			sp_cache_free_obj_locked(s, c, slab, i);
+			sp_cache_free_obj_locked(s, c, &g, slab, i);
 			c->nr_free += !cached;
 			SP_CRASH_POINT("client.release");
-			if (!sp_slab_valid(s, c, slabs[k]))
+			if (!sp_slab_valid(s, &g, slabs[k]))
 				break; /* the slab went back to buddy */
 		}
 	}

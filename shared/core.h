@@ -223,14 +223,15 @@ int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
 int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
 			       unsigned n);
-void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
-			      uint32_t idx);
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			      struct sp_slab *slab, uint32_t idx);
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_destroy(struct sp_seg *s, uint32_t id);
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c);
 int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c);
 bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c);
+int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g);
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx);
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);

@@ -214,7 +214,8 @@ enum sp_desc_state { SP_DESC_FREE = 0, SP_DESC_CREATING, SP_DESC_LIVE, SP_DESC_D
 /*
  * struct sp_cache - a kmem_cache.  Lives in shared memory in the cache table.
  * Geometry fields are written at creation and never change while LIVE; their
- * invariants are sp_cache_geometry_ok()'s (slab.c), checked before any walk.
+ * invariants are sp_cache_geometry_ok()'s (slab.c).  Anybody may rewrite
+ * them, so walks check and use a private copy (sp_cache_snapshot()).
  * Invariants: active_objs == sum of slab inuse; total_objs ==
  *   nr_slabs * objperslab; nr_partial + nr_full + nr_empty == nr_slabs.
  */

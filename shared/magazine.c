@@ -81,7 +81,7 @@ static uint32_t set_pfn(const struct sp_seg *s, const struct sp_magset *set)
  * sp_mag_geo_init() - copy what the fast paths need of @c into @g.
  * @s: segment.  @c: a LIVE cache of it.  @g: filled.
  *
- * Checks a snapshot of the descriptor (sp_cache_geometry_ok()) and copies
+ * Checks a snapshot of the descriptor (sp_cache_snapshot()) and copies
  * from that same snapshot, since the descriptor is shared and may be
  * scribbled on at any time: the slab fits the data area, the bitmap and
  * the owner tags fit the slab, the reciprocal matches the stride.  So the
@@ -94,8 +94,7 @@ bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp
 	struct sp_cache d;
 
 	memset(g, 0, sizeof(*g));
-	memcpy(&d, c, sizeof(d));
-	if (!sp_cache_geometry_ok(s, &d))
+	if (sp_cache_snapshot(s, c, &d))
 		return false;
 	g->base = s->base;
 	g->data = s->data;
@@ -315,8 +314,9 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 {
 	uint16_t mytag = SP_OWNER_MAG(s->owner);
 	struct sp_pool *p = needy_pool(s, c);
+	struct sp_cache d; /* what locate and the free use must be one snapshot */
 	struct sp_mag_geo g;
-	bool geo_ok = sp_mag_geo_init(s, c, &g);
+	bool geo_ok = sp_cache_snapshot(s, c, &d) == 0 && sp_mag_geo_init(s, &d, &g);
 	int rc;
 
 	if (m->nr > SP_MAG_OBJS)
@@ -340,8 +340,8 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 
 		if (geo_ok && sp_mag_geo_locate(&g, off, &slab, &idx) && /* cheaper than obj_locate */
 		    (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
-		    sp_slab_owners(c, slab)[idx] == mytag)
-			sp_cache_free_obj_locked(s, c, slab, idx);
+		    sp_slab_owners(&d, slab)[idx] == mytag)
+			sp_cache_free_obj_locked(s, c, &d, slab, idx);
 		SP_CRASH_POINT("mag.flush");
 		m->nr--;
 	}

@@ -274,10 +274,13 @@ static const char *holder_why(uint16_t expect)
  * Lock the backing of @p and find the owner tag of element @off: the slab
  * owner[] entry of an allocated object, or the head page's slot.  On
  * success the backing stays locked (*c is the cache for a slab backing,
- * NULL for pages, whose lock is the buddy lock) until unlock_backing().
+ * NULL for pages, whose lock is the buddy lock) until unlock_backing();
+ * @g is the snapshot of *c that @slab, @idx and @tag were found with, for
+ * sp_cache_free_obj_locked().
  */
 static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct sp_cache **c,
-		     uint16_t **tag, uint32_t *pfn, struct sp_slab **slab, uint32_t *idx)
+		     struct sp_cache *g, uint16_t **tag, uint32_t *pfn, struct sp_slab **slab,
+		     uint32_t *idx)
 {
 	int rc;
 
@@ -289,7 +292,9 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct s
 		rc = sp_cache_lock(s, *c);
 		if (rc)
 			return rc;
-		rc = sp_cache_obj_locate(s, *c, off, slab, idx);
+		/* a snapshot failing the check is refused by locate, with its message */
+		(void)sp_cache_snapshot(s, *c, g);
+		rc = sp_cache_obj_locate(s, g, off, slab, idx);
 		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
 			char why[160];
 
@@ -305,7 +310,7 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct s
 			sp_cache_unlock(*c);
 			return rc;
 		}
-		*tag = &sp_slab_owners(*c, *slab)[*idx];
+		*tag = &sp_slab_owners(g, *slab)[*idx];
 		return 0;
 	}
 	rc = sp_buddy_lock(s);
@@ -349,11 +354,11 @@ static int class_elem_out(struct sp_pool *p, sp_off_t off)
 /* Free an element to the backing if holder_ok(its tag, @expect). */
 static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
 {
-	struct sp_cache *c;
+	struct sp_cache *c, g;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -363,7 +368,7 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint1
 	else if (sp_owner_is_user(*tag))
 		rc = class_elem_out(p, off);
 	if (!rc && c) {
-		sp_cache_free_obj_locked(s, c, slab, idx); /* located once, above */
+		sp_cache_free_obj_locked(s, c, &g, slab, idx); /* located once, above */
 		c->nr_free += !sp_owner_is_mag(expect); /* a cached one counted at its push */
 		if (p->backing == SP_BACK_KMALLOC && p->nr_objs) /* after the free: never low */
 			__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
@@ -382,11 +387,11 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint1
 static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 		 const uint16_t *must, uint16_t *old)
 {
-	struct sp_cache *c;
+	struct sp_cache *c, g;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -452,24 +457,26 @@ static int reserve_tagged(struct sp_seg *s, struct sp_pool *p, sp_off_t **out, u
 		v[n++] = (x);                                       \
 	} while (0)
 	if (p->backing == SP_BACK_SLAB) {
-		struct sp_cache *c = pool_cache(s, p);
+		struct sp_cache *c = pool_cache(s, p), g;
 
 		if (!c || (rc = sp_cache_lock(s, c)))
 			goto out;
-		rc = sp_cache_geometry_ok(s, c) ? sp_buddy_lock(s) : -EFAULT;
+		rc = sp_cache_snapshot(s, c, &g);
+		if (!rc)
+			rc = sp_buddy_lock(s);
 		for (pfn = 0; !rc && pfn < s->geo.nr_pages;) {
 			uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
 
 			if (o > s->geo.max_order)
 				o = 0;
-			if (sp_slab_valid(s, c, pfn)) {
-				struct sp_slab *slab = sp_slab_at(s, c, pfn);
-				uint16_t *tag = sp_slab_owners(c, slab);
+			if (sp_slab_valid(s, &g, pfn)) {
+				struct sp_slab *slab = sp_slab_at(s, &g, pfn);
+				uint16_t *tag = sp_slab_owners(&g, slab);
 
-				for (uint32_t i = 0; i < c->objperslab; i++)
+				for (uint32_t i = 0; i < g.objperslab; i++)
 					if (tag[i] == SP_OWNER_RESERVE &&
 					    (slab->bitmap[i / 64] >> (i % 64) & 1))
-						PUSH((sp_off_t)(sp_slab_obj(c, slab, i) - s->base));
+						PUSH((sp_off_t)(sp_slab_obj(&g, slab, i) - s->base));
 			}
 			pfn += 1u << o;
 		}
@@ -515,11 +522,11 @@ out:
  */
 static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 {
-	struct sp_cache *c;
+	struct sp_cache *c, g;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -539,14 +546,14 @@ static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el)
 {
 	sp_off_t off = p->put_off;
-	struct sp_cache *c;
+	struct sp_cache *c, g;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
 
 	sp_assert(sp_lock_held(&p->lock));
 	if (off && !(p->curr_nr && bsearch(&off, el, p->curr_nr, sizeof(*el), cmp_off)) &&
-	    lock_elem(s, p, off, &c, &tag, &pfn, &slab, &idx) == 0) {
+	    lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx) == 0) {
 		if (*tag == SP_OWNER_RESERVE && el && p->curr_nr < p->min_nr) {
 			el[p->curr_nr] = off; /* a put or fill, cut short after its tag */
 			__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE);
@@ -555,7 +562,7 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
 			 * room: min_nr was scribbled on): back to the class,
 			 * forgotten first (see class_drain_one_locked()) */
 			__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
-			sp_cache_free_obj_locked(s, c, slab, idx);
+			sp_cache_free_obj_locked(s, c, &g, slab, idx);
 			c->nr_free++;
 			if (p->nr_objs)
 				__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
@@ -689,19 +696,20 @@ uint64_t sp_pool_nr_out(struct sp_seg *s, struct sp_pool *p)
  */
 static void class_clamp_locked(struct sp_seg *s, struct sp_pool *p, struct sp_cache *c)
 {
+	struct sp_cache g;
 	uint64_t held = 0;
 
 	sp_assert(sp_lock_held(&p->lock) && sp_lock_held(&c->lock));
-	if (!sp_cache_geometry_ok(s, c))
+	if (sp_cache_snapshot(s, c, &g))
 		return; /* nothing can be counted: keep the over-count */
 	for (unsigned l = SP_LIST_PARTIAL; l <= SP_LIST_FULL; l++) {
 		uint32_t pg = c->list_head[l], len = 0;
 
-		while (pg && len++ < c->nr_slabs && sp_slab_valid(s, c, pg - 1)) {
-			struct sp_slab *slab = sp_slab_at(s, c, pg - 1);
-			uint16_t *own = sp_slab_owners(c, slab);
+		while (pg && len++ < c->nr_slabs && sp_slab_valid(s, &g, pg - 1)) {
+			struct sp_slab *slab = sp_slab_at(s, &g, pg - 1);
+			uint16_t *own = sp_slab_owners(&g, slab);
 
-			for (uint32_t i = 0; i < c->objperslab; i++)
+			for (uint32_t i = 0; i < g.objperslab; i++)
 				held += (slab->bitmap[i / 64] >> (i % 64) & 1) &&
 					sp_owner_is_user(own[i]);
 			pg = s->pages[pg - 1].next;

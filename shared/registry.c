@@ -288,21 +288,21 @@ static void sweep_internal_locked(struct sp_seg *s)
 	if (!ref)
 		return;
 	for (uint32_t id = 0; id < s->geo.nr_kmalloc; id++) {
-		struct sp_cache *c = &sp_caches(s)[id];
+		struct sp_cache *c = &sp_caches(s)[id], g;
 
 		if (sp_cache_lock(s, c))
 			continue;
 		/* a corrupted geometry: its objects cannot be found (the checker says so) */
-		if (sp_cache_geometry_ok(s, c) && sp_buddy_lock(s) == 0) {
+		if (sp_cache_snapshot(s, c, &g) == 0 && sp_buddy_lock(s) == 0) {
 			for (pfn = 0; pfn < n;) {
 				uint32_t o = SP_PG_ORDER(s->pages[pfn].info);
 
-				if (sp_slab_valid(s, c, pfn)) {
-					struct sp_slab *slab = sp_slab_at(s, c, pfn);
-					uint16_t *own = sp_slab_owners(c, slab);
+				if (sp_slab_valid(s, &g, pfn)) {
+					struct sp_slab *slab = sp_slab_at(s, &g, pfn);
+					uint16_t *own = sp_slab_owners(&g, slab);
 
-					for (uint32_t i = 0; i < c->objperslab; i++) {
-						sp_off_t off = (sp_off_t)(sp_slab_obj(c, slab, i) - s->base);
+					for (uint32_t i = 0; i < g.objperslab; i++) {
+						sp_off_t off = (sp_off_t)(sp_slab_obj(&g, slab, i) - s->base);
 
 						if (!(slab->bitmap[i / 64] >> (i % 64) & 1) ||
 						    own[i] != SP_OWNER_INTERNAL ||

@@ -116,6 +116,27 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
 	       (unsigned __int128)c->recip * c->stride > UINT64_MAX;
 }
 
+/**
+ * sp_cache_snapshot() - a private copy of @c whose geometry was checked.
+ * @s: segment.  @c: a cache descriptor (shared: anybody may write it, even
+ * while we walk its slabs).  @g: the copy, private to the caller.
+ *
+ * Checking @c itself and then reading its geometry again in a loop is a
+ * time-of-check/time-of-use hole: a client rewriting objperslab or
+ * bitmap_words in between drives the walk out of the slab.  So walks check
+ * and use only @g for the geometry (and the slab helpers take it); the
+ * lock, list heads and counters still live in @c.  Does not sleep.
+ * Return: 0, or -EFAULT when @g fails sp_cache_geometry_ok() (@g is
+ * filled anyway).
+ */
+int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g)
+{
+	memcpy(g, c, sizeof(*g));
+	/* compiler barrier: later reads of @g must not be turned into reads of @c */
+	__asm__ __volatile__("" ::: "memory");
+	return sp_cache_geometry_ok(s, g) ? 0 : -EFAULT;
+}
+
 /* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
 static int bad_geometry(const struct sp_cache *c)
 {
@@ -123,14 +144,28 @@ static int bad_geometry(const struct sp_cache *c)
 		      c->name);
 }
 
+/* The slab helpers below take the geometry from @c: pass a snapshot
+ * (sp_cache_snapshot()) when others may write the descriptor meanwhile. */
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
 {
 	return (uint16_t *)(slab->bitmap + c->bitmap_words);
 }
 
+/*
+ * The colour of @slab, read once and kept to one of @c's colours: the
+ * header is shared and may change after sp_slab_valid() checked it, and
+ * every colour of a valid geometry keeps the objects inside the slab.
+ */
+static uint32_t slab_colour(const struct sp_cache *c, const struct sp_slab *slab)
+{
+	uint32_t colour = __atomic_load_n(&slab->colour, __ATOMIC_RELAXED) & ~(c->colour_off - 1);
+
+	return colour < (uint64_t)c->colour_off * c->colour_num ? colour : 0;
+}
+
 uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx)
 {
-	return (uint8_t *)slab + c->obj_start + slab->colour + (uint64_t)idx * c->stride;
+	return (uint8_t *)slab + c->obj_start + slab_colour(c, slab) + (uint64_t)idx * c->stride;
 }
 
 struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
@@ -270,7 +305,21 @@ struct sp_cache *sp_cache_get(struct sp_seg *s, uint32_t id)
 	return c;
 }
 
-/* Move a slab to the list its inuse count calls for. */
+/* Take a slab off the list its header names, if any; cache locked.  The
+ * header is shared: list is read once, and bounded before it indexes @c. */
+static void slab_unlist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab, uint32_t pfn)
+{
+	uint32_t l = __atomic_load_n(&slab->list, __ATOMIC_RELAXED);
+
+	if (l >= SP_LIST_PARTIAL && l <= SP_LIST_EMPTY) {
+		sp_plist_del(s, &c->list_head[l], pfn);
+		c->nr_list[l]--;
+	}
+	slab->list = SP_LIST_NONE;
+}
+
+/* Move a slab to the list its inuse count calls for (any count gives a
+ * list in range: inuse is only compared). */
 static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab, uint32_t pfn)
 {
 	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
@@ -279,21 +328,18 @@ static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *sl
 
 	if (slab->list == want)
 		return;
-	if (slab->list >= SP_LIST_PARTIAL && slab->list <= SP_LIST_EMPTY) {
-		sp_plist_del(s, &c->list_head[slab->list], pfn);
-		c->nr_list[slab->list]--;
-	}
-	slab->list = SP_LIST_NONE;
+	slab_unlist(s, c, slab, pfn);
 	SP_CRASH_POINT("slab.list.move");
 	sp_plist_add(s, &c->list_head[want], pfn);
 	c->nr_list[want]++;
 	slab->list = want;
 }
 
-/* The truth, not inuse: may this slab go back to the buddy allocator? */
-static bool slab_empty(const struct sp_cache *c, const struct sp_slab *slab)
+/* The truth, not inuse: may this slab go back to the buddy allocator?
+ * @g: a snapshot (sp_cache_snapshot()). */
+static bool slab_empty(const struct sp_cache *g, const struct sp_slab *slab)
 {
-	for (uint32_t w = 0; w < c->bitmap_words; w++)
+	for (uint32_t w = 0; w < g->bitmap_words; w++)
 		if (slab->bitmap[w])
 			return false;
 	return true;
@@ -305,10 +351,7 @@ static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t p
 	struct sp_slab *slab = sp_slab_at(s, c, pfn);
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (slab->list >= SP_LIST_PARTIAL && slab->list <= SP_LIST_EMPTY) {
-		sp_plist_del(s, &c->list_head[slab->list], pfn);
-		c->nr_list[slab->list]--;
-	}
+	slab_unlist(s, c, slab, pfn);
 	slab->magic = 0; /* uncommitted: recovery would free it */
 	c->nr_slabs--;
 	c->total_objs -= c->objperslab;
@@ -320,8 +363,9 @@ static void slab_release_locked(struct sp_seg *s, struct sp_cache *c, uint32_t p
 	}
 }
 
-/* Add one slab, its objects poisoned or templated, to the empty list; cache locked. */
-static int grow_locked(struct sp_seg *s, struct sp_cache *c)
+/* Add one slab, its objects poisoned or templated, to the empty list; cache
+ * locked, @g its snapshot. */
+static int grow_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g)
 {
 	struct sp_slab *slab;
 	const uint8_t *tmpl = NULL;
@@ -329,38 +373,39 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (c->tmpl_off) {
-		tmpl = sp_ptr_checked(s, c->tmpl_off, c->obj_size, 8);
+	if (g->tmpl_off) {
+		tmpl = sp_ptr_checked(s, g->tmpl_off, g->obj_size, 8);
 		if (!tmpl)
 			return sp_err(-EFAULT, "cache %s: template offset is corrupted", c->name);
 	}
 	rc = sp_buddy_lock(s);
 	if (rc)
 		return rc;
-	rc = sp_buddy_alloc_locked(s, c->order, SP_KIND_SLAB, c->id, 0, &pfn);
+	rc = sp_buddy_alloc_locked(s, g->order, SP_KIND_SLAB, g->id, 0, &pfn);
 	sp_buddy_unlock(s);
 	if (rc)
 		return rc;
 	SP_CRASH_POINT("slab.grow.pages");
-	slab = sp_slab_at(s, c, pfn);
-	memset(slab, 0, c->obj_start);
-	slab->cache_id = c->id;
-	slab->colour = (c->colour_next % c->colour_num) * c->colour_off;
-	c->colour_next = (c->colour_next + 1) % c->colour_num;
-	for (i = 0; i < c->objperslab; i++) {
-		uint8_t *obj = sp_slab_obj(c, slab, i);
+	slab = sp_slab_at(s, g, pfn);
+	memset(slab, 0, g->obj_start);
+	slab->cache_id = g->id;
+	/* colour_next is state, not geometry: any value gives a colour in range */
+	slab->colour = (c->colour_next % g->colour_num) * g->colour_off;
+	c->colour_next = (c->colour_next + 1) % g->colour_num;
+	for (i = 0; i < g->objperslab; i++) {
+		uint8_t *obj = sp_slab_obj(g, slab, i);
 
 		if (tmpl)
-			memcpy(obj, tmpl, c->obj_size);
-		else if (c->flags & SP_CACHE_POISON)
-			memset(obj, SP_POISON_FREE, c->obj_size);
-		if (c->flags & SP_CACHE_REDZONE)
-			memset(obj + c->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
+			memcpy(obj, tmpl, g->obj_size);
+		else if (g->flags & SP_CACHE_POISON)
+			memset(obj, SP_POISON_FREE, g->obj_size);
+		if (g->flags & SP_CACHE_REDZONE)
+			memset(obj + g->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
 	}
 	slab->list = SP_LIST_NONE;
-	__atomic_store_n(&slab->magic, slab_magic(c, pfn), __ATOMIC_RELEASE);
+	__atomic_store_n(&slab->magic, slab_magic(g, pfn), __ATOMIC_RELEASE);
 	c->nr_slabs++;
-	c->total_objs += c->objperslab;
+	c->total_objs += g->objperslab;
 	c->nr_grow++;
 	slab_relist(s, c, slab, pfn);
 	return 0;
@@ -382,10 +427,11 @@ static int grow_locked(struct sp_seg *s, struct sp_cache *c)
 int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	uint32_t pfn, n = s->geo.nr_pages;
+	struct sp_cache g;
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (!sp_cache_geometry_ok(s, c))
+	if (sp_cache_snapshot(s, c, &g))
 		return bad_geometry(c);
 	rc = sp_buddy_lock(s);
 	if (rc)
@@ -403,23 +449,23 @@ int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		if (o > s->geo.max_order)
 			o = 0;
 		if (SP_PG_STATE(info) != SP_PG_ALLOC || SP_PG_KIND(info) != SP_KIND_SLAB ||
-		    s->pages[pfn].owner != c->id) {
+		    s->pages[pfn].owner != g.id) {
 			pfn += 1u << o;
 			continue;
 		}
-		if (!sp_slab_valid(s, c, pfn)) {
+		if (!sp_slab_valid(s, &g, pfn)) {
 			/* never committed: no object of it was ever handed out */
-			if (o == c->order)
+			if (o == g.order)
 				sp_buddy_free_locked(s, pfn);
 			/* if it merged upwards, the walk steps over tails one by one */
 			pfn += 1u << o;
 			continue;
 		}
-		slab = sp_slab_at(s, c, pfn);
-		owner = sp_slab_owners(c, slab);
-		if (c->objperslab % 64)
-			slab->bitmap[c->bitmap_words - 1] &= (1ull << (c->objperslab % 64)) - 1;
-		for (i = 0; i < c->objperslab; i++) {
+		slab = sp_slab_at(s, &g, pfn);
+		owner = sp_slab_owners(&g, slab);
+		if (g.objperslab % 64)
+			slab->bitmap[g.bitmap_words - 1] &= (1ull << (g.objperslab % 64)) - 1;
+		for (i = 0; i < g.objperslab; i++) {
 			if (slab->bitmap[i / 64] >> (i % 64) & 1)
 				cnt++;
 			else
@@ -429,7 +475,7 @@ int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 		slab->hint = 0;
 		slab->list = SP_LIST_NONE;
 		c->nr_slabs++;
-		c->total_objs += c->objperslab;
+		c->total_objs += g.objperslab;
 		c->active_objs += cnt;
 		slab_relist(s, c, slab, pfn);
 		pfn += 1u << o;
@@ -466,16 +512,17 @@ void sp_cache_unlock(struct sp_cache *c)
 
 /* Bits of bitmap word @w that stand for objects: the last word's high bits
  * are padding beyond objperslab and always clear, never a free object. */
-static uint64_t obj_bits(const struct sp_cache *c, uint32_t w)
+static uint64_t obj_bits(const struct sp_cache *g, uint32_t w)
 {
-	uint32_t left = c->objperslab - w * 64;
+	uint32_t left = g->objperslab - w * 64;
 
 	return left >= 64 ? ~0ull : (1ull << left) - 1;
 }
 
-static void check_poison(struct sp_cache *c, const uint8_t *obj)
+/* @size: from the snapshot, never re-read from @c */
+static void check_poison(struct sp_cache *c, uint32_t size, const uint8_t *obj)
 {
-	for (uint32_t i = 0; i < c->obj_size; i++) {
+	for (uint32_t i = 0; i < size; i++) {
 		if (obj[i] != SP_POISON_FREE) {
 			c->nr_poison_err++;
 			return;
@@ -484,8 +531,9 @@ static void check_poison(struct sp_cache *c, const uint8_t *obj)
 }
 
 /* The slab to allocate from: partial, else empty, else a new one; 0 or < 0.
- * Cache locked. */
-static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn)
+ * Cache locked, @g its snapshot. */
+static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			     uint32_t *pfn)
 {
 	int rc;
 
@@ -494,13 +542,13 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn
 	if (!*pfn)
 		*pfn = c->list_head[SP_LIST_EMPTY];
 	if (!*pfn) {
-		rc = grow_locked(s, c);
+		rc = grow_locked(s, c, g);
 		if (rc)
 			return rc;
 		*pfn = c->list_head[SP_LIST_EMPTY];
 	}
 	(*pfn)--;
-	if (sp_unlikely(!sp_slab_valid(s, c, *pfn))) {
+	if (sp_unlikely(!sp_slab_valid(s, g, *pfn))) {
 		sp_cache_recover_locked(s, c);
 		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
 	}
@@ -525,13 +573,14 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, uint32_t *pfn
 int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
 			       unsigned n)
 {
+	struct sp_cache g;
 	unsigned got = 0;
 	int rc = 0;
 
 	sp_assert(sp_lock_held(&c->lock));
 	if (sp_unlikely(c->state != SP_DESC_LIVE))
 		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
-	if (sp_unlikely(!sp_cache_geometry_ok(s, c))) {
+	if (sp_unlikely(sp_cache_snapshot(s, c, &g))) {
 		c->nr_fail++;
 		return bad_geometry(c);
 	}
@@ -545,32 +594,35 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
 				    c->max_objs);
 			break;
 		}
-		rc = alloc_slab_locked(s, c, &pfn);
+		rc = alloc_slab_locked(s, c, &g, &pfn);
 		if (rc)
 			break;
-		slab = sp_slab_at(s, c, pfn);
-		owners = sp_slab_owners(c, slab);
-		w = slab->hint < c->bitmap_words ? slab->hint : 0;
-		if (sp_unlikely(slab->inuse >= c->objperslab)) { /* a full slab on a free list */
+		slab = sp_slab_at(s, &g, pfn);
+		owners = sp_slab_owners(&g, slab);
+		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
+		if (w >= g.bitmap_words)
+			w = 0;
+		if (sp_unlikely(slab->inuse >= g.objperslab)) { /* a full slab on a free list */
 			sp_cache_recover_locked(s, c);
 			if (got)
 				break;
 			c->nr_fail++;
 			return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
 		}
-		while (got < n && slab->inuse < c->objperslab &&
+		/* inuse is the slab's (shared) word: only a bound, the bitmap decides */
+		while (got < n && slab->inuse < g.objperslab &&
 		       (!c->max_objs || c->active_objs < c->max_objs)) {
 			uint64_t word, bits;
 			uint32_t bit, idx, i;
 
-			for (i = 0; i < c->bitmap_words; i++, w = (w + 1 == c->bitmap_words ? 0 : w + 1))
-				if (~slab->bitmap[w] & obj_bits(c, w))
+			for (i = 0; i < g.bitmap_words; i++, w = (w + 1 == g.bitmap_words ? 0 : w + 1))
+				if (~slab->bitmap[w] & obj_bits(&g, w))
 					break;
 			word = slab->bitmap[w];
-			bits = ~word & obj_bits(c, w);
+			bits = ~word & obj_bits(&g, w);
 			bit = bits ? (uint32_t)__builtin_ctzll(bits) : 64;
 			idx = w * 64 + bit;
-			if (sp_unlikely(bit == 64 || idx >= c->objperslab)) {
+			if (sp_unlikely(bit == 64 || idx >= g.objperslab)) {
 				sp_cache_recover_locked(s, c);
 				if (got)
 					return (int)got;
@@ -583,9 +635,9 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
 			SP_CRASH_POINT("slab.alloc.bit");
 			slab->inuse++;
 			c->active_objs++;
-			if ((c->flags & (SP_CACHE_POISON)) && !c->tmpl_off)
-				check_poison(c, sp_slab_obj(c, slab, idx));
-			v[got++] = (sp_off_t)(sp_slab_obj(c, slab, idx) - s->base);
+			if ((g.flags & SP_CACHE_POISON) && !g.tmpl_off)
+				check_poison(c, g.obj_size, sp_slab_obj(&g, slab, idx));
+			v[got++] = (sp_off_t)(sp_slab_obj(&g, slab, idx) - s->base);
 		}
 		slab->hint = w;
 		slab_relist(s, c, slab, pfn);
@@ -632,13 +684,14 @@ int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, 
  */
 int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c)
 {
+	struct sp_cache g;
 	int rc = 0;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (!sp_cache_geometry_ok(s, c))
+	if (sp_cache_snapshot(s, c, &g))
 		return bad_geometry(c);
 	while (!rc && c->total_objs - c->active_objs < c->min_free)
-		rc = grow_locked(s, c);
+		rc = grow_locked(s, c, &g);
 	return rc;
 }
 
@@ -662,8 +715,10 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
 
 /**
  * sp_cache_obj_locate() - find the slab and index of an object offset.
- * @s: segment.  @c: cache.  @off: offset claimed to be an object of @c.
- * @slab: its slab.  @idx: its index.
+ * @s: segment.  @c: cache: its snapshot (sp_cache_snapshot()) when others
+ *      may write the descriptor meanwhile, and then the caller uses that
+ *      same snapshot with @slab and @idx.
+ * @off: offset claimed to be an object of @c.  @slab: its slab.  @idx: its index.
  *
  * Does not sleep.
  * Return: 0, or -EINVAL with a message saying whether @off is outside the
@@ -686,7 +741,7 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 		return sp_err(-EINVAL, "offset %#llx belongs to another cache than %s",
 			      (unsigned long long)off, c->name);
 	*slab = sp_slab_at(s, c, head);
-	first = sp_pfn_off(s, head) + c->obj_start + (*slab)->colour;
+	first = sp_pfn_off(s, head) + c->obj_start + slab_colour(c, *slab);
 	rel = off - first;
 	/* rel / stride by the reciprocal: exact for offsets inside a slab */
 	q = off < first ? UINT64_MAX : (uint64_t)(((unsigned __int128)rel * c->recip) >> 64);
@@ -699,45 +754,46 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 
 /**
  * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
- * @s: segment.  @c: cache, locked.  @slab: a valid slab of @c.
- * @idx: an allocated object of it.
+ * @s: segment.  @c: cache, locked.
+ * @g: the snapshot of @c (sp_cache_snapshot()) @slab and @idx were found with.
+ * @slab: a valid slab of @g.  @idx: an allocated object of it.
  *
  * Checks the red zone, poisons, clears the bit (the commit), then the tag;
  * gives a surplus empty slab back.  Does not count nr_free.
  * May sleep (buddy lock).
  */
-void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
-			      uint32_t idx)
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			      struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
-	uint8_t *obj = sp_slab_obj(c, slab, idx);
+	uint8_t *obj = sp_slab_obj(g, slab, idx);
 	uint32_t pfn;
 
 	sp_assert(sp_lock_held(&c->lock));
 	sp_assert(word & mask);
-	if (c->flags & SP_CACHE_REDZONE) {
+	if (g->flags & SP_CACHE_REDZONE) {
 		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
-			if (obj[c->obj_size + i] != SP_REDZONE_BYTE) {
+			if (obj[g->obj_size + i] != SP_REDZONE_BYTE) {
 				c->nr_redzone_err++;
-				memset(obj + c->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
+				memset(obj + g->obj_size, SP_REDZONE_BYTE, SP_REDZONE_SIZE);
 				break;
 			}
 		}
 	}
-	if ((c->flags & SP_CACHE_POISON) && !c->tmpl_off)
-		memset(obj, SP_POISON_FREE, c->obj_size);
+	if ((g->flags & SP_CACHE_POISON) && !g->tmpl_off)
+		memset(obj, SP_POISON_FREE, g->obj_size);
 	__atomic_store_n(&slab->bitmap[idx / 64], word & ~mask, __ATOMIC_RELEASE);
 	SP_CRASH_POINT("slab.free.bit");
-	sp_slab_owners(c, slab)[idx] = SP_OWNER_NONE;
-	slab->inuse--;
+	sp_slab_owners(g, slab)[idx] = SP_OWNER_NONE;
+	slab->inuse--; /* a counter only: slab_empty() decides, from the bitmap */
 	c->active_objs--;
 	pfn = (uint32_t)((sp_off_t)((uint8_t *)slab - s->data) >> SP_PAGE_SHIFT);
-	if (slab->inuse == 0 || slab->inuse == c->objperslab - 1)
+	if (slab->inuse == 0 || slab->inuse == g->objperslab - 1)
 		slab_relist(s, c, slab, pfn);
 	/* keep one empty slab (and the kmalloc stock); give the rest back */
 	if (slab->inuse == 0 && c->nr_list[SP_LIST_EMPTY] > 1 &&
-	    c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
-		if (slab_empty(c, slab))
+	    c->total_objs - c->active_objs >= (uint64_t)c->min_free + g->objperslab) {
+		if (slab_empty(g, slab))
 			slab_release_locked(s, c, pfn);
 		else /* inuse lied: never give back a slab whose bitmap is in use */
 			sp_cache_recover_locked(s, c);
@@ -757,28 +813,30 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, struct sp_sl
  */
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 {
+	struct sp_cache g;
 	struct sp_slab *slab;
 	uint32_t idx;
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+	rc = sp_cache_snapshot(s, c, &g) ? bad_geometry(c)
+					   : sp_cache_obj_locate(s, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
 	}
 	if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) ||
-	    sp_owner_is_mag(sp_slab_owners(c, slab)[idx])) {
+	    sp_owner_is_mag(sp_slab_owners(&g, slab)[idx])) {
 		c->nr_bad_free++;
 		return sp_err(-EINVAL, "double free of %s object at %#llx", c->name,
 			      (unsigned long long)off);
 	}
-	if (sp_slab_owners(c, slab)[idx] == SP_OWNER_RESERVE) {
+	if (sp_slab_owners(&g, slab)[idx] == SP_OWNER_RESERVE) {
 		c->nr_bad_free++;
 		return sp_err(-EINVAL, "%s object at %#llx is in a pool's reserve", c->name,
 			      (unsigned long long)off);
 	}
-	sp_cache_free_obj_locked(s, c, slab, idx);
+	sp_cache_free_obj_locked(s, c, &g, slab, idx);
 	c->nr_free++;
 	return 0;
 }
@@ -812,19 +870,20 @@ int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 int sp_cache_shrink(struct sp_seg *s, struct sp_cache *c)
 {
 	int rc = sp_cache_lock(s, c), n = 0, recovered = 0;
+	struct sp_cache g;
 
 	if (rc)
 		return rc;
-	if (!sp_cache_geometry_ok(s, c)) {
+	if (sp_cache_snapshot(s, c, &g)) {
 		sp_cache_unlock(c);
 		return bad_geometry(c);
 	}
 	while (c->list_head[SP_LIST_EMPTY] &&
-	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + c->objperslab) {
+	       c->total_objs - c->active_objs >= (uint64_t)c->min_free + g.objperslab) {
 		uint32_t pfn = c->list_head[SP_LIST_EMPTY] - 1;
 
 		/* a corrupted list or count: rebuild once from the bitmaps */
-		if (!sp_slab_valid(s, c, pfn) || !slab_empty(c, sp_slab_at(s, c, pfn))) {
+		if (!sp_slab_valid(s, &g, pfn) || !slab_empty(&g, sp_slab_at(s, &g, pfn))) {
 			if (recovered++)
 				break;
 			sp_cache_recover_locked(s, c);
@@ -863,9 +922,10 @@ static int busy(struct sp_seg *s, struct sp_cache *c)
 int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 {
 	bool recovered = false;
+	struct sp_cache g;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (!sp_cache_geometry_ok(s, c))
+	if (sp_cache_snapshot(s, c, &g))
 		return bad_geometry(c);
 	if (c->active_objs)
 		return busy(s, c);
@@ -874,7 +934,7 @@ int sp_cache_teardown_locked(struct sp_seg *s, struct sp_cache *c)
 			uint32_t pfn = c->list_head[l] - 1;
 
 			/* never trust active_objs alone: the bitmap must be empty */
-			if (!sp_slab_valid(s, c, pfn) || !slab_empty(c, sp_slab_at(s, c, pfn))) {
+			if (!sp_slab_valid(s, &g, pfn) || !slab_empty(&g, sp_slab_at(s, &g, pfn))) {
 				if (recovered)
 					return sp_err(-EFAULT, "cache %s: slab lists corrupted",
 						      c->name);

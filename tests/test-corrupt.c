@@ -32,6 +32,10 @@
  *       and the views, holdings, recovery after a lock owner's death, the
  *       pool paths, the registry's sweep and the release of the dead slot
  *       neither crash nor hang, nor free the cache's slabs or the dead slot.
+ *   (g) the same geometry fields, and the colour, hint and list of one slab,
+ *       rewritten between healthy and bad values by a scribbler process in a
+ *       tight loop while the checker and those daemon paths run over and
+ *       over (a time-of-check/time-of-use race): no crash, no hang.
  * SHMPOOL_CORRUPT_ROUNDS (default 500) and SHMPOOL_CORRUPT_SEED tune (a)
  * and (c).
  */
@@ -1567,6 +1571,7 @@ struct cgeo_job {
 	struct world *w;
 	uint32_t cache;		/* the scribbled cache */
 	uint32_t kpool;		/* a KMALLOC-backed pool on a class with objects of both slots */
+	uint64_t until_ms;	/* (g): when to stop */
 };
 
 static struct sp_lock *die_lock;
@@ -1611,43 +1616,38 @@ static uint32_t slabs_of(struct sp_seg *s, uint32_t id)
 	return n;
 }
 
-/*
- * Everything the daemon runs over a cache, on a copy whose cache @j->cache
- * has a scribbled geometry field: the checker, views, holdings, recovery of
- * the cache and of the pools after their lock owners died, the pool and
- * cache paths, the registry's sweep, the release of the dead slot.  It
- * must report the cache and never crash, hang, or free its slabs.
- */
-static int cgeo_child(void *arg)
+/* Attach the copy of @j as a client of its own: the daemon's view. */
+static struct sp_seg *cgeo_attach(struct cgeo_job *j, const char *name)
 {
-	struct cgeo_job *j = arg;
-	struct world *w = j->w;
-	struct sp_report r = { .cap = 1 };
 	struct sp_seg *s = NULL;
+	uint32_t slot;
+
+	if (sp_seg_attach(NULL, dup(j->c->fd), 0, &s) ||
+	    sp_client_register(s, name, getpid(), getuid(), getgid(), &slot) ||
+	    sp_client_use_slot(s, slot)) {
+		snprintf(res->msg, sizeof(res->msg), "attach: %s", sp_errmsg());
+		return NULL;
+	}
+	s->lock_timeout_ms = 3000;
+	return s;
+}
+
+/*
+ * Everything the daemon runs over cache @j->cache but the checker: views,
+ * holdings, recovery of the cache and of the pools after their lock owners
+ * died, the pool and cache paths, the registry's sweep, the release of the
+ * dead slot's holdings (not of the slot).
+ */
+static void daemon_paths(struct sp_seg *s, struct cgeo_job *j)
+{
+	struct world *w = j->w;
 	struct sp_holdings h, *all;
-	struct sp_cache *c;
+	struct sp_cache *c = &sp_caches(s)[j->cache];
 	FILE *null = fopen("/dev/null", "w");
-	uint32_t slot, slabs, rec, pools[] = { w->pool_slab, w->pool_pages, w->pool_big, j->kpool };
+	uint32_t rec, pools[] = { w->pool_slab, w->pool_pages, w->pool_big, j->kpool };
 	uint64_t a, b;
 	sp_off_t off;
 
-	tu_child_signals_default();
-	alarm(30);
-	r.v = calloc(1, sizeof(*r.v));
-	if (sp_seg_attach(NULL, dup(j->c->fd), 0, &s) ||
-	    sp_client_register(s, "cgeo", getpid(), getuid(), getgid(), &slot) ||
-	    sp_client_use_slot(s, slot)) {
-		snprintf(res->msg, sizeof(res->msg), "attach: %s", sp_errmsg());
-		return 3;
-	}
-	s->lock_timeout_ms = 3000;
-	c = &sp_caches(s)[j->cache];
-	slabs = slabs_of(s, j->cache);
-
-	res->nviol = sp_check(s, 0, &r);
-	snprintf(res->msg, sizeof(res->msg), "%s", r.nr && r.v ? r.v[0].what : "");
-	if (sp_check(s, SP_CHECK_NOLOCK, &r) < 1)
-		res->nviol = 0;
 	/* views */
 	if (null) {
 		sp_dump_buddyinfo(s, null);
@@ -1707,8 +1707,37 @@ static int cgeo_child(void *arg)
 		sp_registry_recover_locked(s);
 		sp_registry_unlock(s);
 	}
-	/* reclaim: the dead slot's holdings, then its slot */
+	/* reclaim: the dead slot's holdings */
 	sp_slot_release(s, w->victim_slot, false, NULL);
+}
+
+/*
+ * Everything the daemon runs over a cache, on a copy whose cache @j->cache
+ * has a scribbled geometry field: the checker, daemon_paths() and the
+ * release of the dead slot.  It must report the cache and never crash,
+ * hang, or free its slabs.
+ */
+static int cgeo_child(void *arg)
+{
+	struct cgeo_job *j = arg;
+	struct world *w = j->w;
+	struct sp_report r = { .cap = 1 };
+	struct sp_seg *s;
+	uint32_t slabs;
+
+	tu_child_signals_default();
+	alarm(30);
+	r.v = calloc(1, sizeof(*r.v));
+	s = cgeo_attach(j, "cgeo");
+	if (!s)
+		return 3;
+	slabs = slabs_of(s, j->cache);
+
+	res->nviol = sp_check(s, 0, &r);
+	snprintf(res->msg, sizeof(res->msg), "%s", r.nr && r.v ? r.v[0].what : "");
+	if (sp_check(s, SP_CHECK_NOLOCK, &r) < 1)
+		res->nviol = 0;
+	daemon_paths(s, j);
 	sp_slot_release(s, w->victim_slot, true, NULL);
 	if (sp_check(s, 0, &r) < 1)
 		res->nviol = 0;
@@ -1809,55 +1838,65 @@ static void run_cgeo(struct cgeo_job *j, const char *what)
 		fail_msg("%s: the checker found nothing", what);
 }
 
-static void cache_geometry_scribbled(void **state)
-{
 #define GEO_FIELD(f) { offsetof(struct sp_cache, f), sizeof(((struct sp_cache *)0)->f), #f }
-	static const struct {
-		size_t off;
-		unsigned len;
-		const char *name;
-	} fields[] = {
-		GEO_FIELD(order),     GEO_FIELD(objperslab), GEO_FIELD(bitmap_words),
-		GEO_FIELD(obj_start), GEO_FIELD(owners_off), GEO_FIELD(stride),
-		GEO_FIELD(recip),     GEO_FIELD(colour_off), GEO_FIELD(colour_num),
-		GEO_FIELD(obj_size),  GEO_FIELD(align),
-	};
+static const struct {
+	size_t off;
+	unsigned len;
+	const char *name;
+} geo_fields[] = {
+	GEO_FIELD(order),     GEO_FIELD(objperslab), GEO_FIELD(bitmap_words),
+	GEO_FIELD(obj_start), GEO_FIELD(owners_off), GEO_FIELD(stride),
+	GEO_FIELD(recip),     GEO_FIELD(colour_off), GEO_FIELD(colour_num),
+	GEO_FIELD(obj_size),  GEO_FIELD(align),
+};
 #undef GEO_FIELD
+#define NGEO_FIELDS (sizeof(geo_fields) / sizeof(geo_fields[0]))
+
+/* The world of (f): a KMALLOC-backed pool on kmalloc-1024, where both slots
+ * hold objects; the three caches to scribble on into @caches; a copy. */
+static void cgeo_world(struct world *w, struct copy *c, struct cgeo_job *j, uint32_t caches[3])
+{
 	struct sp_pool_params kp = { .elem_size = 1000, .min_nr = 2, .backing = SP_BACK_KMALLOC };
-	struct world w;
-	struct copy c;
-	struct cgeo_job j = { .c = &c, .w = &w };
-	uint32_t caches[3];
-	unsigned runs = 0;
 	sp_off_t off;
 
-	(void)state;
-	world_new(&w);
-	/* kmalloc-1024, where both slots hold objects, backs a pool too */
-	TU_ASSERT_OK(sp_pool_create(w.s, "k.kpool", &kp, &j.kpool));
-	TU_ASSERT_OK(sp_pool_alloc(w.s, sp_pool_get(w.s, j.kpool), SP_ALLOC_NOWAIT, 0, &off));
-	tu_check_clean(w.s);
-	caches[0] = w.cache;
-	caches[1] = sp_pool_get(w.s, w.pool_slab)->cache_id;
-	caches[2] = sp_pool_get(w.s, j.kpool)->cache_id;
-	copy_new(&c, w.s);
-	for (unsigned k = 0; k < 3; k++) {
-		const struct sp_cache *hc = &sp_caches(w.s)[caches[k]];
+	world_new(w);
+	*j = (struct cgeo_job){ .c = c, .w = w };
+	TU_ASSERT_OK(sp_pool_create(w->s, "k.kpool", &kp, &j->kpool));
+	TU_ASSERT_OK(sp_pool_alloc(w->s, sp_pool_get(w->s, j->kpool), SP_ALLOC_NOWAIT, 0, &off));
+	tu_check_clean(w->s);
+	caches[0] = w->cache;
+	caches[1] = sp_pool_get(w->s, w->pool_slab)->cache_id;
+	caches[2] = sp_pool_get(w->s, j->kpool)->cache_id;
+	copy_new(c, w->s);
+}
 
+static void cache_geometry_scribbled(void **state)
+{
+	const struct sp_cache *hc;
+	struct world w;
+	struct copy c;
+	struct cgeo_job j;
+	uint32_t caches[3];
+	unsigned runs = 0;
+
+	(void)state;
+	cgeo_world(&w, &c, &j, caches);
+	for (unsigned k = 0; k < 3; k++) {
+		hc = &sp_caches(w.s)[caches[k]];
 		j.cache = caches[k];
-		for (unsigned f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		for (unsigned f = 0; f < NGEO_FIELDS; f++) {
 			uint64_t v = 0, bad[5];
 			unsigned nbad;
 
-			memcpy(&v, (const uint8_t *)hc + fields[f].off, fields[f].len);
-			nbad = bad_values(w.s, hc, fields[f].off, fields[f].len, bad);
+			memcpy(&v, (const uint8_t *)hc + geo_fields[f].off, geo_fields[f].len);
+			nbad = bad_values(w.s, hc, geo_fields[f].off, geo_fields[f].len, bad);
 			for (unsigned i = 0; i < nbad; i++) {
 				char what[160];
 
 				memcpy(c.map, w.s->base, c.size);
-				memcpy(c.map + AT(&w, hc) + fields[f].off, &bad[i], fields[f].len);
+				memcpy(c.map + AT(&w, hc) + geo_fields[f].off, &bad[i], geo_fields[f].len);
 				snprintf(what, sizeof(what), "cache %s: %s %llu -> %llu", hc->name,
-					 fields[f].name, (unsigned long long)v,
+					 geo_fields[f].name, (unsigned long long)v,
 					 (unsigned long long)bad[i]);
 				run_cgeo(&j, what);
 				runs++;
@@ -1867,6 +1906,167 @@ static void cache_geometry_scribbled(void **state)
 	printf("  %u scribbled geometry fields of 3 caches: reported by the checker; views, "
 	       "holdings, recovery, pools, release all survived and freed none of their slabs\n",
 	       runs);
+	copy_free(&c);
+	world_free(&w);
+}
+
+/* ---- (g) a cache's geometry rewritten while the daemon walks it --------- */
+
+/* One shared word the scribbler rewrites: its healthy value and bad ones. */
+struct poke {
+	uint64_t at, good, bad[5];
+	unsigned len, nbad;
+};
+
+#define MAX_POKES (NGEO_FIELDS + 3)
+#define RACE_MS 600
+
+struct race_job {
+	struct copy *c;
+	struct poke pokes[MAX_POKES];
+	unsigned npokes;
+	uint64_t until_ms;	/* both children stop then */
+};
+
+static void poke(uint8_t *p, unsigned len, uint64_t v)
+{
+	/* atomic stores: the bad value must not be optimized away as dead */
+	if (len == 8)
+		__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELAXED);
+}
+
+/* Busy-wait up to @n rounds: a bad value stays for a while, or not at all. */
+static void spin(uint64_t n)
+{
+	for (volatile uint64_t i = 0; i < n; i++)
+		;
+}
+
+/* Rewrite random words of @j->pokes with bad values and back, until the end. */
+static int scribbler(void *arg)
+{
+	struct race_job *j = arg;
+	uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull, n = 0;
+
+	tu_child_signals_default();
+	alarm(20);
+	while ((++n & 255) || sp_now_ms() < j->until_ms) {
+		const struct poke *k = &j->pokes[tu_rand(&rng) % j->npokes];
+		uint8_t *p = j->c->map + k->at;
+
+		poke(p, k->len, k->bad[tu_rand(&rng) % k->nbad]);
+		spin(tu_rand(&rng) % 4000);
+		poke(p, k->len, k->good);
+		spin(tu_rand(&rng) % 4000);
+	}
+	return 0;
+}
+
+/* The checker and daemon_paths(), over and over until the end. */
+static int race_child(void *arg)
+{
+	struct cgeo_job *j = arg;
+	struct sp_report r = { .cap = 1 };
+	struct sp_seg *s;
+
+	tu_child_signals_default();
+	alarm(20);
+	r.v = calloc(1, sizeof(*r.v));
+	s = cgeo_attach(j, "race");
+	if (!s)
+		return 3;
+	do {
+		sp_check(s, 0, &r);
+		sp_check(s, SP_CHECK_NOLOCK, &r);
+		daemon_paths(s, j);
+		res->nviol++; /* rounds */
+	} while (sp_now_ms() < j->until_ms);
+	sp_report_free(&r);
+	sp_seg_detach(s);
+	return 0;
+}
+
+/* The healthy value and the bad ones of a @len-byte word at @p of @w. */
+static void poke_add(struct race_job *rj, struct world *w, const void *p, unsigned len,
+		     const uint64_t *bad, unsigned nbad)
+{
+	struct poke *k = &rj->pokes[rj->npokes++];
+
+	assert_true(rj->npokes <= MAX_POKES && nbad && nbad <= 5);
+	k->at = AT(w, p);
+	k->len = len;
+	memcpy(&k->good, p, len);
+	memcpy(k->bad, bad, nbad * sizeof(*bad));
+	k->nbad = nbad;
+}
+
+/*
+ * (g): a scribbler process rewrites the geometry of a cache (and the
+ * colour, hint and list of one of its slabs) between healthy and bad
+ * values in a tight loop, while another runs the checker and everything
+ * the daemon runs over the cache.  A walk that checked the descriptor and
+ * then read it again would be driven out of the slab (a crash, or a
+ * sanitizer report); none may crash or hang.
+ */
+static void cache_geometry_raced(void **state)
+{
+	struct world w;
+	struct copy c;
+	struct cgeo_job j;
+	struct race_job rj;
+	uint32_t caches[3];
+	unsigned rounds = 0;
+
+	(void)state;
+	cgeo_world(&w, &c, &j, caches);
+	for (unsigned k = 0; k < 3; k++) {
+		const struct sp_cache *hc = &sp_caches(w.s)[caches[k]];
+		uint32_t head = hc->list_head[SP_LIST_PARTIAL] ? hc->list_head[SP_LIST_PARTIAL]
+							       : hc->list_head[SP_LIST_FULL];
+		pid_t sc, rc;
+		int st;
+
+		memset(&rj, 0, sizeof(rj));
+		rj.c = &c;
+		for (unsigned f = 0; f < NGEO_FIELDS; f++) {
+			uint64_t bad[5];
+			unsigned nbad = bad_values(w.s, hc, geo_fields[f].off, geo_fields[f].len, bad);
+
+			poke_add(&rj, &w, (const uint8_t *)hc + geo_fields[f].off, geo_fields[f].len,
+				 bad, nbad);
+		}
+		if (head) { /* a slab with objects: its header is shared too */
+			struct sp_slab *sl = sp_slab_at(w.s, hc, head - 1);
+			uint64_t colour[] = { sl->colour + 8, (uint64_t)hc->colour_off * hc->colour_num,
+					      UINT32_MAX };
+			uint64_t hint[] = { hc->bitmap_words, UINT32_MAX };
+			uint64_t list[] = { 4, UINT32_MAX };
+
+			poke_add(&rj, &w, &sl->colour, 4, colour, 3);
+			poke_add(&rj, &w, &sl->hint, 4, hint, 2);
+			poke_add(&rj, &w, &sl->list, 4, list, 2);
+		}
+		memcpy(c.map, w.s->base, c.size);
+		memset(res, 0, sizeof(*res));
+		j.cache = caches[k];
+		j.until_ms = rj.until_ms = sp_now_ms() + RACE_MS;
+		sc = tu_fork(scribbler, &rj);
+		rc = tu_fork(race_child, &j);
+		st = tu_wait(rc);
+		if (st == 128 + SIGALRM)
+			fail_msg("cache %u (%s) raced: hung (%s)", caches[k], hc->name, res->msg);
+		if (st)
+			fail_msg("cache %u (%s) raced: crashed (status %d%s) %s", caches[k], hc->name, st,
+				 st > 128 ? ", a signal" : "", res->msg);
+		assert_int_equal(tu_wait(sc), 0);
+		if (res->bad)
+			fail_msg("cache %u (%s) raced: %s", caches[k], hc->name, res->msg);
+		rounds += (unsigned)res->nviol;
+	}
+	printf("  3 caches' geometry rewritten for %u ms each under %u rounds of the checker "
+	       "and the daemon's paths: no crash, no hang\n", RACE_MS, rounds);
 	copy_free(&c);
 	world_free(&w);
 }
@@ -1882,6 +2082,7 @@ int main(void)
 		cmocka_unit_test_teardown(header_rewritten_after_attach, unlink_leftover),
 		cmocka_unit_test_teardown(checker_gaps, unlink_leftover),
 		cmocka_unit_test_teardown(cache_geometry_scribbled, unlink_leftover),
+		cmocka_unit_test_teardown(cache_geometry_raced, unlink_leftover),
 	};
 
 	return cmocka_run_group_tests(tests, setup_shared, teardown_shared);

@@ -11,9 +11,10 @@
  *     taken only through sp_cache_get()/sp_pool_get() (state, magic, id);
  *   - names are copied bounded and sanitized (printable ASCII);
  *   - the page walk steps by block order capped at max_order, so it ends;
- *   - a slab is read only if its cache's geometry passes
- *     sp_cache_geometry_ok() (bitmap, owner array and objects of every
- *     colour fit inside a slab) and sp_slab_valid() accepts its head.
+ *   - a slab is read only through a private snapshot of its cache's
+ *     geometry that passes sp_cache_geometry_ok() (sp_cache_snapshot():
+ *     bitmap, owner array and objects of every colour fit inside a slab)
+ *     and if sp_slab_valid() accepts its head.
  * The check runs sp_check() with SP_CHECK_NOLOCK (read-only implies it).
  *
  * What a slot holds is counted here in one pass over the pages (the core's
@@ -81,21 +82,22 @@ int ctl_offline_open(const char *name, struct sp_seg **out)
 static void count_slab(struct sp_seg *s, const struct sp_cache *c, uint32_t pfn,
 		       struct sp_holdings *h, uint32_t nslots)
 {
+	struct sp_cache g;
 	struct sp_slab *sl;
 	const uint16_t *own;
 
-	if (!sp_cache_geometry_ok(s, c) || !sp_slab_valid(s, c, pfn))
+	if (sp_cache_snapshot(s, c, &g) || !sp_slab_valid(s, &g, pfn))
 		return;
-	sl = sp_slab_at(s, c, pfn);
-	own = sp_slab_owners(c, sl);
-	for (uint32_t i = 0; i < c->objperslab; i++) {
+	sl = sp_slab_at(s, &g, pfn);
+	own = sp_slab_owners(&g, sl);
+	for (uint32_t i = 0; i < g.objperslab; i++) {
 		uint16_t tag = own[i];
 
 		if (!tag || tag > nslots || !(sl->bitmap[i / 64] >> (i % 64) & 1))
 			continue;
 		h[tag - 1].objects++;
-		h[tag - 1].bytes += c->obj_size;
-		if (c->pool_id)
+		h[tag - 1].bytes += g.obj_size;
+		if (g.pool_id)
 			h[tag - 1].pool_elems++;
 	}
 }
