@@ -129,19 +129,19 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
  * Return: 0, or -EFAULT when @g fails sp_cache_geometry_ok() (@g is
  * filled anyway).
  */
-int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g)
-{
-	memcpy(g, c, sizeof(*g));
-	/* compiler barrier: later reads of @g must not be turned into reads of @c */
-	__asm__ __volatile__("" ::: "memory");
-	return sp_cache_geometry_ok(s, g) ? 0 : -EFAULT;
-}
-
 /* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
 static int bad_geometry(const struct sp_cache *c)
 {
 	return sp_err(-EFAULT, "cache %.63s: geometry corrupted, not used (see the checker)",
 		      c->name);
+}
+
+int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g)
+{
+	memcpy(g, c, sizeof(*g));
+	/* compiler barrier: later reads of @g must not be turned into reads of @c */
+	__asm__ __volatile__("" ::: "memory");
+	return sp_cache_geometry_ok(s, g) ? 0 : bad_geometry(g);
 }
 
 /* The slab helpers below take the geometry from @c: pass a snapshot
@@ -728,11 +728,27 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx)
 {
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
+		return bad_geometry(c);
+	return sp_cache_snap_locate(s, c, off, slab, idx);
+}
+
+/**
+ * sp_cache_snap_locate() - sp_cache_obj_locate() for a snapshot that
+ * sp_cache_snapshot() already checked (the locked free paths: one
+ * geometry check a call, not two).
+ * @s: segment.  @g: the checked snapshot.  @off: @slab: @idx: as there.
+ *
+ * Does not sleep.
+ * Return: 0 or -EINVAL, as sp_cache_obj_locate().
+ */
+int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *g, sp_off_t off,
+			 struct sp_slab **slab, uint32_t *idx)
+{
+	const struct sp_cache *c = g;
 	uint32_t pfn, head;
 	uint64_t first, rel, q;
 
-	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
-		return bad_geometry(c);
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
@@ -819,8 +835,9 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_snapshot(s, c, &g) ? bad_geometry(c)
-					   : sp_cache_obj_locate(s, &g, off, &slab, &idx);
+	rc = sp_cache_snapshot(s, c, &g);
+	if (!rc)
+		rc = sp_cache_snap_locate(s, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
