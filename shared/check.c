@@ -369,7 +369,7 @@ static bool reserve_elem_ok(struct ctx *x, struct sp_pool *p, sp_off_t off)
 		struct sp_cache g;
 		struct sp_slab *slab;
 
-		if (sp_cache_snapshot(s, c, &g) || sp_cache_snap_locate(s, &g, off, &slab, &idx))
+		if (sp_cache_snap_locate(s, c, &g, off, &slab, &idx))
 			return false;
 		return (slab->bitmap[idx / 64] >> (idx % 64) & 1) &&
 		       sp_slab_owners(&g, slab)[idx] == SP_OWNER_RESERVE;

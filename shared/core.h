@@ -234,8 +234,8 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c);
 int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g);
 int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 			struct sp_slab **slab, uint32_t *idx);
-int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *g, sp_off_t off,
-			 struct sp_slab **slab, uint32_t *idx);
+int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g,
+			 sp_off_t off, struct sp_slab **slab, uint32_t *idx);
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);
 uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx);
 struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);

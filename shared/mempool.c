@@ -292,9 +292,7 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct s
 		rc = sp_cache_lock(s, *c);
 		if (rc)
 			return rc;
-		rc = sp_cache_snapshot(s, *c, g);
-		if (!rc)
-			rc = sp_cache_snap_locate(s, g, off, slab, idx);
+		rc = sp_cache_snap_locate(s, *c, g, off, slab, idx);
 		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
 			char why[160];
 

@@ -116,19 +116,6 @@ bool sp_cache_geometry_ok(const struct sp_seg *s, const struct sp_cache *c)
 	       (unsigned __int128)c->recip * c->stride > UINT64_MAX;
 }
 
-/**
- * sp_cache_snapshot() - a private copy of @c whose geometry was checked.
- * @s: segment.  @c: a cache descriptor (shared: anybody may write it, even
- * while we walk its slabs).  @g: the copy, private to the caller.
- *
- * Checking @c itself and then reading its geometry again in a loop is a
- * time-of-check/time-of-use hole: a client rewriting objperslab or
- * bitmap_words in between drives the walk out of the slab.  So walks check
- * and use only @g for the geometry (and the slab helpers take it); the
- * lock, list heads and counters still live in @c.  Does not sleep.
- * Return: 0, or -EFAULT when @g fails sp_cache_geometry_ok() (@g is
- * filled anyway).
- */
 /* -EFAULT: @c's geometry fails sp_cache_geometry_ok(). */
 static int bad_geometry(const struct sp_cache *c)
 {
@@ -145,7 +132,8 @@ static int bad_geometry(const struct sp_cache *c)
  */
 #define GEO_FIRST offsetof(struct sp_cache, flags)
 #define GEO_WORDS ((offsetof(struct sp_cache, recip) + sizeof(uint64_t) - GEO_FIRST) / 8)
-_Static_assert(GEO_FIRST % 8 == 0 && offsetof(struct sp_cache, owners_off) < offsetof(struct sp_cache, recip),
+_Static_assert(GEO_FIRST % 8 == 0 &&
+		       offsetof(struct sp_cache, owners_off) < offsetof(struct sp_cache, recip),
 	       "flags .. recip: the geometry, in whole words");
 static _Thread_local uint64_t geo_seen[GEO_WORDS] __attribute__((tls_model("initial-exec")));
 static _Thread_local uint64_t geo_seen_area __attribute__((tls_model("initial-exec")));
@@ -164,6 +152,21 @@ static bool geo_seen_before(const struct sp_seg *s, const struct sp_cache *g)
 	       !memcmp((const uint8_t *)g + GEO_FIRST, geo_seen, sizeof(geo_seen));
 }
 
+/**
+ * sp_cache_snapshot() - a private copy of @c whose geometry was checked.
+ * @s: segment.  @c: a cache descriptor (shared: anybody may write it, even
+ * while we walk its slabs).  @g: the copy, private to the caller.
+ *
+ * Checking @c itself and then reading its geometry again in a loop is a
+ * time-of-check/time-of-use hole: a client rewriting objperslab or
+ * bitmap_words in between drives the walk out of the slab.  So walks check
+ * and use only @g for the geometry (and the slab helpers take it); the
+ * lock, list heads and counters still live in @c.  A geometry equal to the
+ * last one this thread found right is not checked again (geo_seen).
+ * Does not sleep.
+ * Return: 0, or -EFAULT when @g fails sp_cache_geometry_ok() (@g is
+ * filled anyway).
+ */
 int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g)
 {
 	memcpy(g, c, sizeof(*g));
@@ -747,39 +750,10 @@ int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_
 	return rc;
 }
 
-/**
- * sp_cache_obj_locate() - find the slab and index of an object offset.
- * @s: segment.  @c: cache: its snapshot (sp_cache_snapshot()) when others
- *      may write the descriptor meanwhile, and then the caller uses that
- *      same snapshot with @slab and @idx.
- * @off: offset claimed to be an object of @c.  @slab: its slab.  @idx: its index.
- *
- * Does not sleep.
- * Return: 0, or -EINVAL with a message saying whether @off is outside the
- * data area, in another cache's memory, or in the middle of an object;
- * -EFAULT when @c's geometry is corrupted.
- */
-int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
-			struct sp_slab **slab, uint32_t *idx)
+/* sp_cache_obj_locate() in a geometry already checked. */
+static int locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+		     struct sp_slab **slab, uint32_t *idx)
 {
-	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
-		return bad_geometry(c);
-	return sp_cache_snap_locate(s, c, off, slab, idx);
-}
-
-/**
- * sp_cache_snap_locate() - sp_cache_obj_locate() for a snapshot that
- * sp_cache_snapshot() already checked (the locked free paths: one
- * geometry check a call, not two).
- * @s: segment.  @g: the checked snapshot.  @off: @slab: @idx: as there.
- *
- * Does not sleep.
- * Return: 0 or -EINVAL, as sp_cache_obj_locate().
- */
-int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *g, sp_off_t off,
-			 struct sp_slab **slab, uint32_t *idx)
-{
-	const struct sp_cache *c = g;
 	uint32_t pfn, head;
 	uint64_t first, rel, q;
 
@@ -801,6 +775,45 @@ int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *g, sp_of
 	*idx = (uint32_t)q;
 	return 0;
 }
+
+/**
+ * sp_cache_obj_locate() - find the slab and index of an object offset.
+ * @s: segment.  @c: cache: its snapshot (sp_cache_snapshot()) when others
+ *      may write the descriptor meanwhile, and then the caller uses that
+ *      same snapshot with @slab and @idx.
+ * @off: offset claimed to be an object of @c.  @slab: its slab.  @idx: its index.
+ *
+ * Does not sleep.
+ * Return: 0, or -EINVAL with a message saying whether @off is outside the
+ * data area, in another cache's memory, or in the middle of an object;
+ * -EFAULT when @c's geometry is corrupted.
+ */
+int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
+			struct sp_slab **slab, uint32_t *idx)
+{
+	if (sp_unlikely(!sp_cache_geometry_ok(s, c)))
+		return bad_geometry(c);
+	return locate_in(s, c, off, slab, idx);
+}
+
+/**
+ * sp_cache_snap_locate() - take a checked snapshot of @c, then find object
+ * @off in it: what the locked free paths do, with one geometry check.
+ * @s: segment.  @c: a cache descriptor (shared).  @g: its snapshot
+ * (sp_cache_snapshot()), for the caller to use with @slab and @idx.
+ * @off: @slab: @idx: as for sp_cache_obj_locate().
+ *
+ * Does not sleep.
+ * Return: 0, -EINVAL or -EFAULT, as sp_cache_obj_locate().
+ */
+int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g,
+			 sp_off_t off, struct sp_slab **slab, uint32_t *idx)
+{
+	int rc = sp_cache_snapshot(s, c, g);
+
+	return rc ? rc : locate_in(s, g, off, slab, idx);
+}
+
 
 /**
  * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
@@ -869,9 +882,7 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_snapshot(s, c, &g);
-	if (!rc)
-		rc = sp_cache_snap_locate(s, &g, off, &slab, &idx);
+	rc = sp_cache_snap_locate(s, c, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
