@@ -165,6 +165,24 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 	return rc;
 }
 
+/*
+ * The kmalloc class of the block page @pfn lies in (a tail page names its
+ * head), or UINT32_MAX.  Unlocked reads of shared page records, each once:
+ * the magazine that gets the object checks it again and refuses a wrong
+ * class.
+ */
+static inline uint32_t page_class(const struct sp_page *pages, uint32_t nr_pages,
+				  uint32_t nr_classes, uint32_t pfn)
+{
+	uint32_t info = pages[pfn].info, head = info == SP_PG_TAIL ? pages[pfn].owner : pfn, cls;
+
+	if (head >= nr_pages)
+		return UINT32_MAX;
+	info = pages[head].info;
+	cls = pages[head].owner;
+	return SP_PG_KIND(info) == SP_KIND_SLAB && cls < nr_classes ? cls : UINT32_MAX;
+}
+
 static __attribute__((noinline)) int free_slow(shmp_client *c, void *p)
 {
 	uint64_t size;
@@ -180,15 +198,11 @@ static __attribute__((noinline)) int free_slow(shmp_client *c, void *p)
 		return sp_err(-EINVAL, "shmp_free: %p is not inside the segment", p);
 	if (sp_likely(c->magazines)) {
 		struct sp_seg *s = c->seg;
-		uint32_t pfn, head;
+		uint32_t pfn, cls;
 
-		/* the class from the block's head page; the magazine checks the rest */
 		if (sp_off_pfn(s, off, &pfn)) {
-			head = s->pages[pfn].info == SP_PG_TAIL ? s->pages[pfn].owner : pfn;
-			if (head < s->geo.nr_pages &&
-			    SP_PG_KIND(s->pages[head].info) == SP_KIND_SLAB &&
-			    s->pages[head].owner < s->geo.nr_kmalloc &&
-			    shmp__mag_free(c, &sp_caches(s)[s->pages[head].owner], off) == 0)
+			cls = page_class(s->pages, s->geo.nr_pages, s->geo.nr_kmalloc, pfn);
+			if (cls != UINT32_MAX && shmp__mag_free(c, &sp_caches(s)[cls], off) == 0)
 				return 0;
 		}
 	}
@@ -203,21 +217,15 @@ int shmp_free_checked(shmp_client *c, void *p)
 	uint64_t rel;
 	uint32_t pfn, cls;
 
-	/*
-	 * The class from the page's record (a tail page names its head); the
-	 * class's geometry then checks everything again, the head page too.
-	 * Unlocked reads of shared page records: bounded by the private
-	 * geometry, and a wrong class only makes sp_mag_put() refuse.
-	 */
+	/* the class's private geometry checks the object again, the head page too */
 	if (sp_likely(c && c->kfast)) {
 		g = &c->kgeo[0];
 		rel = (uintptr_t)p - (uintptr_t)g->data;
 		if (sp_likely(rel < g->data_size)) {
 			pfn = (uint32_t)(rel >> SP_PAGE_SHIFT);
-			if (g->pages[pfn].info == SP_PG_TAIL)
-				pfn = g->pages[pfn].owner;
-			cls = pfn < (g->data_size >> SP_PAGE_SHIFT) ? g->pages[pfn].owner : UINT32_MAX;
-			if (sp_likely(cls < SP_NR_KMALLOC)) {
+			cls = page_class(g->pages, (uint32_t)(g->data_size >> SP_PAGE_SHIFT),
+					 SP_NR_KMALLOC, pfn);
+			if (sp_likely(cls != UINT32_MAX)) {
 				g = &c->kgeo[cls];
 				if ((m = shmp__fast_mag(c, g, &s)) &&
 				    sp_likely(sp_mag_put(s, g, m, rel + g->data_off) == SP_MAG_PUSHED))
