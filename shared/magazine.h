@@ -124,7 +124,7 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	uint32_t n = m->nr;
 	sp_off_t o;
 	uint64_t rel, slab_rel, orel, i;
-	const struct sp_slab *sl;
+	struct sp_slab *sl;
 	uint16_t *tag;
 
 	if (sp_unlikely(n - 1 >= SP_MAG_OBJS))
@@ -134,10 +134,10 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	if (sp_unlikely(rel >= g->data_size))
 		return SP_MAG_BAD;
 	slab_rel = rel & g->slab_mask;
-	sl = (const struct sp_slab *)(g->data + slab_rel);
+	sl = (struct sp_slab *)(g->data + slab_rel);
 	orel = rel - slab_rel - g->obj_start - sl->colour;
 	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
-	tag = (uint16_t *)((uint8_t *)sl + g->owners_off) + i;
+	tag = sp_mag_geo_tag(g, sl, (uint32_t)i); /* read only once i is checked */
 	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
 			*tag != SP_OWNER_MAG(s->owner)))
 		return SP_MAG_BAD;
