@@ -153,18 +153,19 @@ static void setup(void)
 	pthread_mutexattr_destroy(&a);
 }
 
+/* BENCH_SCALE_CHUNK pairs, warm-up included. */
+static uint64_t scale_chunk(void *ctx)
+{
+	ll_pairs(ctx, 64, 1, BENCH_SCALE_CHUNK);
+	return BENCH_SCALE_CHUNK + BENCH_SCALE_CHUNK / 8;
+}
+
 static int scale_worker(void *arg, unsigned idx)
 {
-	struct llist *l = list_for(64);
-	uint64_t t0;
-
 	(void)arg;
-	bench_case_budget_ns = UINT64_MAX; /* the count below must be exact */
+	bench_case_budget_ns = UINT64_MAX; /* the count must be exact */
 	bench_gate_wait(bench_gate);
-	t0 = bench_now_ns();
-	ll_pairs(l, 64, 1, opts.iters);
-	bench_gate->elapsed_ns[idx] = bench_now_ns() - t0;
-	bench_gate->count[idx] = opts.iters + opts.iters / 8;
+	bench_scale_timed(idx, scale_chunk, list_for(64));
 	return 0;
 }
 
@@ -192,8 +193,7 @@ static int prodcons_worker(void *arg, unsigned idx)
 			ll_free(l, l->base + bench_ring_pop(r), 64);
 		}
 	}
-	bench_gate->elapsed_ns[idx] = bench_now_ns() - t0;
-	bench_gate->count[idx] = idx == 0 ? n : 0;
+	bench_scale_record(idx, t0, idx == 0 ? n : 0);
 	return 0;
 }
 

@@ -40,19 +40,22 @@ BENCH_TRACE_DEFINE(malloc_trace, void *, M_ALLOC, M_FREE)
 
 static struct bench_opts opts;
 
+/* BENCH_SCALE_CHUNK pairs, warm-up included. */
+static uint64_t scale_chunk(void *ctx)
+{
+	(void)ctx;
+	malloc_pairs(NULL, 64, 1, BENCH_SCALE_CHUNK);
+	return BENCH_SCALE_CHUNK + BENCH_SCALE_CHUNK / 8;
+}
+
 static int scale_worker(void *arg, unsigned idx)
 {
-	uint64_t t0;
-
 	(void)arg;
-	/* the count below must be exact; warm this process's heap first */
+	/* the count must be exact; warm this process's heap first */
 	bench_case_budget_ns = UINT64_MAX;
-	malloc_pairs(NULL, 64, 1, opts.iters / 8);
+	malloc_pairs(NULL, 64, 1, BENCH_SCALE_CHUNK);
 	bench_gate_wait(bench_gate);
-	t0 = bench_now_ns();
-	malloc_pairs(NULL, 64, 1, opts.iters);
-	bench_gate->elapsed_ns[idx] = bench_now_ns() - t0;
-	bench_gate->count[idx] = opts.iters + opts.iters / 8; /* warm-up included */
+	bench_scale_timed(idx, scale_chunk, NULL);
 	return 0;
 }
 

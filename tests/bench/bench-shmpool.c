@@ -181,35 +181,40 @@ static shmp_cache *make_cache(shmp_client *c, const char *what, size_t size)
 /* ---- part 2: two processes on one pool ------------------------------------- */
 
 static char scale_pool[64], scale_cache[64];
+static shmp_pool *scale_p;
+static shmp_cache *scale_k;
+
+/* BENCH_SCALE_CHUNK pairs on the worker's pool or cache; the count is
+ * exact (no case budget in a worker) and includes the warm-up. */
+static uint64_t scale_chunk(void *ctx)
+{
+	(void)ctx;
+	if (scale_k)
+		cache_pairs(scale_k, 64, 1, BENCH_SCALE_CHUNK);
+	else
+		pool_pairs(scale_p, 64, 1, BENCH_SCALE_CHUNK);
+	return BENCH_SCALE_CHUNK + BENCH_SCALE_CHUNK / 8;
+}
 
 static int scale_worker(void *arg, unsigned idx)
 {
 	bool use_cache = arg != NULL;
 	shmp_client *c;
-	shmp_pool *p = NULL;
-	shmp_cache *k = NULL;
-	uint64_t t0;
 	int rc;
 
-	bench_case_budget_ns = UINT64_MAX; /* the count below must be exact */
+	bench_case_budget_ns = UINT64_MAX; /* the count must be exact */
 	rc = session("bench-scale", &c);
 	if (!rc)
-		rc = use_cache ? shmp_cache_open(c, scale_cache, &k)
-			       : shmp_pool_open(c, scale_pool, &p);
+		rc = use_cache ? shmp_cache_open(c, scale_cache, &scale_k)
+			       : shmp_pool_open(c, scale_pool, &scale_p);
 	if (rc) {
 		bench_gate->failed = 1;
 		bench_die("scale worker: %s: %s", shmp_strerror(rc), shmp_errmsg());
 	}
 	bench_gate_wait(bench_gate);
-	t0 = bench_now_ns();
-	if (use_cache)
-		cache_pairs(k, 64, 1, opts.iters);
-	else
-		pool_pairs(p, 64, 1, opts.iters);
-	bench_gate->elapsed_ns[idx] = bench_now_ns() - t0;
-	bench_gate->count[idx] = opts.iters + opts.iters / 8; /* warm-up included */
-	shmp_pool_close(p);
-	shmp_cache_close(k);
+	bench_scale_timed(idx, scale_chunk, NULL);
+	shmp_pool_close(scale_p);
+	shmp_cache_close(scale_k);
 	shmp_disconnect(c);
 	return 0;
 }
@@ -253,8 +258,7 @@ static int prodcons_worker(void *arg, unsigned idx)
 				bench_die("consumer: bad element: %s", shmp_errmsg());
 		}
 	}
-	bench_gate->elapsed_ns[idx] = bench_now_ns() - t0;
-	bench_gate->count[idx] = idx == 0 ? n : 0;
+	bench_scale_record(idx, t0, idx == 0 ? n : 0);
 	shmp_pool_close(p);
 	shmp_disconnect(c);
 	return 0;

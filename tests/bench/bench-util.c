@@ -23,6 +23,7 @@
 
 const size_t bench_sizes[3] = { 64, 256, 4096 };
 uint64_t bench_case_budget_ns = 1000000000ull;
+uint64_t bench_scale_ns = 150000000ull;
 const unsigned bench_batches[2] = { 1, 256 };
 
 uint64_t bench_now_ns(void)
@@ -166,6 +167,7 @@ void bench_parse(int argc, char **argv, struct bench_opts *o)
 	if (!ops_set)
 		o->trace_ops = o->quick ? 20000 : 1000000;
 	bench_case_budget_ns = o->quick ? 200000000ull : 1000000000ull;
+	bench_scale_ns = o->quick ? 20000000ull : 150000000ull;
 	if (o->one_alloc[0])
 		bench_case_budget_ns = UINT64_MAX; /* callgrind counts exactly n pairs */
 	if (!o->iters || o->trace_ops < 16)
@@ -393,7 +395,25 @@ void bench_gate_open(struct bench_gate *g, unsigned nr_workers)
 	while (__atomic_load_n(&g->ready, __ATOMIC_ACQUIRE) < nr_workers &&
 	       !__atomic_load_n(&g->failed, __ATOMIC_RELAXED))
 		sched_yield();
+	g->deadline_ns = bench_now_ns() + bench_scale_ns;
 	__atomic_store_n(&g->go, 1, __ATOMIC_RELEASE);
+}
+
+void bench_scale_record(unsigned idx, uint64_t t0, uint64_t count)
+{
+	bench_gate->start_ns[idx] = t0;
+	bench_gate->end_ns[idx] = bench_now_ns();
+	bench_gate->count[idx] = count;
+}
+
+void bench_scale_timed(unsigned idx, uint64_t (*chunk)(void *ctx), void *ctx)
+{
+	uint64_t t0 = bench_now_ns(), n = 0;
+
+	do
+		n += chunk(ctx);
+	while (bench_now_ns() < bench_gate->deadline_ns);
+	bench_scale_record(idx, t0, n);
 }
 
 int bench_fork(int (*fn)(void *arg, unsigned idx), void *arg, unsigned idx)
@@ -427,7 +447,7 @@ struct bench_gate *bench_gate;
 double bench_scale(unsigned nr_procs, int (*fn)(void *arg, unsigned idx), void *arg)
 {
 	int pids[8];
-	uint64_t longest = 0, total = 0;
+	uint64_t first = UINT64_MAX, last = 0, total = 0;
 	bool ok = true;
 
 	if (nr_procs > 8)
@@ -443,9 +463,11 @@ double bench_scale(unsigned nr_procs, int (*fn)(void *arg, unsigned idx), void *
 	if (!ok || bench_gate->failed)
 		return -1;
 	for (unsigned i = 0; i < nr_procs; i++) {
-		if (bench_gate->elapsed_ns[i] > longest)
-			longest = bench_gate->elapsed_ns[i];
+		if (bench_gate->start_ns[i] < first)
+			first = bench_gate->start_ns[i];
+		if (bench_gate->end_ns[i] > last)
+			last = bench_gate->end_ns[i];
 		total += bench_gate->count[i];
 	}
-	return longest ? (double)total / ((double)longest / 1e9) : -1;
+	return last > first ? (double)total / ((double)(last - first) / 1e9) : -1;
 }

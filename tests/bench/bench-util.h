@@ -261,13 +261,16 @@ uint64_t bench_ring_pop(struct bench_ring *r);
 struct bench_gate {
 	uint32_t ready;
 	uint32_t go;
-	uint64_t elapsed_ns[8];	/* each worker's timed section */
+	uint64_t deadline_ns;	/* bench_now_ns() at which timed workers stop */
+	uint64_t start_ns[8];	/* each worker's timed section, bench_now_ns() */
+	uint64_t end_ns[8];
 	uint64_t count[8];	/* each worker's operations */
 	int failed;
 };
 
 struct bench_gate *bench_gate_new(void);	/* MAP_SHARED|MAP_ANONYMOUS */
 void bench_gate_wait(struct bench_gate *g);
+/* Opens the gate and sets the deadline bench_scale_ns from now. */
 void bench_gate_open(struct bench_gate *g, unsigned nr_workers);
 
 /* fork() a worker that starts its idle thread and runs fn(arg, idx). */
@@ -276,13 +279,36 @@ int bench_fork(int (*fn)(void *arg, unsigned idx), void *arg, unsigned idx);
 bool bench_wait(int pid);
 
 /*
+ * How long a timed scale worker runs (bench_parse sets it: 150 ms, quick
+ * 20 ms).  Workers of fixed length (a few milliseconds) were at the mercy
+ * of this kind of virtual machine: a second vCPU that takes a while to
+ * come back, or a worker scheduled late, decided the result.
+ */
+extern uint64_t bench_scale_ns;
+
+/* Pairs a scale worker's chunk function runs per call (warm-up included). */
+#define BENCH_SCALE_CHUNK 16384u
+
+/*
+ * bench_scale_timed() - a scale worker's timed section: after
+ * bench_gate_wait(), call @chunk(@ctx) (which runs some pairs and returns
+ * how many) until the gate's deadline, and record the section's start,
+ * end and count for worker @idx.
+ */
+void bench_scale_timed(unsigned idx, uint64_t (*chunk)(void *ctx), void *ctx);
+
+/* Record worker @idx's timed section: from @t0 to now, @count operations. */
+void bench_scale_record(unsigned idx, uint64_t t0, uint64_t count);
+
+/*
  * bench_scale() - run @nr_procs forked workers fn(arg, idx) at once.
  * Each worker prepares, calls bench_gate_wait(bench_gate), runs its timed
- * section and stores its time and operation count in
- * bench_gate->elapsed_ns[idx] and ->count[idx] (or sets ->failed and
- * returns non-zero).
- * Return: the aggregate throughput in operations per second (all
- * operations over the longest worker's time), or -1 when a worker failed.
+ * section (bench_scale_timed(), or a fixed amount of work) and records it
+ * with bench_scale_record() (or sets ->failed and returns non-zero).
+ * Return: the aggregate throughput in operations per second, all
+ * operations over the wall time from the first worker's start to the last
+ * one's end (a worker that starts late lengthens it: workers that did not
+ * overlap are not counted as parallel), or -1 when a worker failed.
  */
 extern struct bench_gate *bench_gate; /* the running bench_scale()'s */
 double bench_scale(unsigned nr_procs, int (*fn)(void *arg, unsigned idx), void *arg);
