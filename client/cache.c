@@ -33,8 +33,17 @@ struct shmp_cache {
 	struct sp_cache *desc;	/* in the table (check gen before use) */
 	bool fast;		/* magazines and geo valid: the fast paths may run */
 	struct sp_mag_geo geo;	/* the cache's, for the fast paths */
+	bool snap_ok;		/* snap is valid */
+	struct sp_cache snap;	/* its checked snapshot, for the locked path
+				 * (sp_cache_alloc_geo()) */
 	char name[SP_NAME_MAX + 1];
 };
+
+/* The snapshot the locked path may use instead of taking one per call. */
+static const struct sp_cache *cache_snap(const shmp_cache *k)
+{
+	return k->snap_ok ? &k->snap : NULL;
+}
 
 static int cache_desc(shmp_cache *k, struct sp_cache **out)
 {
@@ -79,6 +88,7 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 	k->magazines = c->magazines && !(d->flags & (SP_CACHE_POISON | SP_CACHE_REDZONE));
 	k->desc = d;
 	k->fast = k->magazines && sp_mag_geo_init(c->seg, d, &k->geo);
+	k->snap_ok = sp_cache_snapshot(c->seg, d, &k->snap) == 0;
 	memcpy(k->name, d->name, sizeof(k->name));
 	k->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -183,7 +193,7 @@ static __attribute__((noinline)) void *cache_alloc_slow(shmp_cache *k, int flags
 	rc = cache_desc(k, &d);
 	if (rc)
 		return shmp__fail_ptr(rc);
-	rc = sp_cache_alloc(k->c->seg, d, k->c->seg->owner, &off);
+	rc = sp_cache_alloc_geo(k->c->seg, d, cache_snap(k), k->c->seg->owner, &off);
 	if (rc)
 		return shmp__fail_ptr(rc);
 	return sp_ptr(k->c->seg, off);
@@ -219,7 +229,7 @@ static __attribute__((noinline)) int cache_free_slow(shmp_cache *k, void *obj)
 	rc = shmp__obj_off(k->c->seg, obj, "object", "cache", k->name, &off);
 	if (sp_unlikely(rc))
 		return rc;
-	return sp_cache_free(k->c->seg, d, off);
+	return sp_cache_free_geo(k->c->seg, d, cache_snap(k), off);
 }
 
 int shmp_cache_free(shmp_cache *k, void *obj)

@@ -73,7 +73,13 @@ struct shmp_client {
 	/* data path: NULL once disconnected */
 	struct sp_seg *seg;
 	unsigned refs;		/* atomic: 1 for the app + 1 per open handle */
+	/* the kmalloc classes' checked snapshots for the locked path, each
+	 * taken on first use and immutable once ready (malloc.c) */
+	uint32_t ksnap_state[SP_NR_KMALLOC]; /* atomic: SHMP_KSNAP_* */
+	struct sp_cache ksnap[SP_NR_KMALLOC];
 };
+
+enum { SHMP_KSNAP_NONE = 0, SHMP_KSNAP_TAKING = 1, SHMP_KSNAP_READY = 2 };
 
 /* Bumped in every child by a pthread_atfork() handler (client.c). */
 extern unsigned shmp__fork_gen __attribute__((visibility("hidden")));

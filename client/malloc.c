@@ -17,6 +17,12 @@
  * in, and a pointer the magazine path refuses takes the locked path,
  * which says why.
  *
+ * The locked path (no magazines, or what they refuse) passes the core the
+ * class's checked snapshot that the session keeps (ksnap(): taken on the
+ * first locked call for the class, by whichever thread gets there first),
+ * not one taken per call: sp_cache_geo_locked() uses it while the class
+ * keeps its generation, which a kmalloc class always does.
+ *
  * Offsets: every process maps the segment at its own address; shmp_off()
  * and shmp_ptr() convert, and refuse anything outside [1, size).
  */
@@ -25,6 +31,34 @@
 #include <string.h>
 
 #include "internal.h"
+
+/*
+ * The session's snapshot of kmalloc class @cls, or NULL (the core then takes
+ * one per call).  The first caller takes it (NONE -> TAKING), then
+ * publishes it (READY, release); a caller meanwhile, or one after a failed
+ * check (back to NONE), goes without.  Never written once READY.  Does
+ * not sleep.
+ */
+static const struct sp_cache *ksnap(shmp_client *c, uint32_t cls)
+{
+	uint32_t st, none = SHMP_KSNAP_NONE;
+
+	if (sp_unlikely(cls >= SP_NR_KMALLOC))
+		return NULL;
+	st = __atomic_load_n(&c->ksnap_state[cls], __ATOMIC_ACQUIRE);
+	if (sp_likely(st == SHMP_KSNAP_READY))
+		return &c->ksnap[cls];
+	if (st != SHMP_KSNAP_NONE ||
+	    !__atomic_compare_exchange_n(&c->ksnap_state[cls], &none, SHMP_KSNAP_TAKING, false,
+					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return NULL;
+	if (sp_cache_snapshot(c->seg, &sp_caches(c->seg)[cls], &c->ksnap[cls])) {
+		__atomic_store_n(&c->ksnap_state[cls], SHMP_KSNAP_NONE, __ATOMIC_RELEASE);
+		return NULL;
+	}
+	__atomic_store_n(&c->ksnap_state[cls], SHMP_KSNAP_READY, __ATOMIC_RELEASE);
+	return &c->ksnap[cls];
+}
 
 static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
 {
@@ -36,10 +70,17 @@ static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
 	if (sp_unlikely(!size))
 		return shmp__fail_ptr(sp_err(-EINVAL, "shmp_malloc of 0 bytes"));
 	if (sp_likely(size <= SP_KMALLOC_MAX)) {
-		struct sp_cache *k = &sp_caches(c->seg)[sp_kmalloc_class(size)];
+		uint32_t cls = (uint32_t)sp_kmalloc_class(size);
+		struct sp_cache *k = &sp_caches(c->seg)[cls];
 
 		if (sp_likely(c->magazines) && shmp__mag_alloc(c, k, &off) == 0)
 			return c->seg->base + off;
+		/* sp_kmalloc() of a class, with the session's snapshot */
+		rc = c->seg->owner ? sp_cache_alloc_geo(c->seg, k, ksnap(c, cls), c->seg->owner, &off)
+				   : sp_kmalloc(c->seg, size, &off);
+		if (sp_unlikely(rc))
+			return shmp__fail_ptr(rc);
+		return c->seg->base + off;
 	}
 	rc = sp_kmalloc(c->seg, size, &off);
 	if (sp_unlikely(rc))
@@ -106,8 +147,9 @@ static int kmalloc_locate(struct sp_seg *s, sp_off_t off, struct sp_cache **c, u
  * Under the lock that protects it: is @off a live user allocation?  Its
  * usable size in *@size.  With @do_free, free it.
  */
-static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *size)
+static int kmalloc_op(shmp_client *cl, sp_off_t off, bool do_free, uint64_t *size)
 {
+	struct sp_seg *s = cl->seg;
 	struct sp_cache *c = NULL;
 	uint32_t head = 0, info;
 	int rc = kmalloc_locate(s, off, &c, &head);
@@ -115,6 +157,8 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 	if (rc)
 		return rc;
 	if (c) {
+		const struct sp_cache *mine = ksnap(cl, (uint32_t)(c - sp_caches(s))), *g;
+		struct sp_cache buf;
 		struct sp_slab *slab;
 		uint32_t idx;
 		uint16_t tag;
@@ -122,9 +166,10 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 		rc = sp_cache_lock(s, c);
 		if (rc)
 			return rc;
-		rc = sp_cache_obj_locate(s, c, off, &slab, &idx);
+		/* located in a checked private geometry, once: the free uses it */
+		rc = sp_cache_geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
 		if (!rc) {
-			tag = sp_slab_owners(c, slab)[idx];
+			tag = sp_slab_owners(g, slab)[idx];
 			if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || tag == SP_OWNER_NONE ||
 			    sp_owner_is_mag(tag))
 				rc = sp_err(-EINVAL, "%s object at %#llx is not allocated "
@@ -139,9 +184,13 @@ static int kmalloc_op(struct sp_seg *s, sp_off_t off, bool do_free, uint64_t *si
 						     "shmp_malloc allocation",
 					    (unsigned long long)off);
 		}
-		if (!rc && do_free)
-			rc = sp_cache_free_locked(s, c, off);
-		*size = c->obj_size;
+		if (!rc) {
+			*size = g->obj_size;
+			if (do_free) { /* what sp_cache_free_locked() checks was checked */
+				sp_cache_free_obj_locked(s, c, g, slab, idx);
+				c->nr_free++;
+			}
+		}
 		sp_cache_unlock(c);
 		return rc;
 	}
@@ -206,7 +255,7 @@ static __attribute__((noinline)) int free_slow(shmp_client *c, void *p)
 				return 0;
 		}
 	}
-	return kmalloc_op(c->seg, off, true, &size);
+	return kmalloc_op(c, off, true, &size);
 }
 
 int shmp_free_checked(shmp_client *c, void *p)
@@ -260,7 +309,7 @@ size_t shmp_malloc_usable_size(shmp_client *c, const void *p)
 		sp_err(-EINVAL, "%p is not inside the segment", p);
 		return 0;
 	}
-	rc = kmalloc_op(c->seg, off, false, &size);
+	rc = kmalloc_op(c, off, false, &size);
 	if (rc) {
 		errno = -rc;
 		return 0;

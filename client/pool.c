@@ -56,8 +56,17 @@ struct shmp_pool {
 	struct sp_pool *desc;	/* its descriptor in the table (check gen before use) */
 	bool fast;		/* cache set and geo valid: the fast paths may run */
 	struct sp_mag_geo geo;	/* the backing cache's, for the fast paths */
+	bool snap_ok;		/* snap is valid */
+	struct sp_cache snap;	/* the backing cache's checked snapshot, for the
+				 * locked path (sp_pool_alloc_geo()) */
 	char name[SP_NAME_MAX + 1];
 };
+
+/* The snapshot the locked path may use instead of taking one per call. */
+static const struct sp_cache *pool_snap(const shmp_pool *p)
+{
+	return p->snap_ok ? &p->snap : NULL;
+}
 
 /* The LIVE descriptor this handle names, or why not.  Does not sleep. */
 static int pool_desc(shmp_pool *p, struct sp_pool **out)
@@ -109,6 +118,7 @@ static int handle_from_info(shmp_client *c, const Shmpool__Response *resp, void 
 			p->cache = k;
 	}
 	p->fast = p->cache && sp_mag_geo_init(c->seg, p->cache, &p->geo);
+	p->snap_ok = sp_pool_backing_snapshot(c->seg, d, &p->snap) == 0;
 	memcpy(p->name, d->name, sizeof(p->name));
 	p->name[SP_NAME_MAX] = '\0';
 	shmp__client_get(c);
@@ -213,7 +223,7 @@ static void *pool_alloc(shmp_pool *p, int flags, int timeout_ms)
 
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
-	rc = sp_pool_alloc(p->c->seg, d, flags, timeout_ms, &off);
+	rc = sp_pool_alloc_geo(p->c->seg, d, pool_snap(p), flags, timeout_ms, &off);
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
 	return sp_ptr(p->c->seg, off);
@@ -309,7 +319,7 @@ static __attribute__((noinline)) int pool_free_slow(shmp_pool *p, void *elem)
 	rc = shmp__obj_off(p->c->seg, elem, "element", "pool", p->name, &off);
 	if (sp_unlikely(rc))
 		return rc;
-	return sp_pool_free(p->c->seg, d, off);
+	return sp_pool_free_geo(p->c->seg, d, pool_snap(p), off);
 }
 
 int shmp_pool_free(shmp_pool *p, void *elem)

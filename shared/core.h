@@ -218,6 +218,14 @@ struct sp_cache *sp_cache_get(struct sp_seg *s, uint32_t id);
 int sp_cache_lock(struct sp_seg *s, struct sp_cache *c);
 void sp_cache_unlock(struct sp_cache *c);
 int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
+int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		       uint16_t owner, sp_off_t *off);
+int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+			      uint16_t owner, sp_off_t *off);
+int sp_cache_free_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		      sp_off_t off);
+int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+			     sp_off_t off);
 int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
 int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off);
@@ -236,6 +244,11 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 			struct sp_slab **slab, uint32_t *idx);
 int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g,
 			 sp_off_t off, struct sp_slab **slab, uint32_t *idx);
+int sp_cache_geo_locked(const struct sp_seg *s, const struct sp_cache *c,
+			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g);
+int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
+			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g,
+			sp_off_t off, struct sp_slab **slab, uint32_t *idx);
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);
 uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx);
 struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);
@@ -290,6 +303,11 @@ int sp_pool_lock(struct sp_seg *s, struct sp_pool *p);
 void sp_pool_unlock(struct sp_pool *p);
 int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off);
 int sp_pool_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off);
+int sp_pool_alloc_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, int flags,
+		      int timeout_ms, sp_off_t *off);
+int sp_pool_free_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+		     sp_off_t off);
+int sp_pool_backing_snapshot(struct sp_seg *s, struct sp_pool *p, struct sp_cache *g);
 int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect);
 int sp_pool_resize(struct sp_seg *s, struct sp_pool *p, uint32_t new_min_nr);
 int sp_pool_destroy(struct sp_seg *s, uint32_t id);

@@ -199,7 +199,8 @@ static int page_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint32_t
  * An object of the class for a KMALLOC-backed pool.  nr_objs counts it
  * before it exists: a death in between over-counts, never under-counts.
  */
-static int class_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_off_t *off)
+static int class_alloc(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+		       uint16_t owner, sp_off_t *off)
 {
 	struct sp_cache *c = pool_class(s, p);
 	int rc;
@@ -216,7 +217,7 @@ static int class_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_o
 		rc = sp_err(-ENOMEM, "pool %s reached max_nr %u", p->name, p->max_nr);
 	} else {
 		__atomic_store_n(&p->nr_objs, p->nr_objs + 1, __ATOMIC_RELAXED);
-		rc = sp_cache_alloc_locked(s, c, owner, off);
+		rc = sp_cache_alloc_geo_locked(s, c, mine, owner, off);
 		if (rc)
 			__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
 	}
@@ -224,19 +225,21 @@ static int class_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_o
 	return rc;
 }
 
-static int backing_alloc(struct sp_seg *s, struct sp_pool *p, uint16_t owner, sp_off_t *off)
+/* @mine: NULL or the caller's snapshot of the backing cache (sp_cache_geo_locked()) */
+static int backing_alloc(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+			 uint16_t owner, sp_off_t *off)
 {
 	struct sp_cache *c;
 	uint32_t pfn;
 	int rc;
 
 	if (p->backing == SP_BACK_KMALLOC)
-		return class_alloc(s, p, owner, off);
+		return class_alloc(s, p, mine, owner, off);
 	if (p->backing == SP_BACK_SLAB) {
 		c = pool_cache(s, p);
 		if (!c)
 			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
-		return sp_cache_alloc(s, c, owner, off);
+		return sp_cache_alloc_geo(s, c, mine, owner, off);
 	}
 	rc = sp_buddy_lock(s);
 	if (rc)
@@ -275,12 +278,14 @@ static const char *holder_why(uint16_t expect)
  * owner[] entry of an allocated object, or the head page's slot.  On
  * success the backing stays locked (*c is the cache for a slab backing,
  * NULL for pages, whose lock is the buddy lock) until unlock_backing();
- * @g is the snapshot of *c that @slab, @idx and @tag were found with, for
- * sp_cache_free_obj_locked().
+ * *@g is the geometry of *c that @slab, @idx and @tag were found with (for
+ * sp_cache_free_obj_locked()): @mine, the caller's kept snapshot, or a
+ * fresh one in @buf (sp_cache_geo_locked()).
  */
-static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct sp_cache **c,
-		     struct sp_cache *g, uint16_t **tag, uint32_t *pfn, struct sp_slab **slab,
-		     uint32_t *idx)
+static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
+		     const struct sp_cache *mine, struct sp_cache **c, struct sp_cache *buf,
+		     const struct sp_cache **g, uint16_t **tag, uint32_t *pfn,
+		     struct sp_slab **slab, uint32_t *idx)
 {
 	int rc;
 
@@ -292,7 +297,7 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct s
 		rc = sp_cache_lock(s, *c);
 		if (rc)
 			return rc;
-		rc = sp_cache_snap_locate(s, *c, g, off, slab, idx);
+		rc = sp_cache_geo_locate(s, *c, mine, buf, g, off, slab, idx);
 		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
 			char why[160];
 
@@ -308,7 +313,7 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off, struct s
 			sp_cache_unlock(*c);
 			return rc;
 		}
-		*tag = &sp_slab_owners(g, *slab)[*idx];
+		*tag = &sp_slab_owners(*g, *slab)[*idx];
 		return 0;
 	}
 	rc = sp_buddy_lock(s);
@@ -349,14 +354,17 @@ static int class_elem_out(struct sp_pool *p, sp_off_t off)
 		      p->name, (unsigned long long)off);
 }
 
-/* Free an element to the backing if holder_ok(its tag, @expect). */
-static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+/* Free an element to the backing if holder_ok(its tag, @expect); @mine as
+ * for backing_alloc(). */
+static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+			sp_off_t off, uint16_t expect)
 {
-	struct sp_cache *c, g;
+	const struct sp_cache *g;
+	struct sp_cache *c, buf;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, mine, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -366,7 +374,7 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint1
 	else if (sp_owner_is_user(*tag))
 		rc = class_elem_out(p, off);
 	if (!rc && c) {
-		sp_cache_free_obj_locked(s, c, &g, slab, idx); /* located once, above */
+		sp_cache_free_obj_locked(s, c, g, slab, idx); /* located once, above */
 		c->nr_free += !sp_owner_is_mag(expect); /* a cached one counted at its push */
 		if (p->backing == SP_BACK_KMALLOC && p->nr_objs) /* after the free: never low */
 			__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
@@ -385,11 +393,12 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint1
 static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 		 const uint16_t *must, uint16_t *old)
 {
-	struct sp_cache *c, g;
+	const struct sp_cache *g;
+	struct sp_cache *c, buf;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, NULL, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -520,11 +529,12 @@ out:
  */
 static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 {
-	struct sp_cache *c, g;
+	const struct sp_cache *g;
+	struct sp_cache *c, buf;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem(s, p, off, NULL, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -544,14 +554,15 @@ static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el)
 {
 	sp_off_t off = p->put_off;
-	struct sp_cache *c, g;
+	const struct sp_cache *g;
+	struct sp_cache *c, buf;
 	struct sp_slab *slab;
 	uint16_t *tag;
 	uint32_t pfn, idx;
 
 	sp_assert(sp_lock_held(&p->lock));
 	if (off && !(p->curr_nr && bsearch(&off, el, p->curr_nr, sizeof(*el), cmp_off)) &&
-	    lock_elem(s, p, off, &c, &g, &tag, &pfn, &slab, &idx) == 0) {
+	    lock_elem(s, p, off, NULL, &c, &buf, &g, &tag, &pfn, &slab, &idx) == 0) {
 		if (*tag == SP_OWNER_RESERVE && el && p->curr_nr < p->min_nr) {
 			el[p->curr_nr] = off; /* a put or fill, cut short after its tag */
 			__atomic_store_n(&p->curr_nr, p->curr_nr + 1, __ATOMIC_RELEASE);
@@ -560,7 +571,7 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
 			 * room: min_nr was scribbled on): back to the class,
 			 * forgotten first (see class_drain_one_locked()) */
 			__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
-			sp_cache_free_obj_locked(s, c, &g, slab, idx);
+			sp_cache_free_obj_locked(s, c, g, slab, idx);
 			c->nr_free++;
 			if (p->nr_objs)
 				__atomic_store_n(&p->nr_objs, p->nr_objs - 1, __ATOMIC_RELAXED);
@@ -625,7 +636,7 @@ void sp_pool_recover_locked(struct sp_seg *s, struct sp_pool *p)
 				if (p->curr_nr < p->min_nr)
 					el[p->curr_nr++] = tagged[i];
 				else
-					backing_free(s, p, tagged[i], SP_OWNER_RESERVE);
+					backing_free(s, p, NULL, tagged[i], SP_OWNER_RESERVE);
 			}
 		}
 		free(sorted);
@@ -799,17 +810,17 @@ static int grow_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t tar
 		if (p->backing == SP_BACK_KMALLOC) {
 			/* INTERNAL until its put: a death in between leaves an
 			 * object the registry's recovery sweeps (we hold its lock) */
-			rc = backing_alloc(s, p, SP_OWNER_INTERNAL, &off);
+			rc = backing_alloc(s, p, NULL, SP_OWNER_INTERNAL, &off);
 			if (rc)
 				return rc;
 			rc = class_put_locked(s, p, off, SP_OWNER_INTERNAL, true);
 			if (rc) {
-				backing_free(s, p, off, SP_OWNER_INTERNAL);
+				backing_free(s, p, NULL, off, SP_OWNER_INTERNAL);
 				return rc;
 			}
 			continue;
 		}
-		rc = backing_alloc(s, p, SP_OWNER_RESERVE, &off);
+		rc = backing_alloc(s, p, NULL, SP_OWNER_RESERVE, &off);
 		if (rc)
 			return rc;
 		el[p->curr_nr] = off;
@@ -843,7 +854,7 @@ static void class_drain_one_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t
 	 * into another pool's reserve before our recovery reads put_off;
 	 * dying in between leaves an INTERNAL object for the registry's sweep */
 	__atomic_store_n(&p->put_off, 0, __ATOMIC_RELEASE);
-	backing_free(s, p, off, SP_OWNER_INTERNAL);
+	backing_free(s, p, NULL, off, SP_OWNER_INTERNAL);
 }
 
 /* Give the reserve back down to @target.  Pool and registry locked. */
@@ -865,7 +876,7 @@ static void drain_reserve_locked(struct sp_seg *s, struct sp_pool *p, uint32_t t
 		}
 		p->curr_nr--;
 		SP_CRASH_POINT("pool.destroy.drain");
-		backing_free(s, p, off, SP_OWNER_RESERVE);
+		backing_free(s, p, NULL, off, SP_OWNER_RESERVE);
 	}
 }
 
@@ -1299,6 +1310,22 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
  */
 int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off)
 {
+	return sp_pool_alloc_geo(s, p, NULL, flags, timeout_ms, off);
+}
+
+/**
+ * sp_pool_alloc_geo() - sp_pool_alloc() with the caller's kept snapshot of
+ * the backing cache.
+ * @s: @p: @flags: @timeout_ms: @off: as sp_pool_alloc().
+ * @mine: NULL, or a snapshot from sp_pool_backing_snapshot() kept by the
+ *        caller (sp_cache_geo_locked() says when it is used).
+ *
+ * May sleep unless SP_ALLOC_NOWAIT.
+ * Return: as sp_pool_alloc().
+ */
+int sp_pool_alloc_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, int flags,
+		      int timeout_ms, sp_off_t *off)
+{
 	uint64_t deadline = timeout_ms >= 0 ? sp_now_ms() + (uint64_t)timeout_ms : 0;
 	unsigned rebuilt = 0;
 	int rc;
@@ -1309,7 +1336,7 @@ int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms
 		uint32_t seq;
 		int left = -1;
 
-		rc = backing_alloc(s, p, s->owner, off);
+		rc = backing_alloc(s, p, mine, s->owner, off);
 		if (sp_likely(rc == 0))
 			goto ok;
 		if (rc != -ENOMEM)
@@ -1352,7 +1379,7 @@ int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms
 		__atomic_fetch_add(&p->nr_waiters, 1, __ATOMIC_SEQ_CST);
 		seq = __atomic_load_n(&p->wait_seq, __ATOMIC_SEQ_CST);
 		/* a free to the backing may have come before we registered */
-		rc = backing_alloc(s, p, s->owner, off);
+		rc = backing_alloc(s, p, mine, s->owner, off);
 		if (rc == 0) {
 			__atomic_fetch_sub(&p->nr_waiters, 1, __ATOMIC_RELAXED);
 			sp_pool_unlock(p);
@@ -1392,17 +1419,9 @@ void sp_pools_wake_waiters(struct sp_seg *s)
 	}
 }
 
-/**
- * sp_pool_free_owned() - free an element, optionally only if @expect holds it.
- * @s: segment.  @p: pool.  @off: the element.
- * @expect: 0 for any holder, else the owner tag it must carry (reclaim;
- *          a magazine tag: a flush or the release of a dead slot's cached
- *          objects, which nr_free counted when they were pushed).
- *
- * May sleep.
- * Return: 0 or -EINVAL (not an allocated element of @p, or in the reserve).
- */
-int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+/* sp_pool_free_owned(); @mine as for sp_pool_alloc_geo(). */
+static int free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+		      sp_off_t off, uint16_t expect)
 {
 	bool counted = !sp_owner_is_mag(expect);
 	uint16_t old;
@@ -1448,7 +1467,7 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 			return rc;
 		}
 		if (expect) {
-			rc = backing_free(s, p, off, expect);
+			rc = backing_free(s, p, mine, off, expect);
 			if (rc) {
 				p->nr_bad_free++;
 			} else {
@@ -1463,7 +1482,7 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 		sp_pool_unlock(p);
 	}
 	/* backing_free() refuses reserve elements: they never leave this way */
-	rc = backing_free(s, p, off, expect);
+	rc = backing_free(s, p, mine, off, expect);
 	if (rc) {
 		__atomic_fetch_add(&p->nr_bad_free, 1, __ATOMIC_RELAXED);
 		return rc;
@@ -1479,6 +1498,21 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
 }
 
 /**
+ * sp_pool_free_owned() - free an element, optionally only if @expect holds it.
+ * @s: segment.  @p: pool.  @off: the element.
+ * @expect: 0 for any holder, else the owner tag it must carry (reclaim;
+ *          a magazine tag: a flush or the release of a dead slot's cached
+ *          objects, which nr_free counted when they were pushed).
+ *
+ * May sleep.
+ * Return: 0 or -EINVAL (not an allocated element of @p, or in the reserve).
+ */
+int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t expect)
+{
+	return free_owned(s, p, NULL, off, expect);
+}
+
+/**
  * sp_pool_free() - free an element (mempool_free).
  * @s: segment.  @p: pool.  @off: an element from sp_pool_alloc().
  *
@@ -1489,5 +1523,38 @@ int sp_pool_free_owned(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16
  */
 int sp_pool_free(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 {
-	return sp_pool_free_owned(s, p, off, 0);
+	return free_owned(s, p, NULL, off, 0);
+}
+
+/**
+ * sp_pool_free_geo() - sp_pool_free() with the caller's kept snapshot.
+ * @s: segment.  @p: pool.  @mine: as for sp_pool_alloc_geo().  @off: the
+ * element.
+ *
+ * May sleep.
+ * Return: as sp_pool_free().
+ */
+int sp_pool_free_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+		     sp_off_t off)
+{
+	return free_owned(s, p, mine, off, 0);
+}
+
+/**
+ * sp_pool_backing_snapshot() - a checked snapshot of the cache @p's
+ * elements come from, for a client handle to keep and pass to
+ * sp_pool_alloc_geo() and sp_pool_free_geo().
+ * @s: segment.  @p: a LIVE pool.  @g: the snapshot (the caller's memory).
+ *
+ * Does not sleep.
+ * Return: 0; -ENOENT for a page-backed pool (no cache) or a cache not
+ * there; -EFAULT when its geometry fails sp_cache_geometry_ok().
+ */
+int sp_pool_backing_snapshot(struct sp_seg *s, struct sp_pool *p, struct sp_cache *g)
+{
+	struct sp_cache *c = p->backing == SP_BACK_PAGES ? NULL : elem_cache(s, p);
+
+	if (!c)
+		return -ENOENT;
+	return sp_cache_snapshot(s, c, g);
 }

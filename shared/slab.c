@@ -181,6 +181,35 @@ int sp_cache_snapshot(const struct sp_seg *s, const struct sp_cache *c, struct s
 	return 0;
 }
 
+/**
+ * sp_cache_geo_locked() - the geometry the locked paths use for @c.
+ * @s: segment.  @c: cache, locked.
+ * @mine: NULL, or a snapshot of @c that sp_cache_snapshot() accepted, kept
+ *        by the caller in its own memory (a client handle: built once per
+ *        handle, not once per call).
+ * @buf: where a fresh snapshot goes when @mine cannot be used.
+ * @g: set to @mine or @buf.
+ *
+ * @mine is used while it names @c in its current incarnation (same id and
+ * generation, read under the lock: a destroy leaves LIVE under it, and a
+ * cache created again at the id has another generation); its geometry
+ * was checked when it was taken and is private, so a descriptor scribbled
+ * on since cannot steer the caller, and no copy or check is made per call.
+ * Otherwise (no @mine, a stale one) a snapshot is taken as always.
+ * Does not sleep.
+ * Return: 0, or -EFAULT when the fresh snapshot fails the check.
+ */
+int sp_cache_geo_locked(const struct sp_seg *s, const struct sp_cache *c,
+			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g)
+{
+	if (mine && mine->id == c->id && mine->gen == __atomic_load_n(&c->gen, __ATOMIC_RELAXED)) {
+		*g = mine;
+		return 0;
+	}
+	*g = buf;
+	return sp_cache_snapshot(s, c, buf);
+}
+
 /* The slab helpers below take the geometry from @c: pass a snapshot
  * (sp_cache_snapshot()) when others may write the descriptor meanwhile. */
 uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
@@ -592,6 +621,90 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 	return 0;
 }
 
+/* sp_cache_alloc_bulk_locked() with the geometry of sp_cache_geo_locked(). */
+static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
+				 const struct sp_cache *mine, uint16_t owner, sp_off_t *v,
+				 unsigned n)
+{
+	const struct sp_cache *g;
+	struct sp_cache buf;
+	unsigned got = 0;
+	int rc = 0;
+
+	if (sp_unlikely(c->state != SP_DESC_LIVE))
+		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
+	if (sp_unlikely(sp_cache_geo_locked(s, c, mine, &buf, &g))) {
+		c->nr_fail++;
+		return bad_geometry(c);
+	}
+	while (got < n) {
+		struct sp_slab *slab;
+		uint16_t *owners;
+		uint32_t pfn, w;
+
+		if (c->max_objs && c->active_objs >= c->max_objs) {
+			rc = sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
+				    c->max_objs);
+			break;
+		}
+		rc = alloc_slab_locked(s, c, g, &pfn);
+		if (rc)
+			break;
+		slab = sp_slab_at(s, g, pfn);
+		owners = sp_slab_owners(g, slab);
+		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
+		if (w >= g->bitmap_words)
+			w = 0;
+		if (sp_unlikely(slab->inuse >= g->objperslab)) { /* a full slab on a free list */
+			sp_cache_recover_locked(s, c);
+			if (got)
+				break;
+			c->nr_fail++;
+			return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
+		}
+		/* inuse is the slab's (shared) word: only a bound, the bitmap decides */
+		while (got < n && slab->inuse < g->objperslab &&
+		       (!c->max_objs || c->active_objs < c->max_objs)) {
+			uint64_t word, bits;
+			uint32_t bit, idx, i;
+
+			for (i = 0; i < g->bitmap_words; i++, w = (w + 1 == g->bitmap_words ? 0 : w + 1))
+				if (~slab->bitmap[w] & obj_bits(g, w))
+					break;
+			word = slab->bitmap[w];
+			bits = ~word & obj_bits(g, w);
+			bit = bits ? (uint32_t)__builtin_ctzll(bits) : 64;
+			idx = w * 64 + bit;
+			if (sp_unlikely(bit == 64 || idx >= g->objperslab)) {
+				sp_cache_recover_locked(s, c);
+				if (got)
+					return (int)got;
+				return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap",
+					      c->name);
+			}
+			owners[idx] = owner;
+			SP_CRASH_POINT("slab.alloc.owner");
+			__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
+			SP_CRASH_POINT("slab.alloc.bit");
+			slab->inuse++;
+			c->active_objs++;
+			if ((g->flags & SP_CACHE_POISON) && !g->tmpl_off)
+				check_poison(c, g->obj_size, sp_slab_obj(g, slab, idx));
+			v[got++] = (sp_off_t)(sp_slab_obj(g, slab, idx) - s->base);
+		}
+		slab->hint = w;
+		slab_relist(s, c, slab, pfn);
+	}
+	if (!got) {
+		c->nr_fail++;
+		return rc;
+	}
+	/* kmalloc stock: refill below the low watermark (half the prefill) */
+	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
+		sp_cache_stock_locked(s, c);
+	return (int)got;
+}
+
 /**
  * sp_cache_alloc_bulk_locked() - allocate up to @n objects.
  * @s: segment.  @c: cache, locked.
@@ -610,83 +723,29 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *v,
 			       unsigned n)
 {
-	struct sp_cache g;
-	unsigned got = 0;
-	int rc = 0;
+	sp_assert(sp_lock_held(&c->lock));
+	return alloc_bulk_geo_locked(s, c, NULL, owner, v, n);
+}
+
+/**
+ * sp_cache_alloc_geo_locked() - allocate one object with a kept snapshot.
+ * @s: segment.  @c: cache, locked.  @mine: NULL or the caller's snapshot
+ * of @c (sp_cache_geo_locked()).  @owner: @off: as sp_cache_alloc_locked().
+ *
+ * May sleep (growing takes the buddy lock and may fallocate).
+ * Return: as sp_cache_alloc_locked().
+ */
+int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+			      uint16_t owner, sp_off_t *off)
+{
+	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	if (sp_unlikely(c->state != SP_DESC_LIVE))
-		return sp_err(-ENOENT, "cache %s was destroyed", c->name);
-	if (sp_unlikely(sp_cache_snapshot(s, c, &g))) {
-		c->nr_fail++;
-		return bad_geometry(c);
-	}
-	while (got < n) {
-		struct sp_slab *slab;
-		uint16_t *owners;
-		uint32_t pfn, w;
-
-		if (c->max_objs && c->active_objs >= c->max_objs) {
-			rc = sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
-				    c->max_objs);
-			break;
-		}
-		rc = alloc_slab_locked(s, c, &g, &pfn);
-		if (rc)
-			break;
-		slab = sp_slab_at(s, &g, pfn);
-		owners = sp_slab_owners(&g, slab);
-		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
-		if (w >= g.bitmap_words)
-			w = 0;
-		if (sp_unlikely(slab->inuse >= g.objperslab)) { /* a full slab on a free list */
-			sp_cache_recover_locked(s, c);
-			if (got)
-				break;
-			c->nr_fail++;
-			return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
-		}
-		/* inuse is the slab's (shared) word: only a bound, the bitmap decides */
-		while (got < n && slab->inuse < g.objperslab &&
-		       (!c->max_objs || c->active_objs < c->max_objs)) {
-			uint64_t word, bits;
-			uint32_t bit, idx, i;
-
-			for (i = 0; i < g.bitmap_words; i++, w = (w + 1 == g.bitmap_words ? 0 : w + 1))
-				if (~slab->bitmap[w] & obj_bits(&g, w))
-					break;
-			word = slab->bitmap[w];
-			bits = ~word & obj_bits(&g, w);
-			bit = bits ? (uint32_t)__builtin_ctzll(bits) : 64;
-			idx = w * 64 + bit;
-			if (sp_unlikely(bit == 64 || idx >= g.objperslab)) {
-				sp_cache_recover_locked(s, c);
-				if (got)
-					return (int)got;
-				return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap",
-					      c->name);
-			}
-			owners[idx] = owner;
-			SP_CRASH_POINT("slab.alloc.owner");
-			__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
-			SP_CRASH_POINT("slab.alloc.bit");
-			slab->inuse++;
-			c->active_objs++;
-			if ((g.flags & SP_CACHE_POISON) && !g.tmpl_off)
-				check_poison(c, g.obj_size, sp_slab_obj(&g, slab, idx));
-			v[got++] = (sp_off_t)(sp_slab_obj(&g, slab, idx) - s->base);
-		}
-		slab->hint = w;
-		slab_relist(s, c, slab, pfn);
-	}
-	if (!got) {
-		c->nr_fail++;
+	rc = alloc_bulk_geo_locked(s, c, mine, owner, off, 1);
+	if (rc < 0)
 		return rc;
-	}
-	/* kmalloc stock: refill below the low watermark (half the prefill) */
-	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
-		sp_cache_stock_locked(s, c);
-	return (int)got;
+	c->nr_alloc++;
+	return 0;
 }
 
 /**
@@ -701,14 +760,7 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
  */
 int sp_cache_alloc_locked(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
 {
-	int rc;
-
-	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_alloc_bulk_locked(s, c, owner, off, 1);
-	if (rc < 0)
-		return rc;
-	c->nr_alloc++;
-	return 0;
+	return sp_cache_alloc_geo_locked(s, c, NULL, owner, off);
 }
 
 /**
@@ -741,11 +793,25 @@ int sp_cache_stock_locked(struct sp_seg *s, struct sp_cache *c)
  */
 int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off)
 {
+	return sp_cache_alloc_geo(s, c, NULL, owner, off);
+}
+
+/**
+ * sp_cache_alloc_geo() - sp_cache_alloc() with the caller's kept snapshot.
+ * @s: segment.  @c: cache.  @mine: NULL or the caller's snapshot of @c
+ * (sp_cache_geo_locked()).  @owner: owner tag.  @off: result.
+ *
+ * May sleep.
+ * Return: as sp_cache_alloc_locked().
+ */
+int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		       uint16_t owner, sp_off_t *off)
+{
 	int rc = sp_cache_lock(s, c);
 
 	if (rc)
 		return rc;
-	rc = sp_cache_alloc_locked(s, c, owner, off);
+	rc = sp_cache_alloc_geo_locked(s, c, mine, owner, off);
 	sp_cache_unlock(c);
 	return rc;
 }
@@ -814,6 +880,25 @@ int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struc
 	return rc ? rc : locate_in(s, g, off, slab, idx);
 }
 
+/**
+ * sp_cache_geo_locate() - sp_cache_snap_locate() with the caller's kept
+ * snapshot: find object @off in the geometry sp_cache_geo_locked() picks.
+ * @s: segment.  @c: cache, locked.  @mine: NULL or the caller's snapshot.
+ * @buf: room for a fresh one.  @g: the geometry used, for the caller to use
+ * with @slab and @idx.  @off: @slab: @idx: as for sp_cache_obj_locate().
+ *
+ * Does not sleep.
+ * Return: 0, -EINVAL or -EFAULT, as sp_cache_obj_locate().
+ */
+int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
+			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g,
+			sp_off_t off, struct sp_slab **slab, uint32_t *idx)
+{
+	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
+
+	return rc ? rc : locate_in(s, *g, off, slab, idx);
+}
+
 
 /**
  * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
@@ -876,29 +961,46 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct
  */
 int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 {
-	struct sp_cache g;
+	return sp_cache_free_geo_locked(s, c, NULL, off);
+}
+
+/**
+ * sp_cache_free_geo_locked() - sp_cache_free_locked() with the caller's
+ * kept snapshot.
+ * @s: segment.  @c: cache, locked.  @mine: NULL or the caller's snapshot
+ * of @c (sp_cache_geo_locked()).  @off: the object.
+ *
+ * May sleep (releasing a surplus empty slab takes the buddy lock).
+ * Return: as sp_cache_free_locked().
+ */
+int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+			     sp_off_t off)
+{
+	const struct sp_cache *g;
+	struct sp_cache buf;
 	struct sp_slab *slab;
+	uint16_t tag;
 	uint32_t idx;
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_snap_locate(s, c, &g, off, &slab, &idx);
+	rc = sp_cache_geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
 	}
-	if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) ||
-	    sp_owner_is_mag(sp_slab_owners(&g, slab)[idx])) {
+	tag = sp_slab_owners(g, slab)[idx];
+	if (!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || sp_owner_is_mag(tag)) {
 		c->nr_bad_free++;
 		return sp_err(-EINVAL, "double free of %s object at %#llx", c->name,
 			      (unsigned long long)off);
 	}
-	if (sp_slab_owners(&g, slab)[idx] == SP_OWNER_RESERVE) {
+	if (tag == SP_OWNER_RESERVE) {
 		c->nr_bad_free++;
 		return sp_err(-EINVAL, "%s object at %#llx is in a pool's reserve", c->name,
 			      (unsigned long long)off);
 	}
-	sp_cache_free_obj_locked(s, c, &g, slab, idx);
+	sp_cache_free_obj_locked(s, c, g, slab, idx);
 	c->nr_free++;
 	return 0;
 }
@@ -912,11 +1014,25 @@ int sp_cache_free_locked(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
  */
 int sp_cache_free(struct sp_seg *s, struct sp_cache *c, sp_off_t off)
 {
+	return sp_cache_free_geo(s, c, NULL, off);
+}
+
+/**
+ * sp_cache_free_geo() - sp_cache_free() with the caller's kept snapshot.
+ * @s: segment.  @c: cache.  @mine: NULL or the caller's snapshot of @c
+ * (sp_cache_geo_locked()).  @off: the object.
+ *
+ * May sleep.
+ * Return: 0 or -EINVAL.
+ */
+int sp_cache_free_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		      sp_off_t off)
+{
 	int rc = sp_cache_lock(s, c);
 
 	if (rc)
 		return rc;
-	rc = sp_cache_free_locked(s, c, off);
+	rc = sp_cache_free_geo_locked(s, c, mine, off);
 	sp_cache_unlock(c);
 	return rc;
 }

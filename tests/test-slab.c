@@ -3,8 +3,9 @@
  * test-slab.c - named slab caches (kmem_cache): geometry and slabinfo
  * counters, growing and shrinking back to the buddy allocator, colouring,
  * alignment, init templates, destroy, name and size validation, the POISON
- * and REDZONE debug flags, refused frees (double, foreign, mid-object), and
- * objects shared between processes.
+ * and REDZONE debug flags, refused frees (double, foreign, mid-object),
+ * objects shared between processes, and a caller's kept snapshot of the
+ * geometry (used only while the cache keeps its generation).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -1113,6 +1114,56 @@ static void shared_between_processes(void **state)
 	tu_seg_free(s);
 }
 
+/*
+ * sp_cache_alloc_geo() and sp_cache_free_geo() use the caller's snapshot in
+ * place of one per call, and only for the incarnation of the cache it was
+ * taken of: for a cache created again at the same id (another geometry,
+ * another generation) they take a fresh one, so objects follow the new
+ * geometry; and a scribbled descriptor does not stop the kept one.
+ */
+static void kept_snapshot(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	struct sp_cache *c, old, *g;
+	sp_off_t a, b, x[2];
+	uint32_t id, pfn, idx, stride;
+
+	(void)state;
+	c = mkcache(s, "kept", 40, 0, 0, NULL);
+	id = c->id;
+	TU_ASSERT_OK(sp_cache_snapshot(s, c, &old));
+	TU_ASSERT_OK(sp_cache_alloc_geo(s, c, &old, s->owner, &a));
+	TU_ASSERT_OK(sp_cache_alloc_geo(s, c, &old, s->owner, &b));
+	assert_int_equal(b - a, c->stride);
+	/* the shared descriptor scribbled on: the kept geometry still serves */
+	stride = c->stride;
+	c->stride = 12345;
+	TU_ASSERT_OK(sp_cache_free_geo(s, c, &old, b));
+	assert_int_equal(sp_cache_free(s, c, a), -EFAULT); /* a fresh snapshot refuses it */
+	TU_ASSERT_OK(sp_cache_free_geo(s, c, &old, a));
+	assert_int_equal(sp_cache_free_geo(s, c, &old, a), -EINVAL); /* still checked */
+	c->stride = stride;
+	assert_int_equal(c->active_objs, 0);
+	TU_ASSERT_OK(sp_cache_destroy(s, id));
+
+	/* created again at the same id, with another geometry */
+	c = mkcache(s, "kept2", 200, 0, 0, NULL);
+	assert_int_equal(c->id, id);
+	assert_int_not_equal(c->gen, old.gen);
+	for (int i = 0; i < 2; i++)
+		TU_ASSERT_OK(sp_cache_alloc_geo(s, c, &old, s->owner, &x[i]));
+	assert_int_equal(x[1] - x[0], c->stride);
+	locate(s, c, x[1], &pfn, &idx);
+	assert_int_equal(sp_cache_geo_locked(s, c, &old, &(struct sp_cache){ 0 },
+					     (const struct sp_cache **)&g), 0);
+	assert_ptr_not_equal(g, &old);
+	for (int i = 0; i < 2; i++)
+		TU_ASSERT_OK(sp_cache_free_geo(s, c, &old, x[i]));
+	assert_int_equal(c->active_objs, 0);
+	TU_ASSERT_OK(sp_cache_destroy(s, id));
+	tu_seg_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1131,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(redzone),
 		cmocka_unit_test(bad_frees),
 		cmocka_unit_test(shared_between_processes),
+		cmocka_unit_test(kept_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,10 @@
  * still bound to the old one (-ENOENT); a child inheriting a session across
  * fork() gets -ECHILD and leaves the parent's magazines alone; in a
  * fault-injection build, a process killed at each magazine crash point
- * leaves nothing behind once the daemon released it.  The
+ * leaves nothing behind once the daemon released it; the locked path of a
+ * pool, cache or kmalloc class uses the geometry its handle (or session)
+ * checked once, so a descriptor scribbled on since neither stops nor
+ * steers it.  The
  * segment is read through a read-only mapping of the test's own to see the
  * magazine sets and cached objects; the checker runs after every test.
  */
@@ -644,6 +647,72 @@ static void test_magazines_off(void **state)
 	shmp_disconnect(c);
 }
 
+/* ---- the locked path's kept geometry ----------------------------------------- */
+
+/*
+ * The locked path passes the core the snapshot its handle took (the
+ * session's, for a kmalloc class), not one per call: with the shared
+ * descriptors' stride scribbled on after the first call, every call
+ * still works in the true geometry.  A snapshot per call would refuse
+ * the corrupted geometry (-EFAULT) instead.
+ */
+static void test_locked_kept_geometry(void **state)
+{
+	struct cl_daemon *d = *state;
+	struct shmp_connect_opts opts = { .flags = SHMP_CONNECT_NO_MAGAZINES };
+	uint32_t ids[3], good[3];
+	struct sp_seg *s = NULL;
+	void *v[3][3], *x;
+	shmp_client *c;
+	shmp_pool *p;
+	shmp_cache *k;
+
+	CL_OK(shmp_connect_ex(d->sock, "kept-geo", &opts, &c));
+	CL_OK(shmp_pool_create(c, "kg.pool", 64, 2, &p));
+	CL_OK(shmp_cache_create(c, "kg.cache", 48, 0, NULL, &k));
+	/* one locked call each: the kmalloc class's snapshot is taken on first use */
+	assert_non_null(x = shmp_malloc(c, 24));
+	CL_OK(shmp_free_checked(c, x));
+
+	TU_ASSERT_OK(sp_seg_attach(d->shm, -1, 0, &s));
+	ids[0] = ro_cache_id(s, "kg.pool", true);
+	ids[1] = ro_cache_id(s, "kg.cache", false);
+	ids[2] = (uint32_t)sp_kmalloc_class(24);
+	for (int i = 0; i < 3; i++) {
+		good[i] = sp_caches(s)[ids[i]].stride;
+		__atomic_store_n(&sp_caches(s)[ids[i]].stride, good[i] + 8, __ATOMIC_RELAXED);
+		assert_false(sp_cache_geometry_ok(s, &sp_caches(s)[ids[i]]));
+	}
+	for (int j = 0; j < 3; j++) {
+		v[0][j] = shmp_pool_alloc(p, SHMP_NOWAIT);
+		v[1][j] = shmp_cache_alloc(k, SHMP_NOWAIT);
+		v[2][j] = shmp_malloc(c, 24);
+		for (int i = 0; i < 3; i++)
+			if (!v[i][j])
+				CL_FAIL("locked alloc %d of cache %u with a scribbled stride: %s", j,
+					ids[i], shmp_errmsg());
+	}
+	/* objects of one slab, in the true geometry: a whole stride apart */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(((uintptr_t)v[i][1] - (uintptr_t)v[i][0]) % good[i], 0);
+	for (int j = 0; j < 3; j++) {
+		CL_OK(shmp_pool_free(p, v[0][j]));
+		CL_OK(shmp_cache_free(k, v[1][j]));
+		CL_OK(shmp_free_checked(c, v[2][j]));
+	}
+	/* and the checks stay: a double free is still refused */
+	CL_ERR(shmp_cache_free(k, v[1][0]), -EINVAL);
+	for (int i = 0; i < 3; i++)
+		__atomic_store_n(&sp_caches(s)[ids[i]].stride, good[i], __ATOMIC_RELAXED);
+	sp_seg_detach(s);
+	shmp_pool_close(p);
+	shmp_cache_close(k);
+	CL_OK(shmp_pool_destroy(c, "kg.pool"));
+	CL_OK(shmp_cache_destroy(c, "kg.cache"));
+	cl_check(c);
+	shmp_disconnect(c);
+}
+
 /* ---- refused frees on the fast path ----------------------------------------- */
 
 static void test_double_and_wrong_frees(void **state)
@@ -994,6 +1063,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disconnect_with_idle_thread, cl_setup,
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_magazines_off, cl_setup, cl_teardown),
+		cmocka_unit_test_setup_teardown(test_locked_kept_geometry, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_double_and_wrong_frees, cl_setup,
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_killed_process_cached, cl_setup,
