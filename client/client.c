@@ -242,16 +242,10 @@ static bool slot_is_mine(struct sp_seg *seg, uint32_t slot)
 static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 {
 	struct sp_seg *seg;
-	struct stat st;
 	int rc;
 
 	if (fd < 0)
 		return sp_err(-EPROTO, "daemon did not pass the segment's descriptor");
-	if (fstat(fd, &st) < 0) {
-		rc = sp_err(-errno, "fstat of the segment: %s", strerror(errno));
-		close(fd);
-		return rc;
-	}
 	rc = sp_seg_attach(NULL, fd, 0, &seg); /* owns fd from here on */
 	if (rc)
 		return rc;
@@ -275,8 +269,8 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 	c->slot = hr->client_slot;
 	c->token = hr->session_token;
 	c->seg_size = seg->size;
-	c->seg_dev = st.st_dev;
-	c->seg_ino = st.st_ino;
+	c->seg_dev = seg->dev; /* from sp_seg_attach()'s fstat: one is enough */
+	c->seg_ino = seg->ino;
 	snprintf(c->seg_name, sizeof(c->seg_name), "%s", hr->segment_name);
 	return 0;
 }
