@@ -10,7 +10,10 @@
  * SCM_RIGHTS on that frame.  We map the fd (sp_seg_attach validates the
  * whole header), check that the slot really is ours, and make the mapping
  * allocate as that slot.  From here on the data path (pool.c, cache.c,
- * malloc.c) needs the daemon no more.
+ * malloc.c) needs the daemon no more.  The kmalloc classes' geometry for
+ * shmp_malloc's fast path is taken at the first shmp_malloc or shmp_free
+ * (shmp__kgeo_take()), not here: connect touches only the header page and
+ * the slot.
  *
  * Resuming: the socket stays open for the whole session; its closing
  * without Goodbye tells the daemon we died.  When instead the daemon dies,
@@ -262,10 +265,6 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		return rc;
 	}
 	c->seg = seg;
-	c->kfast = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
-		   seg->geo.nr_kmalloc == SP_NR_KMALLOC;
-	for (unsigned i = 0; c->kfast && i < SP_NR_KMALLOC; i++)
-		c->kfast = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
 	c->slot = hr->client_slot;
 	c->token = hr->session_token;
 	c->seg_size = seg->size;
@@ -273,6 +272,31 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 	c->seg_ino = seg->ino;
 	snprintf(c->seg_name, sizeof(c->seg_name), "%s", hr->segment_name);
 	return 0;
+}
+
+/**
+ * shmp__kgeo_take() - copy the kmalloc classes' geometry, once a session.
+ * @c: a usable session.
+ *
+ * Left out of connect: 23 checked snapshots of descriptors on a page the
+ * connect touches nowhere else (a page fault) cost about as much as the
+ * rest of the attach, and a session that only uses pools never needs them.
+ * The first thread here takes them; one that comes while it does takes the
+ * slow path meanwhile.  Does not sleep.
+ */
+void shmp__kgeo_take(shmp_client *c)
+{
+	struct sp_seg *seg = c->seg;
+	bool ok;
+
+	if (__atomic_exchange_n(&c->kgeo_taken, true, __ATOMIC_ACQ_REL))
+		return;
+	ok = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
+	     seg->geo.nr_kmalloc == SP_NR_KMALLOC;
+	for (unsigned i = 0; ok && i < SP_NR_KMALLOC; i++)
+		ok = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
+	/* paired with the acquire in shmp__kfast(): kgeo[] is written */
+	__atomic_store_n(&c->kfast, ok, __ATOMIC_RELEASE);
 }
 
 /* Resumed Hello: the daemon must be serving our segment and our slot. */

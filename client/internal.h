@@ -22,8 +22,8 @@
  *
  * Locking: shmp_client.lock serialises the control socket, reconnects and
  * the session fields marked "under lock".  The data path never takes it:
- * it reads the immutable fields and seg, and relies on the segment's own
- * process-shared locks.
+ * it reads the immutable fields, kgeo[] once kfast is set, and seg, and
+ * relies on the segment's own process-shared locks.
  */
 #ifndef SHMPOOL_CLIENT_INTERNAL_H
 #define SHMPOOL_CLIENT_INTERNAL_H
@@ -55,7 +55,9 @@ struct shmp_client {
 	int timeout_ms;		/* per reply; < 0: none */
 	uint64_t sid;		/* unique in this process: thread caches key on it */
 	bool magazines;		/* per-thread magazines on */
-	bool kfast;		/* kgeo[] is valid: shmp_malloc's fast path */
+	/* taken at the first shmp_malloc or shmp_free, not at connect */
+	bool kgeo_taken;	/* atomic: shmp__kgeo_take() ran or runs */
+	bool kfast;		/* atomic, release after kgeo[]: kgeo[] is valid */
 	struct sp_mag_geo kgeo[SP_NR_KMALLOC]; /* of the kmalloc classes */
 	shmp_client *live_next;	/* on the list of live sessions (tcache.c) */
 	/* under lock */
@@ -74,6 +76,14 @@ struct shmp_client {
 	struct sp_seg *seg;
 	unsigned refs;		/* atomic: 1 for the app + 1 per open handle */
 };
+
+void shmp__kgeo_take(shmp_client *c);
+
+/* May shmp_malloc and shmp_free take their fast path (kgeo[] valid)?  */
+static inline bool shmp__kfast(const shmp_client *c)
+{
+	return __atomic_load_n(&c->kfast, __ATOMIC_ACQUIRE); /* paired: shmp__kgeo_take() */
+}
 
 /* Bumped in every child by a pthread_atfork() handler (client.c). */
 extern unsigned shmp__fork_gen __attribute__((visibility("hidden")));
