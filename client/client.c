@@ -185,7 +185,7 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 
 	h.protocol_version = SHMP_PROTOCOL_VERSION;
 	h.client_name = c->name;
-	h.pid = (int32_t)getpid();
+	h.pid = (int32_t)c->pid;
 	if (resume) {
 		h.resume = true;
 		h.resume_slot = c->slot;
@@ -226,18 +226,18 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 }
 
 /*
- * Was @slot registered for this process?  The daemon records the pid it
- * sees (SO_PEERCRED), which differs from ours across pid namespaces; the
+ * Was @slot registered for this process (@pid)?  The daemon records the pid
+ * it sees (SO_PEERCRED), which differs from ours across pid namespaces; the
  * process start time (clock ticks since boot) does not.
  */
-static bool slot_is_mine(struct sp_seg *seg, uint32_t slot)
+static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid)
 {
 	const struct sp_client *cl = &sp_clients(seg)[slot];
 	uint64_t start;
 
-	if (cl->pid == (uint32_t)getpid())
+	if (cl->pid == (uint32_t)pid)
 		return true;
-	start = sp_proc_start_time((int)getpid());
+	start = sp_proc_start_time((int)pid);
 	return start && cl->start_time == start;
 }
 
@@ -255,9 +255,10 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 	if (seg->size != hr->segment_size)
 		rc = sp_err(-EPROTO, "daemon says the segment has %llu bytes, it has %llu",
 			    (unsigned long long)hr->segment_size, (unsigned long long)seg->size);
-	else if (hr->client_slot >= seg->geo.max_clients || !slot_is_mine(seg, hr->client_slot))
+	else if (hr->client_slot >= seg->geo.max_clients ||
+		 !slot_is_mine(seg, hr->client_slot, c->pid))
 		rc = sp_err(-EPROTO, "daemon gave slot %u, which is not registered to pid %d",
-			    hr->client_slot, (int)getpid());
+			    hr->client_slot, (int)c->pid);
 	else
 		rc = sp_client_use_slot(seg, hr->client_slot);
 	if (rc) {
