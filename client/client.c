@@ -10,7 +10,10 @@
  * SCM_RIGHTS on that frame.  We map the fd (sp_seg_attach validates the
  * whole header), check that the slot really is ours, and make the mapping
  * allocate as that slot.  From here on the data path (pool.c, cache.c,
- * malloc.c) needs the daemon no more.
+ * malloc.c) needs the daemon no more.  The kmalloc classes' geometry for
+ * shmp_malloc's fast path is taken at the first shmp_malloc or shmp_free
+ * (shmp__kgeo_take()), not here: connect touches only the header page and
+ * the slot.
  *
  * Resuming: the socket stays open for the whole session; its closing
  * without Goodbye tells the daemon we died.  When instead the daemon dies,
@@ -182,7 +185,7 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 
 	h.protocol_version = SHMP_PROTOCOL_VERSION;
 	h.client_name = c->name;
-	h.pid = (int32_t)getpid();
+	h.pid = (int32_t)c->pid;
 	if (resume) {
 		h.resume = true;
 		h.resume_slot = c->slot;
@@ -223,18 +226,18 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 }
 
 /*
- * Was @slot registered for this process?  The daemon records the pid it
- * sees (SO_PEERCRED), which differs from ours across pid namespaces; the
+ * Was @slot registered for this process (@pid)?  The daemon records the pid
+ * it sees (SO_PEERCRED), which differs from ours across pid namespaces; the
  * process start time (clock ticks since boot) does not.
  */
-static bool slot_is_mine(struct sp_seg *seg, uint32_t slot)
+static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid)
 {
 	const struct sp_client *cl = &sp_clients(seg)[slot];
 	uint64_t start;
 
-	if (cl->pid == (uint32_t)getpid())
+	if (cl->pid == (uint32_t)pid)
 		return true;
-	start = sp_proc_start_time((int)getpid());
+	start = sp_proc_start_time((int)pid);
 	return start && cl->start_time == start;
 }
 
@@ -242,25 +245,20 @@ static bool slot_is_mine(struct sp_seg *seg, uint32_t slot)
 static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 {
 	struct sp_seg *seg;
-	struct stat st;
 	int rc;
 
 	if (fd < 0)
 		return sp_err(-EPROTO, "daemon did not pass the segment's descriptor");
-	if (fstat(fd, &st) < 0) {
-		rc = sp_err(-errno, "fstat of the segment: %s", strerror(errno));
-		close(fd);
-		return rc;
-	}
 	rc = sp_seg_attach(NULL, fd, 0, &seg); /* owns fd from here on */
 	if (rc)
 		return rc;
 	if (seg->size != hr->segment_size)
 		rc = sp_err(-EPROTO, "daemon says the segment has %llu bytes, it has %llu",
 			    (unsigned long long)hr->segment_size, (unsigned long long)seg->size);
-	else if (hr->client_slot >= seg->geo.max_clients || !slot_is_mine(seg, hr->client_slot))
+	else if (hr->client_slot >= seg->geo.max_clients ||
+		 !slot_is_mine(seg, hr->client_slot, c->pid))
 		rc = sp_err(-EPROTO, "daemon gave slot %u, which is not registered to pid %d",
-			    hr->client_slot, (int)getpid());
+			    hr->client_slot, (int)c->pid);
 	else
 		rc = sp_client_use_slot(seg, hr->client_slot);
 	if (rc) {
@@ -268,17 +266,38 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		return rc;
 	}
 	c->seg = seg;
-	c->kfast = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
-		   seg->geo.nr_kmalloc == SP_NR_KMALLOC;
-	for (unsigned i = 0; c->kfast && i < SP_NR_KMALLOC; i++)
-		c->kfast = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
 	c->slot = hr->client_slot;
 	c->token = hr->session_token;
 	c->seg_size = seg->size;
-	c->seg_dev = st.st_dev;
-	c->seg_ino = st.st_ino;
+	c->seg_dev = seg->dev; /* from sp_seg_attach()'s fstat: one is enough */
+	c->seg_ino = seg->ino;
 	snprintf(c->seg_name, sizeof(c->seg_name), "%s", hr->segment_name);
 	return 0;
+}
+
+/**
+ * shmp__kgeo_take() - copy the kmalloc classes' geometry, once a session.
+ * @c: a usable session.
+ *
+ * Left out of connect: 23 checked snapshots of descriptors on a page the
+ * connect touches nowhere else (a page fault) cost about as much as the
+ * rest of the attach, and a session that only uses pools never needs them.
+ * The first thread here takes them; one that comes while it does takes the
+ * slow path meanwhile.  Does not sleep.
+ */
+void shmp__kgeo_take(shmp_client *c)
+{
+	struct sp_seg *seg = c->seg;
+	bool ok;
+
+	if (__atomic_exchange_n(&c->kgeo_taken, true, __ATOMIC_ACQ_REL))
+		return;
+	ok = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
+	     seg->geo.nr_kmalloc == SP_NR_KMALLOC;
+	for (unsigned i = 0; ok && i < SP_NR_KMALLOC; i++)
+		ok = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
+	/* paired with the acquire in shmp__kfast(): kgeo[] is written */
+	__atomic_store_n(&c->kfast, ok, __ATOMIC_RELEASE);
 }
 
 /* Resumed Hello: the daemon must be serving our segment and our slot. */

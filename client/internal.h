@@ -22,8 +22,8 @@
  *
  * Locking: shmp_client.lock serialises the control socket, reconnects and
  * the session fields marked "under lock".  The data path never takes it:
- * it reads the immutable fields and seg, and relies on the segment's own
- * process-shared locks.
+ * it reads the immutable fields, kgeo[] once kfast is set, and seg, and
+ * relies on the segment's own process-shared locks.
  */
 #ifndef SHMPOOL_CLIENT_INTERNAL_H
 #define SHMPOOL_CLIENT_INTERNAL_H
@@ -49,13 +49,15 @@
 struct shmp_client {
 	/* immutable after connect */
 	unsigned fork_gen;	/* shmp__fork_gen at connect: differs in a child */
-	pid_t pid;		/* getpid() at connect (for messages) */
+	pid_t pid;		/* getpid() at connect: ours while the session is usable */
 	char *socket_path;
 	char name[SP_CLIENT_NAME_MAX + 1];
 	int timeout_ms;		/* per reply; < 0: none */
 	uint64_t sid;		/* unique in this process: thread caches key on it */
 	bool magazines;		/* per-thread magazines on */
-	bool kfast;		/* kgeo[] is valid: shmp_malloc's fast path */
+	/* taken at the first shmp_malloc or shmp_free, not at connect */
+	bool kgeo_taken;	/* atomic: shmp__kgeo_take() ran or runs */
+	bool kfast;		/* atomic, release after kgeo[]: kgeo[] is valid */
 	struct sp_mag_geo kgeo[SP_NR_KMALLOC]; /* of the kmalloc classes */
 	shmp_client *live_next;	/* on the list of live sessions (tcache.c) */
 	/* under lock */
@@ -80,6 +82,14 @@ struct shmp_client {
 };
 
 enum { SHMP_KSNAP_NONE = 0, SHMP_KSNAP_TAKING = 1, SHMP_KSNAP_READY = 2 };
+
+void shmp__kgeo_take(shmp_client *c);
+
+/* May shmp_malloc and shmp_free take their fast path (kgeo[] valid)?  */
+static inline bool shmp__kfast(const shmp_client *c)
+{
+	return __atomic_load_n(&c->kfast, __ATOMIC_ACQUIRE); /* paired: shmp__kgeo_take() */
+}
 
 /* Bumped in every child by a pthread_atfork() handler (client.c). */
 extern unsigned shmp__fork_gen __attribute__((visibility("hidden")));

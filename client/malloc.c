@@ -15,7 +15,9 @@
  * The size classes go through the calling thread's magazines first
  * (tcache.c): shmp_free() finds the class from the page the pointer lies
  * in, and a pointer the magazine path refuses takes the locked path,
- * which says why.
+ * which says why.  The fast paths read the classes' geometry from the
+ * session's private copy, which its first shmp_malloc or shmp_free takes
+ * (slow path, client.c).
  *
  * The locked path (no magazines, or what they refuse) passes the core the
  * class's checked snapshot that the session keeps (ksnap(): taken on the
@@ -67,6 +69,8 @@ static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
 
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
+	if (sp_unlikely(!__atomic_load_n(&c->kgeo_taken, __ATOMIC_RELAXED)))
+		shmp__kgeo_take(c); /* the next call takes the fast path */
 	if (sp_unlikely(!size))
 		return shmp__fail_ptr(sp_err(-EINVAL, "shmp_malloc of 0 bytes"));
 	if (sp_likely(size <= SP_KMALLOC_MAX)) {
@@ -96,7 +100,7 @@ void *shmp_malloc(shmp_client *c, size_t size)
 	sp_off_t off;
 
 	/* the class's bound magazine through the session's private geometry */
-	if (sp_likely(c && c->kfast && size - 1 < SP_KMALLOC_MAX)) {
+	if (sp_likely(c && shmp__kfast(c) && size - 1 < SP_KMALLOC_MAX)) {
 		g = &c->kgeo[sp_kmalloc_index(size)];
 		if ((m = shmp__fast_mag(c, g, &s)) &&
 		    sp_likely(sp_mag_take(s, g, m, &off) == SP_MAG_TAKEN))
@@ -240,6 +244,8 @@ static __attribute__((noinline)) int free_slow(shmp_client *c, void *p)
 
 	if (sp_unlikely(rc))
 		return rc;
+	if (sp_unlikely(!__atomic_load_n(&c->kgeo_taken, __ATOMIC_RELAXED)))
+		shmp__kgeo_take(c);
 	if (!p)
 		return 0;
 	off = sp_off(c->seg, p);
@@ -267,7 +273,7 @@ int shmp_free_checked(shmp_client *c, void *p)
 	uint32_t pfn, cls;
 
 	/* the class's private geometry checks the object again, the head page too */
-	if (sp_likely(c && c->kfast)) {
+	if (sp_likely(c && shmp__kfast(c))) {
 		g = &c->kgeo[0];
 		rel = (uintptr_t)p - (uintptr_t)g->data;
 		if (sp_likely(rel < g->data_size)) {

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "layout.h"
@@ -64,6 +65,8 @@ struct sp_seg {
 	uint8_t *base;		/* where this process mapped the segment */
 	uint64_t size;
 	int fd;			/* kept open: fallocate and SCM_RIGHTS need it */
+	dev_t dev;		/* the file's identity (fstat at attach) */
+	ino_t ino;
 	bool readonly;		/* offline inspection: never lock, never write */
 	struct sp_header *hdr;	/* shared: mutable part only */
 	struct sp_header geo;	/* private: validated geometry; mutable part unused */

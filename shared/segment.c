@@ -267,6 +267,7 @@ int sp_seg_create(const char *shm_name, int fd, const struct sp_seg_params *p,
 	struct sp_seg_params def;
 	struct sp_header geo;
 	struct sp_seg *s;
+	struct stat st;
 	void *base;
 	int rc;
 
@@ -289,6 +290,10 @@ int sp_seg_create(const char *shm_name, int fd, const struct sp_seg_params *p,
 			    (unsigned long long)geo.seg_size, strerror(errno));
 		goto fail_fd;
 	}
+	if (fstat(fd, &st) < 0) {
+		rc = sp_err(-errno, "fstat: %s", strerror(errno));
+		goto fail_fd;
+	}
 	rc = sp_prim_reserve(fd, 0, geo.data.off);
 	if (rc)
 		goto fail_fd;
@@ -309,6 +314,8 @@ int sp_seg_create(const char *shm_name, int fd, const struct sp_seg_params *p,
 	geo.magic = SP_MAGIC;
 	geo.geometry_sum = sp_geometry_sum(&geo);
 	seg_fill(s, base, geo.seg_size, fd, false, &geo, shm_name);
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
 	rc = init_structures(s);
 	if (!rc)
 		rc = sp_kmalloc_init(s);
@@ -384,6 +391,8 @@ int sp_seg_attach(const char *shm_name, int fd, int flags, struct sp_seg **out)
 		goto fail_map;
 	}
 	seg_fill(s, base, (uint64_t)st.st_size, fd, ro, &geo, shm_name);
+	s->dev = st.st_dev; /* the client's resume check compares them */
+	s->ino = st.st_ino;
 	if (!ro)
 		__atomic_fetch_add(&s->hdr->attach_count, 1, __ATOMIC_RELAXED);
 	*out = s;

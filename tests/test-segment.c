@@ -43,6 +43,20 @@ static void create_attach_roundtrip(void **state)
 	tu_seg_free(s);
 }
 
+/* The handle knows its file (the client's resume check needs no fstat). */
+static void handle_records_file_identity(void **state)
+{
+	struct sp_seg *s = tu_seg_new(4u << 20), *t;
+	struct stat st;
+
+	assert_int_equal(fstat(s->fd, &st), 0);
+	assert_true(s->dev == st.st_dev && s->ino == st.st_ino);
+	t = tu_seg_reattach(s, "second");
+	assert_true(t->dev == st.st_dev && t->ino == st.st_ino);
+	sp_seg_detach(t);
+	tu_seg_free(s);
+}
+
 static void create_refuses_existing(void **state)
 {
 	struct sp_seg *s = tu_seg_new(4u << 20), *t = NULL;
@@ -346,6 +360,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(create_attach_roundtrip),
+		cmocka_unit_test(handle_records_file_identity),
 		cmocka_unit_test(create_refuses_existing),
 		cmocka_unit_test(bad_params),
 		cmocka_unit_test(attach_validates_header),
