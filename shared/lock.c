@@ -122,7 +122,7 @@ int sp_lock_init(struct sp_lock *l, enum sp_lock_level level)
 	return rc ? sp_err(-rc, "pthread_mutex_init: %s", strerror(rc)) : 0;
 }
 
-static void push_held(const struct sp_lock *l)
+static inline __attribute__((always_inline)) void push_held(const struct sp_lock *l)
 {
 #if SP_DEBUG_LEVEL >= 1
 	for (unsigned i = 0; i < nr_held && i < SP_MAX_HELD; i++)
@@ -209,6 +209,13 @@ void sp_lock_consistent(struct sp_lock *l)
  */
 void sp_unlock(struct sp_lock *l)
 {
+	unsigned n = nr_held;
+
+	/* the usual case: the lock taken last, recorded on top */
+	if (sp_likely(n - 1 < SP_MAX_HELD && held[n - 1] == l)) {
+		nr_held = n - 1;
+		goto unlock;
+	}
 	for (unsigned i = nr_held < SP_MAX_HELD ? nr_held : SP_MAX_HELD; i-- > 0;) {
 		if (held[i] == l) {
 			for (unsigned j = i; j + 1 < nr_held && j + 1 < SP_MAX_HELD; j++)
