@@ -239,6 +239,32 @@ struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uin
 	return (struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
 }
 
+/*
+ * sp_slab_valid() in a geometry sp_cache_geometry_ok() accepted: a checked
+ * snapshot private to the caller (sp_cache_snapshot(), sp_cache_geo_locked()),
+ * or a descriptor just checked.  That check already established, from the
+ * same private copy, what sp_slab_valid() asks of the geometry itself
+ * (colour_off a power of two, stride non-zero, order <= max_order), so only
+ * the shared page record and slab header are checked here - all of them.
+ */
+static inline bool slab_valid_geo(const struct sp_seg *s, const struct sp_cache *g,
+				  uint32_t pfn)
+{
+	const struct sp_slab *slab;
+	uint32_t colour;
+
+	/* pfn + 2^order <= nr_pages also bounds pfn itself */
+	if ((uint64_t)pfn + (1u << g->order) > s->geo.nr_pages)
+		return false;
+	if (s->pages[pfn].info != SP_PG_INFO(SP_PG_ALLOC, g->order, SP_KIND_SLAB) ||
+	    s->pages[pfn].owner != g->id)
+		return false;
+	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
+	colour = __atomic_load_n(&slab->colour, __ATOMIC_RELAXED); /* shared: read once */
+	return slab->magic == slab_magic(g, pfn) && slab->cache_id == g->id &&
+	       !(colour & (g->colour_off - 1)) && colour < (uint64_t)g->colour_off * g->colour_num;
+}
+
 /**
  * sp_slab_valid() - is @pfn the head of a committed slab of @c?
  * @s: segment.  @c: cache.  @pfn: candidate head.
@@ -249,21 +275,11 @@ struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uin
  */
 bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
 {
-	const struct sp_slab *slab;
-	uint32_t info;
-
 	/* colour_off is a power of two (sp_cache_setup()): no divide on this path */
 	if (!c->colour_off || (c->colour_off & (c->colour_off - 1)) || !c->stride ||
-	    c->order > s->geo.max_order || pfn >= s->geo.nr_pages ||
-	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
+	    c->order > s->geo.max_order || c->order > SP_MAX_ORDER_LIMIT)
 		return false;
-	info = s->pages[pfn].info;
-	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
-		return false;
-	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
-	return slab->magic == slab_magic(c, pfn) && slab->cache_id == c->id &&
-	       !(slab->colour & (c->colour_off - 1)) &&
-	       slab->colour < (uint64_t)c->colour_off * c->colour_num;
+	return slab_valid_geo(s, c, pfn);
 }
 
 /**
@@ -597,13 +613,13 @@ static void check_poison(struct sp_cache *c, uint32_t size, const uint8_t *obj)
 }
 
 /* The slab to allocate from: partial, else empty, else a new one; 0 or < 0.
- * Cache locked, @g its snapshot. */
+ * Cache locked (asserted by the entry points, not again per call here),
+ * @g its snapshot. */
 static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
 			     uint32_t *pfn)
 {
 	int rc;
 
-	sp_assert(sp_lock_held(&c->lock));
 	*pfn = c->list_head[SP_LIST_PARTIAL];
 	if (!*pfn)
 		*pfn = c->list_head[SP_LIST_EMPTY];
@@ -614,7 +630,7 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 		*pfn = c->list_head[SP_LIST_EMPTY];
 	}
 	(*pfn)--;
-	if (sp_unlikely(!sp_slab_valid(s, g, *pfn))) {
+	if (sp_unlikely(!slab_valid_geo(s, g, *pfn))) {
 		sp_cache_recover_locked(s, c);
 		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
 	}
@@ -827,7 +843,7 @@ static int locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t 
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
 			      (unsigned long long)off);
-	if (s->pages[head].owner != c->id || !sp_slab_valid(s, c, head))
+	if (!slab_valid_geo(s, c, head)) /* checks the owner too */
 		return sp_err(-EINVAL, "offset %#llx belongs to another cache than %s",
 			      (unsigned long long)off, c->name);
 	*slab = sp_slab_at(s, c, head);
@@ -900,24 +916,15 @@ int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
 }
 
 
-/**
- * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
- * @s: segment.  @c: cache, locked.
- * @g: the snapshot of @c (sp_cache_snapshot()) @slab and @idx were found with.
- * @slab: a valid slab of @g.  @idx: an allocated object of it.
- *
- * Checks the red zone, poisons, clears the bit (the commit), then the tag;
- * gives a surplus empty slab back.  Does not count nr_free.
- * May sleep (buddy lock).
- */
-void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
-			      struct sp_slab *slab, uint32_t idx)
+/* sp_cache_free_obj_locked() for callers that asserted the cache lock
+ * themselves (once per entry point). */
+static void free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			    struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
 	uint8_t *obj = sp_slab_obj(g, slab, idx);
 	uint32_t pfn;
 
-	sp_assert(sp_lock_held(&c->lock));
 	sp_assert(word & mask);
 	if (g->flags & SP_CACHE_REDZONE) {
 		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
@@ -946,6 +953,23 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct
 		else /* inuse lied: never give back a slab whose bitmap is in use */
 			sp_cache_recover_locked(s, c);
 	}
+}
+
+/**
+ * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
+ * @s: segment.  @c: cache, locked.
+ * @g: the snapshot of @c (sp_cache_snapshot()) @slab and @idx were found with.
+ * @slab: a valid slab of @g.  @idx: an allocated object of it.
+ *
+ * Checks the red zone, poisons, clears the bit (the commit), then the tag;
+ * gives a surplus empty slab back.  Does not count nr_free.
+ * May sleep (buddy lock).
+ */
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			      struct sp_slab *slab, uint32_t idx)
+{
+	sp_assert(sp_lock_held(&c->lock));
+	free_obj_locked(s, c, g, slab, idx);
 }
 
 /**
@@ -1000,7 +1024,7 @@ int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 		return sp_err(-EINVAL, "%s object at %#llx is in a pool's reserve", c->name,
 			      (unsigned long long)off);
 	}
-	sp_cache_free_obj_locked(s, c, g, slab, idx);
+	free_obj_locked(s, c, g, slab, idx); /* the lock: asserted above */
 	c->nr_free++;
 	return 0;
 }
