@@ -246,12 +246,14 @@ struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uin
  * same private copy, what sp_slab_valid() asks of the geometry itself
  * (colour_off a power of two, stride non-zero, order <= max_order), so only
  * the shared page record and slab header are checked here - all of them.
+ * *@colour: the header's colour as read and checked here (read once: the
+ * header is shared), for the caller to place objects with instead of
+ * reading it again (slab_colour()).
  */
 static inline bool slab_valid_geo(const struct sp_seg *s, const struct sp_cache *g,
-				  uint32_t pfn)
+				  uint32_t pfn, uint32_t *colour)
 {
 	const struct sp_slab *slab;
-	uint32_t colour;
 
 	/* pfn + 2^order <= nr_pages also bounds pfn itself */
 	if ((uint64_t)pfn + (1u << g->order) > s->geo.nr_pages)
@@ -260,9 +262,10 @@ static inline bool slab_valid_geo(const struct sp_seg *s, const struct sp_cache 
 	    s->pages[pfn].owner != g->id)
 		return false;
 	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
-	colour = __atomic_load_n(&slab->colour, __ATOMIC_RELAXED); /* shared: read once */
+	*colour = __atomic_load_n(&slab->colour, __ATOMIC_RELAXED); /* shared: read once */
 	return slab->magic == slab_magic(g, pfn) && slab->cache_id == g->id &&
-	       !(colour & (g->colour_off - 1)) && colour < (uint64_t)g->colour_off * g->colour_num;
+	       !(*colour & (g->colour_off - 1)) &&
+	       *colour < (uint64_t)g->colour_off * g->colour_num;
 }
 
 /**
@@ -275,11 +278,13 @@ static inline bool slab_valid_geo(const struct sp_seg *s, const struct sp_cache 
  */
 bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
 {
+	uint32_t colour;
+
 	/* colour_off is a power of two (sp_cache_setup()): no divide on this path */
 	if (!c->colour_off || (c->colour_off & (c->colour_off - 1)) || !c->stride ||
 	    c->order > s->geo.max_order || c->order > SP_MAX_ORDER_LIMIT)
 		return false;
-	return slab_valid_geo(s, c, pfn);
+	return slab_valid_geo(s, c, pfn, &colour);
 }
 
 /**
@@ -614,9 +619,9 @@ static void check_poison(struct sp_cache *c, uint32_t size, const uint8_t *obj)
 
 /* The slab to allocate from: partial, else empty, else a new one; 0 or < 0.
  * Cache locked (asserted by the entry points, not again per call here),
- * @g its snapshot. */
+ * @g its snapshot; *@colour the slab's, checked (slab_valid_geo()). */
 static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
-			     uint32_t *pfn)
+			     uint32_t *pfn, uint32_t *colour)
 {
 	int rc;
 
@@ -630,7 +635,7 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 		*pfn = c->list_head[SP_LIST_EMPTY];
 	}
 	(*pfn)--;
-	if (sp_unlikely(!slab_valid_geo(s, g, *pfn))) {
+	if (sp_unlikely(!slab_valid_geo(s, g, *pfn, colour))) {
 		sp_cache_recover_locked(s, c);
 		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
 	}
@@ -656,18 +661,21 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 	while (got < n) {
 		struct sp_slab *slab;
 		uint16_t *owners;
-		uint32_t pfn, w;
+		uint8_t *objs;
+		uint32_t pfn, w, colour = 0; /* set by alloc_slab_locked() when it succeeds */
 
 		if (c->max_objs && c->active_objs >= c->max_objs) {
 			rc = sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
 				    c->max_objs);
 			break;
 		}
-		rc = alloc_slab_locked(s, c, g, &pfn);
+		rc = alloc_slab_locked(s, c, g, &pfn, &colour);
 		if (rc)
 			break;
 		slab = sp_slab_at(s, g, pfn);
 		owners = sp_slab_owners(g, slab);
+		/* sp_slab_obj() with the colour checked once, above */
+		objs = (uint8_t *)slab + g->obj_start + colour;
 		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
 		if (w >= g->bitmap_words)
 			w = 0;
@@ -705,8 +713,8 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 			slab->inuse++;
 			c->active_objs++;
 			if ((g->flags & SP_CACHE_POISON) && !g->tmpl_off)
-				check_poison(c, g->obj_size, sp_slab_obj(g, slab, idx));
-			v[got++] = (sp_off_t)(sp_slab_obj(g, slab, idx) - s->base);
+				check_poison(c, g->obj_size, objs + (uint64_t)idx * g->stride);
+			v[got++] = (sp_off_t)(objs + (uint64_t)idx * g->stride - s->base);
 		}
 		slab->hint = w;
 		slab_relist(s, c, slab, pfn);
@@ -836,18 +844,18 @@ int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cac
 static int locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 		     struct sp_slab **slab, uint32_t *idx)
 {
-	uint32_t pfn, head;
+	uint32_t pfn, head, colour;
 	uint64_t first, rel, q;
 
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
 			      (unsigned long long)off);
-	if (!slab_valid_geo(s, c, head)) /* checks the owner too */
+	if (!slab_valid_geo(s, c, head, &colour)) /* checks the owner too */
 		return sp_err(-EINVAL, "offset %#llx belongs to another cache than %s",
 			      (unsigned long long)off, c->name);
 	*slab = sp_slab_at(s, c, head);
-	first = sp_pfn_off(s, head) + c->obj_start + slab_colour(c, *slab);
+	first = sp_pfn_off(s, head) + c->obj_start + colour; /* checked above, read once */
 	rel = off - first;
 	/* rel / stride by the reciprocal: exact for offsets inside a slab */
 	q = off < first ? UINT64_MAX : (uint64_t)(((unsigned __int128)rel * c->recip) >> 64);
@@ -922,10 +930,12 @@ static void free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct s
 			    struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
-	uint8_t *obj = sp_slab_obj(g, slab, idx);
+	uint8_t *obj = NULL;
 	uint32_t pfn;
 
 	sp_assert(word & mask);
+	if (g->flags & (SP_CACHE_REDZONE | SP_CACHE_POISON)) /* only then: a read of the header */
+		obj = sp_slab_obj(g, slab, idx);
 	if (g->flags & SP_CACHE_REDZONE) {
 		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
 			if (obj[g->obj_size + i] != SP_REDZONE_BYTE) {
