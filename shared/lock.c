@@ -135,25 +135,12 @@ static inline __attribute__((always_inline)) void push_held(const struct sp_lock
 	nr_held++;
 }
 
-/**
- * sp_lock() - take a shared lock, detecting a dead owner.
- * @s: the segment (for its lock timeout).
- * @l: the lock.
- *
- * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
- * on a lock wedged by a corrupted segment) it gives up after that long.
- * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
- * caller now holds it and must repair, then call sp_lock_consistent());
- * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
- */
-int sp_lock(struct sp_seg *s, struct sp_lock *l)
+/* sp_lock() after a trylock that did not take @l at once (@rc): spin, then
+ * sleep; a dead owner, a timeout or an unusable mutex.  Out of line, so
+ * that the uncontended path sets up no frame for it. */
+static __attribute__((noinline)) int lock_slow(struct sp_seg *s, struct sp_lock *l, int rc)
 {
-	int rc;
-
-	if (s->readonly)
-		return sp_err(-EROFS, "cannot lock a read-only segment");
-	rc = pthread_mutex_trylock(&l->mutex);
-	for (unsigned spin = 0; sp_unlikely(rc == EBUSY) && spin < SP_LOCK_SPINS; spin++) {
+	for (unsigned spin = 0; rc == EBUSY && spin < SP_LOCK_SPINS; spin++) {
 		sp_cpu_relax();
 		if (lock_word_free(l)) /* read, not write, the line while it is held */
 			rc = pthread_mutex_trylock(&l->mutex);
@@ -174,7 +161,7 @@ int sp_lock(struct sp_seg *s, struct sp_lock *l)
 			rc = pthread_mutex_lock(&l->mutex);
 		}
 	}
-	if (sp_likely(rc == 0)) {
+	if (rc == 0) {
 		push_held(l);
 		return 0;
 	}
@@ -187,6 +174,31 @@ int sp_lock(struct sp_seg *s, struct sp_lock *l)
 		return sp_err(-ETIMEDOUT, "lock (level %u) still held after %d ms", l->level,
 			      s->lock_timeout_ms);
 	return sp_err(-rc, "lock (level %u) unusable: %s", l->level, strerror(rc));
+}
+
+/**
+ * sp_lock() - take a shared lock, detecting a dead owner.
+ * @s: the segment (for its lock timeout).
+ * @l: the lock.
+ *
+ * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
+ * on a lock wedged by a corrupted segment) it gives up after that long.
+ * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
+ * caller now holds it and must repair, then call sp_lock_consistent());
+ * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
+ */
+int sp_lock(struct sp_seg *s, struct sp_lock *l)
+{
+	int rc;
+
+	if (sp_unlikely(s->readonly))
+		return sp_err(-EROFS, "cannot lock a read-only segment");
+	rc = pthread_mutex_trylock(&l->mutex);
+	if (sp_likely(rc == 0)) {
+		push_held(l);
+		return 0;
+	}
+	return lock_slow(s, l, rc);
 }
 
 /**
