@@ -273,6 +273,20 @@ static const char *holder_why(uint16_t expect)
 	return expect ? "not held by the expected owner" : "free or in the reserve (double free?)";
 }
 
+/* -EINVAL naming the pool, not the class, for an object of a KMALLOC-backed
+ * pool's class that is not its element (the message of locate's @rc).  Out
+ * of line: its buffer would make every free set up a stack guard. */
+static __attribute__((noinline, cold)) int not_class_elem(struct sp_pool *p, struct sp_cache *c,
+							 sp_off_t off)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s", sp_errmsg());
+	return sp_err(-EINVAL, "offset %#llx is not an element of pool %s, whose elements are %s "
+			       "objects: %s",
+		      (unsigned long long)off, p->name, c->name, why);
+}
+
 /*
  * Lock the backing of @p and find the owner tag of element @off: the slab
  * owner[] entry of an allocated object, or the head page's slot.  On
@@ -282,10 +296,10 @@ static const char *holder_why(uint16_t expect)
  * sp_cache_free_obj_locked()): @mine, the caller's kept snapshot, or a
  * fresh one in @buf (sp_cache_geo_locked()).
  */
-static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
-		     const struct sp_cache *mine, struct sp_cache **c, struct sp_cache *buf,
-		     const struct sp_cache **g, uint16_t **tag, uint32_t *pfn,
-		     struct sp_slab **slab, uint32_t *idx)
+static inline __attribute__((always_inline)) int
+lock_elem_in(struct sp_seg *s, struct sp_pool *p, sp_off_t off, const struct sp_cache *mine,
+	     struct sp_cache **c, struct sp_cache *buf, const struct sp_cache **g, uint16_t **tag,
+	     uint32_t *pfn, struct sp_slab **slab, uint32_t *idx)
 {
 	int rc;
 
@@ -298,14 +312,8 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
 		if (rc)
 			return rc;
 		rc = sp_cache_geo_locate(s, *c, mine, buf, g, off, slab, idx);
-		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
-			char why[160];
-
-			snprintf(why, sizeof(why), "%s", sp_errmsg());
-			rc = sp_err(-EINVAL, "offset %#llx is not an element of pool %s, whose "
-					     "elements are %s objects: %s",
-				    (unsigned long long)off, p->name, (*c)->name, why);
-		}
+		if (rc && p->backing == SP_BACK_KMALLOC) /* name the pool, not the class */
+			rc = not_class_elem(p, *c, off);
 		if (!rc && !((*slab)->bitmap[*idx / 64] >> (*idx % 64) & 1))
 			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
 				    (unsigned long long)off, p->name);
@@ -326,6 +334,15 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
 	}
 	*tag = &s->pages[*pfn].slot;
 	return 0;
+}
+
+/* lock_elem_in() out of line, for the paths other than a plain free. */
+static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
+		     const struct sp_cache *mine, struct sp_cache **c, struct sp_cache *buf,
+		     const struct sp_cache **g, uint16_t **tag, uint32_t *pfn,
+		     struct sp_slab **slab, uint32_t *idx)
+{
+	return lock_elem_in(s, p, off, mine, c, buf, g, tag, pfn, slab, idx);
 }
 
 static void unlock_backing(struct sp_seg *s, struct sp_cache *c)
@@ -362,9 +379,9 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cac
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag = NULL; /* set whenever lock_elem_in() succeeds */
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, mine, &c, &buf, &g, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem_in(s, p, off, mine, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
