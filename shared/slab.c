@@ -405,21 +405,29 @@ static void slab_unlist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *sl
 	slab->list = SP_LIST_NONE;
 }
 
-/* Move a slab to the list its inuse count calls for (any count gives a
- * list in range: inuse is only compared). */
-static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab, uint32_t pfn)
+/* slab_relist()'s move, out of line: most calls find the slab where it
+ * belongs. */
+static __attribute__((noinline)) void slab_move(struct sp_seg *s, struct sp_cache *c,
+						struct sp_slab *slab, uint32_t pfn, uint32_t want)
 {
-	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
-			: slab->inuse == c->objperslab ? SP_LIST_FULL
-						       : SP_LIST_PARTIAL;
-
-	if (slab->list == want)
-		return;
 	slab_unlist(s, c, slab, pfn);
 	SP_CRASH_POINT("slab.list.move");
 	sp_plist_add(s, &c->list_head[want], pfn);
 	c->nr_list[want]++;
 	slab->list = want;
+}
+
+/* Move a slab to the list its inuse count calls for (any count gives a
+ * list in range: inuse is only compared). */
+static inline void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
+			       uint32_t pfn)
+{
+	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
+			: slab->inuse == c->objperslab ? SP_LIST_FULL
+						       : SP_LIST_PARTIAL;
+
+	if (slab->list != want)
+		slab_move(s, c, slab, pfn, want);
 }
 
 /* The truth, not inuse: may this slab go back to the buddy allocator?
@@ -841,8 +849,9 @@ int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cac
 }
 
 /* sp_cache_obj_locate() in a geometry already checked. */
-static int locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
-		     struct sp_slab **slab, uint32_t *idx)
+static inline __attribute__((always_inline)) int
+locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off, struct sp_slab **slab,
+	  uint32_t *idx)
 {
 	uint32_t pfn, head, colour;
 	uint64_t first, rel, q;
@@ -926,8 +935,9 @@ int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
 
 /* sp_cache_free_obj_locked() for callers that asserted the cache lock
  * themselves (once per entry point). */
-static void free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
-			    struct sp_slab *slab, uint32_t idx)
+static inline __attribute__((always_inline)) void
+free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+		struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
 	uint8_t *obj = NULL;
