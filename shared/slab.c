@@ -913,6 +913,17 @@ int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struc
 	return rc ? rc : locate_in(s, g, off, slab, idx);
 }
 
+/* sp_cache_geo_locate(), inlined into this file's free. */
+static inline __attribute__((always_inline)) int
+geo_locate(const struct sp_seg *s, const struct sp_cache *c, const struct sp_cache *mine,
+	   struct sp_cache *buf, const struct sp_cache **g, sp_off_t off, struct sp_slab **slab,
+	   uint32_t *idx)
+{
+	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
+
+	return rc ? rc : locate_in(s, *g, off, slab, idx);
+}
+
 /**
  * sp_cache_geo_locate() - sp_cache_snap_locate() with the caller's kept
  * snapshot: find object @off in the geometry sp_cache_geo_locked() picks.
@@ -927,9 +938,7 @@ int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
 			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g,
 			sp_off_t off, struct sp_slab **slab, uint32_t *idx)
 {
-	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
-
-	return rc ? rc : locate_in(s, *g, off, slab, idx);
+	return geo_locate(s, c, mine, buf, g, off, slab, idx);
 }
 
 
@@ -1022,13 +1031,13 @@ int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 {
 	const struct sp_cache *g;
 	struct sp_cache buf;
-	struct sp_slab *slab;
+	struct sp_slab *slab = NULL; /* slab and idx: set when geo_locate() succeeds */
 	uint16_t tag;
-	uint32_t idx;
+	uint32_t idx = 0;
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
+	rc = geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
