@@ -55,8 +55,12 @@ static int cache_desc(shmp_cache *k, struct sp_cache **out)
 	rc = shmp__usable(k->c);
 	if (sp_unlikely(rc))
 		return rc;
-	d = sp_cache_get(k->c->seg, k->id);
-	if (sp_unlikely(!d || __atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen))
+	/* sp_cache_get()'s checks at the handle's own pointer, as in pool.c's
+	 * pool_desc(): desc and id are private, id bounded at open */
+	d = k->desc;
+	if (sp_unlikely(__atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+			d->magic != (SP_CACHE_MAGIC ^ k->id) || d->id != k->id ||
+			__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != k->gen))
 		return sp_err(-ENOENT, "cache %s was destroyed", k->name);
 	*out = d;
 	return 0;

@@ -34,22 +34,13 @@
 
 #include "internal.h"
 
-/*
- * The session's snapshot of kmalloc class @cls, or NULL (the core then takes
- * one per call).  The first caller takes it (NONE -> TAKING), then
- * publishes it (READY, release); a caller meanwhile, or one after a failed
- * check (back to NONE), goes without.  Never written once READY.  Does
- * not sleep.
- */
-static const struct sp_cache *ksnap(shmp_client *c, uint32_t cls)
+/* ksnap() before the snapshot is READY: take it (NONE -> TAKING), then
+ * publish it (READY, release); NULL meanwhile or after a failed check. */
+static __attribute__((noinline)) const struct sp_cache *ksnap_take(shmp_client *c, uint32_t cls,
+								    uint32_t st)
 {
-	uint32_t st, none = SHMP_KSNAP_NONE;
+	uint32_t none = SHMP_KSNAP_NONE;
 
-	if (sp_unlikely(cls >= SP_NR_KMALLOC))
-		return NULL;
-	st = __atomic_load_n(&c->ksnap_state[cls], __ATOMIC_ACQUIRE);
-	if (sp_likely(st == SHMP_KSNAP_READY))
-		return &c->ksnap[cls];
 	if (st != SHMP_KSNAP_NONE ||
 	    !__atomic_compare_exchange_n(&c->ksnap_state[cls], &none, SHMP_KSNAP_TAKING, false,
 					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
@@ -60,6 +51,25 @@ static const struct sp_cache *ksnap(shmp_client *c, uint32_t cls)
 	}
 	__atomic_store_n(&c->ksnap_state[cls], SHMP_KSNAP_READY, __ATOMIC_RELEASE);
 	return &c->ksnap[cls];
+}
+
+/*
+ * The session's snapshot of kmalloc class @cls, or NULL (the core then takes
+ * one per call).  The first caller takes it (NONE -> TAKING), then
+ * publishes it (READY, release); a caller meanwhile, or one after a failed
+ * check (back to NONE), goes without.  Never written once READY.  Does
+ * not sleep.
+ */
+static inline const struct sp_cache *ksnap(shmp_client *c, uint32_t cls)
+{
+	uint32_t st;
+
+	if (sp_unlikely(cls >= SP_NR_KMALLOC))
+		return NULL;
+	st = __atomic_load_n(&c->ksnap_state[cls], __ATOMIC_ACQUIRE);
+	if (sp_likely(st == SHMP_KSNAP_READY))
+		return &c->ksnap[cls];
+	return ksnap_take(c, cls, st);
 }
 
 static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)

@@ -79,8 +79,16 @@ static int pool_desc(shmp_pool *p, struct sp_pool **out)
 	rc = shmp__usable(p->c);
 	if (sp_unlikely(rc))
 		return rc;
-	d = sp_pool_get(p->c->seg, p->id);
-	if (sp_unlikely(!d || __atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen))
+	/*
+	 * sp_pool_get()'s checks, made at the handle's own pointer: desc is
+	 * &sp_pools(seg)[id] with id bounded by sp_pool_get() at open, both
+	 * private and fixed while the session has seg (it never maps another
+	 * segment), so only the shared descriptor is read again here.
+	 */
+	d = p->desc;
+	if (sp_unlikely(__atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+			d->magic != (SP_POOL_MAGIC ^ p->id) || d->id != p->id ||
+			__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != p->gen))
 		return sp_err(-ENOENT, "pool %s was destroyed", p->name);
 	*out = d;
 	return 0;

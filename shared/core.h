@@ -171,8 +171,34 @@ int sp_lock_init(struct sp_lock *l, enum sp_lock_level level);
 int sp_lock(struct sp_seg *s, struct sp_lock *l);
 void sp_lock_consistent(struct sp_lock *l);
 void sp_unlock(struct sp_lock *l);
-bool sp_lock_held(const struct sp_lock *l);
 void sp_lock_allow_same_level(bool on);
+
+/* The locks this thread holds, in the order taken (lock.c): only the first
+ * SP_MAX_HELD are recorded. */
+#define SP_MAX_HELD 8
+#define SP_HIDDEN __attribute__((visibility("hidden")))
+extern _Thread_local const struct sp_lock *sp__held[SP_MAX_HELD]
+	__attribute__((tls_model("initial-exec"))) SP_HIDDEN;
+extern _Thread_local unsigned sp__nr_held __attribute__((tls_model("initial-exec"))) SP_HIDDEN;
+bool sp_lock_held_slow(const struct sp_lock *l);
+
+/**
+ * sp_lock_held() - does this thread hold @l?
+ * @l: the lock.
+ *
+ * For assertions in _locked functions: inline, since the lock asserted is
+ * nearly always the one taken last (the top of the stack); the rest of the
+ * stack and stop-the-world mode are looked at out of line.  Does not sleep.
+ * Return: true when held by the calling thread.
+ */
+static inline bool sp_lock_held(const struct sp_lock *l)
+{
+	unsigned n = sp__nr_held;
+
+	if (sp_likely(n - 1 < SP_MAX_HELD && sp__held[n - 1] == l))
+		return true;
+	return sp_lock_held_slow(l);
+}
 
 /* ---- primitives (prim-linux.c) ----------------------------------------- */
 

@@ -36,7 +36,6 @@
 
 #include "core.h"
 
-#define SP_MAX_HELD 8
 
 /*
  * Tries before sleeping.  A contended PI mutex is handed over through the
@@ -76,8 +75,9 @@ static inline void sp_cpu_relax(void)
  * glibc's surplus covers even when the library is dlopen()ed.
  */
 #define SP_TLS_IE __attribute__((tls_model("initial-exec")))
-static _Thread_local const struct sp_lock *held[SP_MAX_HELD] SP_TLS_IE;
-static _Thread_local unsigned nr_held SP_TLS_IE;
+/* read by the inline sp_lock_held() (core.h): hidden, never exported */
+_Thread_local const struct sp_lock *sp__held[SP_MAX_HELD] SP_TLS_IE SP_HIDDEN;
+_Thread_local unsigned sp__nr_held SP_TLS_IE SP_HIDDEN;
 static _Thread_local bool world_stopped SP_TLS_IE; /* the checker holds every lock */
 
 /**
@@ -122,38 +122,26 @@ int sp_lock_init(struct sp_lock *l, enum sp_lock_level level)
 	return rc ? sp_err(-rc, "pthread_mutex_init: %s", strerror(rc)) : 0;
 }
 
-static void push_held(const struct sp_lock *l)
+static inline __attribute__((always_inline)) void push_held(const struct sp_lock *l)
 {
 #if SP_DEBUG_LEVEL >= 1
-	for (unsigned i = 0; i < nr_held && i < SP_MAX_HELD; i++)
-		if (held[i]->level > l->level || (held[i]->level == l->level && !world_stopped))
+	for (unsigned i = 0; i < sp__nr_held && i < SP_MAX_HELD; i++)
+		if (sp__held[i]->level > l->level ||
+		    (sp__held[i]->level == l->level && !world_stopped))
 			sp_assert_fail("lock order: level not above every held lock", __FILE__,
 				       __LINE__);
 #endif
-	if (nr_held < SP_MAX_HELD)
-		held[nr_held] = l;
-	nr_held++;
+	if (sp__nr_held < SP_MAX_HELD)
+		sp__held[sp__nr_held] = l;
+	sp__nr_held++;
 }
 
-/**
- * sp_lock() - take a shared lock, detecting a dead owner.
- * @s: the segment (for its lock timeout).
- * @l: the lock.
- *
- * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
- * on a lock wedged by a corrupted segment) it gives up after that long.
- * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
- * caller now holds it and must repair, then call sp_lock_consistent());
- * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
- */
-int sp_lock(struct sp_seg *s, struct sp_lock *l)
+/* sp_lock() after a trylock that did not take @l at once (@rc): spin, then
+ * sleep; a dead owner, a timeout or an unusable mutex.  Out of line, so
+ * that the uncontended path sets up no frame for it. */
+static __attribute__((noinline)) int lock_slow(struct sp_seg *s, struct sp_lock *l, int rc)
 {
-	int rc;
-
-	if (s->readonly)
-		return sp_err(-EROFS, "cannot lock a read-only segment");
-	rc = pthread_mutex_trylock(&l->mutex);
-	for (unsigned spin = 0; sp_unlikely(rc == EBUSY) && spin < SP_LOCK_SPINS; spin++) {
+	for (unsigned spin = 0; rc == EBUSY && spin < SP_LOCK_SPINS; spin++) {
 		sp_cpu_relax();
 		if (lock_word_free(l)) /* read, not write, the line while it is held */
 			rc = pthread_mutex_trylock(&l->mutex);
@@ -174,7 +162,7 @@ int sp_lock(struct sp_seg *s, struct sp_lock *l)
 			rc = pthread_mutex_lock(&l->mutex);
 		}
 	}
-	if (sp_likely(rc == 0)) {
+	if (rc == 0) {
 		push_held(l);
 		return 0;
 	}
@@ -187,6 +175,31 @@ int sp_lock(struct sp_seg *s, struct sp_lock *l)
 		return sp_err(-ETIMEDOUT, "lock (level %u) still held after %d ms", l->level,
 			      s->lock_timeout_ms);
 	return sp_err(-rc, "lock (level %u) unusable: %s", l->level, strerror(rc));
+}
+
+/**
+ * sp_lock() - take a shared lock, detecting a dead owner.
+ * @s: the segment (for its lock timeout).
+ * @l: the lock.
+ *
+ * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
+ * on a lock wedged by a corrupted segment) it gives up after that long.
+ * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
+ * caller now holds it and must repair, then call sp_lock_consistent());
+ * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
+ */
+int sp_lock(struct sp_seg *s, struct sp_lock *l)
+{
+	int rc;
+
+	if (sp_unlikely(s->readonly))
+		return sp_err(-EROFS, "cannot lock a read-only segment");
+	rc = pthread_mutex_trylock(&l->mutex);
+	if (sp_likely(rc == 0)) {
+		push_held(l);
+		return 0;
+	}
+	return lock_slow(s, l, rc);
 }
 
 /**
@@ -209,33 +222,34 @@ void sp_lock_consistent(struct sp_lock *l)
  */
 void sp_unlock(struct sp_lock *l)
 {
-	for (unsigned i = nr_held < SP_MAX_HELD ? nr_held : SP_MAX_HELD; i-- > 0;) {
-		if (held[i] == l) {
-			for (unsigned j = i; j + 1 < nr_held && j + 1 < SP_MAX_HELD; j++)
-				held[j] = held[j + 1];
-			nr_held--;
+	unsigned n = sp__nr_held;
+
+	/* the usual case: the lock taken last, recorded on top */
+	if (sp_likely(n - 1 < SP_MAX_HELD && sp__held[n - 1] == l)) {
+		sp__nr_held = n - 1;
+		goto unlock;
+	}
+	for (unsigned i = sp__nr_held < SP_MAX_HELD ? sp__nr_held : SP_MAX_HELD; i-- > 0;) {
+		if (sp__held[i] == l) {
+			for (unsigned j = i; j + 1 < sp__nr_held && j + 1 < SP_MAX_HELD; j++)
+				sp__held[j] = sp__held[j + 1];
+			sp__nr_held--;
 			goto unlock;
 		}
 	}
-	if (nr_held > SP_MAX_HELD)
-		nr_held--; /* an unrecorded lock of stop-the-world mode */
+	if (sp__nr_held > SP_MAX_HELD)
+		sp__nr_held--; /* an unrecorded lock of stop-the-world mode */
 unlock:
 	pthread_mutex_unlock(&l->mutex);
 }
 
-/**
- * sp_lock_held() - does this thread hold @l?
- * @l: the lock.
- *
- * For assertions in _locked functions.  Does not sleep.
- * Return: true when held by the calling thread.
- */
-bool sp_lock_held(const struct sp_lock *l)
+/* sp_lock_held() (core.h) when @l is not the lock on top of the stack. */
+bool sp_lock_held_slow(const struct sp_lock *l)
 {
 	if (world_stopped)
 		return true;
-	for (unsigned i = 0; i < nr_held && i < SP_MAX_HELD; i++)
-		if (held[i] == l)
+	for (unsigned i = 0; i < sp__nr_held && i < SP_MAX_HELD; i++)
+		if (sp__held[i] == l)
 			return true;
 	return false;
 }

@@ -273,6 +273,20 @@ static const char *holder_why(uint16_t expect)
 	return expect ? "not held by the expected owner" : "free or in the reserve (double free?)";
 }
 
+/* -EINVAL naming the pool, not the class, for an object of a KMALLOC-backed
+ * pool's class that is not its element (the message of locate's @rc).  Out
+ * of line: its buffer would make every free set up a stack guard. */
+static __attribute__((noinline, cold)) int not_class_elem(struct sp_pool *p, struct sp_cache *c,
+							 sp_off_t off)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s", sp_errmsg());
+	return sp_err(-EINVAL, "offset %#llx is not an element of pool %s, whose elements are %s "
+			       "objects: %s",
+		      (unsigned long long)off, p->name, c->name, why);
+}
+
 /*
  * Lock the backing of @p and find the owner tag of element @off: the slab
  * owner[] entry of an allocated object, or the head page's slot.  On
@@ -282,10 +296,10 @@ static const char *holder_why(uint16_t expect)
  * sp_cache_free_obj_locked()): @mine, the caller's kept snapshot, or a
  * fresh one in @buf (sp_cache_geo_locked()).
  */
-static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
-		     const struct sp_cache *mine, struct sp_cache **c, struct sp_cache *buf,
-		     const struct sp_cache **g, uint16_t **tag, uint32_t *pfn,
-		     struct sp_slab **slab, uint32_t *idx)
+static inline __attribute__((always_inline)) int
+lock_elem_in(struct sp_seg *s, struct sp_pool *p, sp_off_t off, const struct sp_cache *mine,
+	     struct sp_cache **c, struct sp_cache *buf, const struct sp_cache **g, uint16_t **tag,
+	     uint32_t *pfn, struct sp_slab **slab, uint32_t *idx)
 {
 	int rc;
 
@@ -298,14 +312,8 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
 		if (rc)
 			return rc;
 		rc = sp_cache_geo_locate(s, *c, mine, buf, g, off, slab, idx);
-		if (rc && p->backing == SP_BACK_KMALLOC) { /* name the pool, not the class */
-			char why[160];
-
-			snprintf(why, sizeof(why), "%s", sp_errmsg());
-			rc = sp_err(-EINVAL, "offset %#llx is not an element of pool %s, whose "
-					     "elements are %s objects: %s",
-				    (unsigned long long)off, p->name, (*c)->name, why);
-		}
+		if (rc && p->backing == SP_BACK_KMALLOC) /* name the pool, not the class */
+			rc = not_class_elem(p, *c, off);
 		if (!rc && !((*slab)->bitmap[*idx / 64] >> (*idx % 64) & 1))
 			rc = sp_err(-EINVAL, "element %#llx of pool %s is not allocated (double free?)",
 				    (unsigned long long)off, p->name);
@@ -326,6 +334,15 @@ static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
 	}
 	*tag = &s->pages[*pfn].slot;
 	return 0;
+}
+
+/* lock_elem_in() out of line, for the paths other than a plain free. */
+static int lock_elem(struct sp_seg *s, struct sp_pool *p, sp_off_t off,
+		     const struct sp_cache *mine, struct sp_cache **c, struct sp_cache *buf,
+		     const struct sp_cache **g, uint16_t **tag, uint32_t *pfn,
+		     struct sp_slab **slab, uint32_t *idx)
+{
+	return lock_elem_in(s, p, off, mine, c, buf, g, tag, pfn, slab, idx);
 }
 
 static void unlock_backing(struct sp_seg *s, struct sp_cache *c)
@@ -362,9 +379,9 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cac
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag = NULL; /* set whenever lock_elem_in() succeeds */
 	uint32_t pfn, idx;
-	int rc = lock_elem(s, p, off, mine, &c, &buf, &g, &tag, &pfn, &slab, &idx);
+	int rc = lock_elem_in(s, p, off, mine, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
 	if (rc)
 		return rc;
@@ -1296,51 +1313,30 @@ static int take_reserve_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *of
 	return 0;
 }
 
-/**
- * sp_pool_alloc() - allocate one element (mempool_alloc).
- * @s: segment with a registered slot.  @p: pool.
- * @flags: SP_ALLOC_NOWAIT never sleeps.
- * @timeout_ms: < 0 waits for ever; otherwise the longest sleep.
- * @off: the element.
- *
- * Tries the backing allocator, then the reserve, then sleeps until a free.
- * May sleep unless SP_ALLOC_NOWAIT.
- * Return: 0; -ENOMEM (NOWAIT and nothing free); -ETIMEDOUT; -EINTR;
- * -ENOENT when the pool was destroyed.
+/*
+ * sp_pool_alloc_geo() once the backing said -ENOMEM: the reserve, then
+ * sleep and try the backing again, until @deadline (of @timeout_ms >= 0).
+ * Out of line: on every call the backing can serve, its first try does.
  */
-int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off)
+static __attribute__((noinline)) int alloc_reserve_or_wait(struct sp_seg *s, struct sp_pool *p,
+							   const struct sp_cache *mine, int flags,
+							   int timeout_ms, uint64_t deadline,
+							   sp_off_t *off)
 {
-	return sp_pool_alloc_geo(s, p, NULL, flags, timeout_ms, off);
-}
-
-/**
- * sp_pool_alloc_geo() - sp_pool_alloc() with the caller's kept snapshot of
- * the backing cache.
- * @s: @p: @flags: @timeout_ms: @off: as sp_pool_alloc().
- * @mine: NULL, or a snapshot from sp_pool_backing_snapshot() kept by the
- *        caller (sp_cache_geo_locked() says when it is used).
- *
- * May sleep unless SP_ALLOC_NOWAIT.
- * Return: as sp_pool_alloc().
- */
-int sp_pool_alloc_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, int flags,
-		      int timeout_ms, sp_off_t *off)
-{
-	uint64_t deadline = timeout_ms >= 0 ? sp_now_ms() + (uint64_t)timeout_ms : 0;
 	unsigned rebuilt = 0;
 	int rc;
 
-	if (sp_unlikely(!s->owner))
-		return sp_err(-EPERM, "register a client slot before allocating");
-	for (;;) {
+	for (bool tried = true;; tried = false) {
 		uint32_t seq;
 		int left = -1;
 
-		rc = backing_alloc(s, p, mine, s->owner, off);
-		if (sp_likely(rc == 0))
-			goto ok;
-		if (rc != -ENOMEM)
-			return rc;
+		if (!tried) { /* the caller's first try said -ENOMEM */
+			rc = backing_alloc(s, p, mine, s->owner, off);
+			if (sp_likely(rc == 0))
+				goto ok;
+			if (rc != -ENOMEM)
+				return rc;
+		}
 		rc = sp_pool_lock(s, p);
 		if (rc)
 			return rc;
@@ -1399,6 +1395,51 @@ ok:
 }
 
 /**
+ * sp_pool_alloc() - allocate one element (mempool_alloc).
+ * @s: segment with a registered slot.  @p: pool.
+ * @flags: SP_ALLOC_NOWAIT never sleeps.
+ * @timeout_ms: < 0 waits for ever; otherwise the longest sleep.
+ * @off: the element.
+ *
+ * Tries the backing allocator, then the reserve, then sleeps until a free.
+ * May sleep unless SP_ALLOC_NOWAIT.
+ * Return: 0; -ENOMEM (NOWAIT and nothing free); -ETIMEDOUT; -EINTR;
+ * -ENOENT when the pool was destroyed.
+ */
+int sp_pool_alloc(struct sp_seg *s, struct sp_pool *p, int flags, int timeout_ms, sp_off_t *off)
+{
+	return sp_pool_alloc_geo(s, p, NULL, flags, timeout_ms, off);
+}
+
+/**
+ * sp_pool_alloc_geo() - sp_pool_alloc() with the caller's kept snapshot of
+ * the backing cache.
+ * @s: @p: @flags: @timeout_ms: @off: as sp_pool_alloc().
+ * @mine: NULL, or a snapshot from sp_pool_backing_snapshot() kept by the
+ *        caller (sp_cache_geo_locked() says when it is used).
+ *
+ * May sleep unless SP_ALLOC_NOWAIT.
+ * Return: as sp_pool_alloc().
+ */
+int sp_pool_alloc_geo(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, int flags,
+		      int timeout_ms, sp_off_t *off)
+{
+	uint64_t deadline = timeout_ms >= 0 ? sp_now_ms() + (uint64_t)timeout_ms : 0;
+	int rc;
+
+	if (sp_unlikely(!s->owner))
+		return sp_err(-EPERM, "register a client slot before allocating");
+	rc = backing_alloc(s, p, mine, s->owner, off);
+	if (sp_likely(rc == 0)) {
+		__atomic_fetch_add(&p->nr_alloc, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (rc != -ENOMEM)
+		return rc;
+	return alloc_reserve_or_wait(s, p, mine, flags, timeout_ms, deadline, off);
+}
+
+/**
  * sp_pools_wake_waiters() - wake every waiter of every pool to look again.
  * @s: segment.
  *
@@ -1419,68 +1460,13 @@ void sp_pools_wake_waiters(struct sp_seg *s)
 	}
 }
 
-/* sp_pool_free_owned(); @mine as for sp_pool_alloc_geo(). */
-static int free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
-		      sp_off_t off, uint16_t expect)
+/* free_owned() to the backing, without the pool lock (no reserve to refill,
+ * no reclaim); wakes a waiter. */
+static inline int free_to_backing(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+				  sp_off_t off, uint16_t expect)
 {
-	bool counted = !sp_owner_is_mag(expect);
-	uint16_t old;
 	int rc;
 
-	/*
-	 * A reclaim (@expect set) always goes through the pool lock: if the
-	 * dead holder died inside a reserve take, recovery must roll that take
-	 * back (the element returns to the reserve) before the element could
-	 * be freed to the backing and handed out again while still listed in
-	 * elements[].
-	 */
-	if (expect || __atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE) < p->min_nr) {
-		rc = sp_pool_lock(s, p);
-		if (rc)
-			return rc;
-		if (p->curr_nr < p->min_nr && p->curr_nr < p->elements_cap && elements(s, p)) {
-			if (p->backing == SP_BACK_KMALLOC) {
-				/* what is wrong with a refused free, in that order */
-				rc = retag(s, p, off, 0, &expect, &old);
-				if (!rc)
-					rc = class_elem_out(p, off);
-				if (!rc)
-					rc = class_put_locked(s, p, off, expect, false);
-			} else {
-				rc = retag(s, p, off, SP_OWNER_RESERVE, &expect, &old);
-				if (!rc) {
-					elements(s, p)[p->curr_nr] = off;
-					SP_CRASH_POINT("pool.reserve.put");
-					__atomic_store_n(&p->curr_nr, p->curr_nr + 1,
-							 __ATOMIC_RELEASE);
-				}
-			}
-			if (!rc) {
-				if (counted)
-					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
-				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
-					wake_waiters(p, 1);
-			} else {
-				p->nr_bad_free++;
-			}
-			sp_pool_unlock(p);
-			return rc;
-		}
-		if (expect) {
-			rc = backing_free(s, p, mine, off, expect);
-			if (rc) {
-				p->nr_bad_free++;
-			} else {
-				if (counted)
-					__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
-				if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
-					wake_waiters(p, 1);
-			}
-			sp_pool_unlock(p);
-			return rc;
-		}
-		sp_pool_unlock(p);
-	}
 	/* backing_free() refuses reserve elements: they never leave this way */
 	rc = backing_free(s, p, mine, off, expect);
 	if (rc) {
@@ -1495,6 +1481,79 @@ static int free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache
 		}
 	}
 	return 0;
+}
+
+/* free_owned() under the pool lock: a reclaim, or a reserve to refill. */
+static __attribute__((noinline)) int free_pool_locked(struct sp_seg *s, struct sp_pool *p,
+						      const struct sp_cache *mine, sp_off_t off,
+						      uint16_t expect)
+{
+	bool counted = !sp_owner_is_mag(expect);
+	uint16_t old;
+	int rc;
+
+	rc = sp_pool_lock(s, p);
+	if (rc)
+		return rc;
+	if (p->curr_nr < p->min_nr && p->curr_nr < p->elements_cap && elements(s, p)) {
+		if (p->backing == SP_BACK_KMALLOC) {
+			/* what is wrong with a refused free, in that order */
+			rc = retag(s, p, off, 0, &expect, &old);
+			if (!rc)
+				rc = class_elem_out(p, off);
+			if (!rc)
+				rc = class_put_locked(s, p, off, expect, false);
+		} else {
+			rc = retag(s, p, off, SP_OWNER_RESERVE, &expect, &old);
+			if (!rc) {
+				elements(s, p)[p->curr_nr] = off;
+				SP_CRASH_POINT("pool.reserve.put");
+				__atomic_store_n(&p->curr_nr, p->curr_nr + 1,
+						 __ATOMIC_RELEASE);
+			}
+		}
+		if (!rc) {
+			if (counted)
+				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+			if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
+				wake_waiters(p, 1);
+		} else {
+			p->nr_bad_free++;
+		}
+		sp_pool_unlock(p);
+		return rc;
+	}
+	if (expect) {
+		rc = backing_free(s, p, mine, off, expect);
+		if (rc) {
+			p->nr_bad_free++;
+		} else {
+			if (counted)
+				__atomic_fetch_add(&p->nr_free, 1, __ATOMIC_RELAXED);
+			if (__atomic_load_n(&p->nr_waiters, __ATOMIC_SEQ_CST))
+				wake_waiters(p, 1);
+		}
+		sp_pool_unlock(p);
+		return rc;
+	}
+	sp_pool_unlock(p);
+	return free_to_backing(s, p, mine, off, expect);
+}
+
+/* sp_pool_free_owned(); @mine as for sp_pool_alloc_geo(). */
+static int free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+		      sp_off_t off, uint16_t expect)
+{
+	/*
+	 * A reclaim (@expect set) always goes through the pool lock: if the
+	 * dead holder died inside a reserve take, recovery must roll that take
+	 * back (the element returns to the reserve) before the element could
+	 * be freed to the backing and handed out again while still listed in
+	 * elements[].
+	 */
+	if (expect || __atomic_load_n(&p->curr_nr, __ATOMIC_ACQUIRE) < p->min_nr)
+		return free_pool_locked(s, p, mine, off, expect);
+	return free_to_backing(s, p, mine, off, expect);
 }
 
 /**

@@ -239,6 +239,35 @@ struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uin
 	return (struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
 }
 
+/*
+ * sp_slab_valid() in a geometry sp_cache_geometry_ok() accepted: a checked
+ * snapshot private to the caller (sp_cache_snapshot(), sp_cache_geo_locked()),
+ * or a descriptor just checked.  That check already established, from the
+ * same private copy, what sp_slab_valid() asks of the geometry itself
+ * (colour_off a power of two, stride non-zero, order <= max_order), so only
+ * the shared page record and slab header are checked here - all of them.
+ * *@colour: the header's colour as read and checked here (read once: the
+ * header is shared), for the caller to place objects with instead of
+ * reading it again (slab_colour()).
+ */
+static inline bool slab_valid_geo(const struct sp_seg *s, const struct sp_cache *g,
+				  uint32_t pfn, uint32_t *colour)
+{
+	const struct sp_slab *slab;
+
+	/* pfn + 2^order <= nr_pages also bounds pfn itself */
+	if ((uint64_t)pfn + (1u << g->order) > s->geo.nr_pages)
+		return false;
+	if (s->pages[pfn].info != SP_PG_INFO(SP_PG_ALLOC, g->order, SP_KIND_SLAB) ||
+	    s->pages[pfn].owner != g->id)
+		return false;
+	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
+	*colour = __atomic_load_n(&slab->colour, __ATOMIC_RELAXED); /* shared: read once */
+	return slab->magic == slab_magic(g, pfn) && slab->cache_id == g->id &&
+	       !(*colour & (g->colour_off - 1)) &&
+	       *colour < (uint64_t)g->colour_off * g->colour_num;
+}
+
 /**
  * sp_slab_valid() - is @pfn the head of a committed slab of @c?
  * @s: segment.  @c: cache.  @pfn: candidate head.
@@ -249,21 +278,13 @@ struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uin
  */
 bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
 {
-	const struct sp_slab *slab;
-	uint32_t info;
+	uint32_t colour;
 
 	/* colour_off is a power of two (sp_cache_setup()): no divide on this path */
 	if (!c->colour_off || (c->colour_off & (c->colour_off - 1)) || !c->stride ||
-	    c->order > s->geo.max_order || pfn >= s->geo.nr_pages ||
-	    (uint64_t)pfn + (1u << c->order) > s->geo.nr_pages)
+	    c->order > s->geo.max_order || c->order > SP_MAX_ORDER_LIMIT)
 		return false;
-	info = s->pages[pfn].info;
-	if (info != SP_PG_INFO(SP_PG_ALLOC, c->order, SP_KIND_SLAB) || s->pages[pfn].owner != c->id)
-		return false;
-	slab = (const struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
-	return slab->magic == slab_magic(c, pfn) && slab->cache_id == c->id &&
-	       !(slab->colour & (c->colour_off - 1)) &&
-	       slab->colour < (uint64_t)c->colour_off * c->colour_num;
+	return slab_valid_geo(s, c, pfn, &colour);
 }
 
 /**
@@ -384,21 +405,29 @@ static void slab_unlist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *sl
 	slab->list = SP_LIST_NONE;
 }
 
-/* Move a slab to the list its inuse count calls for (any count gives a
- * list in range: inuse is only compared). */
-static void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab, uint32_t pfn)
+/* slab_relist()'s move, out of line: most calls find the slab where it
+ * belongs. */
+static __attribute__((noinline)) void slab_move(struct sp_seg *s, struct sp_cache *c,
+						struct sp_slab *slab, uint32_t pfn, uint32_t want)
 {
-	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
-			: slab->inuse == c->objperslab ? SP_LIST_FULL
-						       : SP_LIST_PARTIAL;
-
-	if (slab->list == want)
-		return;
 	slab_unlist(s, c, slab, pfn);
 	SP_CRASH_POINT("slab.list.move");
 	sp_plist_add(s, &c->list_head[want], pfn);
 	c->nr_list[want]++;
 	slab->list = want;
+}
+
+/* Move a slab to the list its inuse count calls for (any count gives a
+ * list in range: inuse is only compared). */
+static inline void slab_relist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
+			       uint32_t pfn)
+{
+	uint32_t want = slab->inuse == 0 ? SP_LIST_EMPTY
+			: slab->inuse == c->objperslab ? SP_LIST_FULL
+						       : SP_LIST_PARTIAL;
+
+	if (slab->list != want)
+		slab_move(s, c, slab, pfn, want);
 }
 
 /* The truth, not inuse: may this slab go back to the buddy allocator?
@@ -597,13 +626,13 @@ static void check_poison(struct sp_cache *c, uint32_t size, const uint8_t *obj)
 }
 
 /* The slab to allocate from: partial, else empty, else a new one; 0 or < 0.
- * Cache locked, @g its snapshot. */
+ * Cache locked (asserted by the entry points, not again per call here),
+ * @g its snapshot; *@colour the slab's, checked (slab_valid_geo()). */
 static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
-			     uint32_t *pfn)
+			     uint32_t *pfn, uint32_t *colour)
 {
 	int rc;
 
-	sp_assert(sp_lock_held(&c->lock));
 	*pfn = c->list_head[SP_LIST_PARTIAL];
 	if (!*pfn)
 		*pfn = c->list_head[SP_LIST_EMPTY];
@@ -614,7 +643,7 @@ static int alloc_slab_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 		*pfn = c->list_head[SP_LIST_EMPTY];
 	}
 	(*pfn)--;
-	if (sp_unlikely(!sp_slab_valid(s, g, *pfn))) {
+	if (sp_unlikely(!slab_valid_geo(s, g, *pfn, colour))) {
 		sp_cache_recover_locked(s, c);
 		return sp_err(-EFAULT, "cache %s: corrupted slab list rebuilt", c->name);
 	}
@@ -640,18 +669,21 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 	while (got < n) {
 		struct sp_slab *slab;
 		uint16_t *owners;
-		uint32_t pfn, w;
+		uint8_t *objs;
+		uint32_t pfn, w, colour = 0; /* set by alloc_slab_locked() when it succeeds */
 
 		if (c->max_objs && c->active_objs >= c->max_objs) {
 			rc = sp_err(-ENOMEM, "cache %s reached its cap of %u objects", c->name,
 				    c->max_objs);
 			break;
 		}
-		rc = alloc_slab_locked(s, c, g, &pfn);
+		rc = alloc_slab_locked(s, c, g, &pfn, &colour);
 		if (rc)
 			break;
 		slab = sp_slab_at(s, g, pfn);
 		owners = sp_slab_owners(g, slab);
+		/* sp_slab_obj() with the colour checked once, above */
+		objs = (uint8_t *)slab + g->obj_start + colour;
 		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
 		if (w >= g->bitmap_words)
 			w = 0;
@@ -689,8 +721,8 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 			slab->inuse++;
 			c->active_objs++;
 			if ((g->flags & SP_CACHE_POISON) && !g->tmpl_off)
-				check_poison(c, g->obj_size, sp_slab_obj(g, slab, idx));
-			v[got++] = (sp_off_t)(sp_slab_obj(g, slab, idx) - s->base);
+				check_poison(c, g->obj_size, objs + (uint64_t)idx * g->stride);
+			v[got++] = (sp_off_t)(objs + (uint64_t)idx * g->stride - s->base);
 		}
 		slab->hint = w;
 		slab_relist(s, c, slab, pfn);
@@ -817,21 +849,22 @@ int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cac
 }
 
 /* sp_cache_obj_locate() in a geometry already checked. */
-static int locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
-		     struct sp_slab **slab, uint32_t *idx)
+static inline __attribute__((always_inline)) int
+locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off, struct sp_slab **slab,
+	  uint32_t *idx)
 {
-	uint32_t pfn, head;
+	uint32_t pfn, head, colour;
 	uint64_t first, rel, q;
 
 	if (!sp_off_pfn(s, off, &pfn) || sp_block_head(s, pfn, &head) ||
 	    SP_PG_KIND(s->pages[head].info) != SP_KIND_SLAB)
 		return sp_err(-EINVAL, "offset %#llx is not a slab object",
 			      (unsigned long long)off);
-	if (s->pages[head].owner != c->id || !sp_slab_valid(s, c, head))
+	if (!slab_valid_geo(s, c, head, &colour)) /* checks the owner too */
 		return sp_err(-EINVAL, "offset %#llx belongs to another cache than %s",
 			      (unsigned long long)off, c->name);
 	*slab = sp_slab_at(s, c, head);
-	first = sp_pfn_off(s, head) + c->obj_start + slab_colour(c, *slab);
+	first = sp_pfn_off(s, head) + c->obj_start + colour; /* checked above, read once */
 	rel = off - first;
 	/* rel / stride by the reciprocal: exact for offsets inside a slab */
 	q = off < first ? UINT64_MAX : (uint64_t)(((unsigned __int128)rel * c->recip) >> 64);
@@ -880,6 +913,17 @@ int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struc
 	return rc ? rc : locate_in(s, g, off, slab, idx);
 }
 
+/* sp_cache_geo_locate(), inlined into this file's free. */
+static inline __attribute__((always_inline)) int
+geo_locate(const struct sp_seg *s, const struct sp_cache *c, const struct sp_cache *mine,
+	   struct sp_cache *buf, const struct sp_cache **g, sp_off_t off, struct sp_slab **slab,
+	   uint32_t *idx)
+{
+	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
+
+	return rc ? rc : locate_in(s, *g, off, slab, idx);
+}
+
 /**
  * sp_cache_geo_locate() - sp_cache_snap_locate() with the caller's kept
  * snapshot: find object @off in the geometry sp_cache_geo_locked() picks.
@@ -894,31 +938,23 @@ int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
 			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g,
 			sp_off_t off, struct sp_slab **slab, uint32_t *idx)
 {
-	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
-
-	return rc ? rc : locate_in(s, *g, off, slab, idx);
+	return geo_locate(s, c, mine, buf, g, off, slab, idx);
 }
 
 
-/**
- * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
- * @s: segment.  @c: cache, locked.
- * @g: the snapshot of @c (sp_cache_snapshot()) @slab and @idx were found with.
- * @slab: a valid slab of @g.  @idx: an allocated object of it.
- *
- * Checks the red zone, poisons, clears the bit (the commit), then the tag;
- * gives a surplus empty slab back.  Does not count nr_free.
- * May sleep (buddy lock).
- */
-void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
-			      struct sp_slab *slab, uint32_t idx)
+/* sp_cache_free_obj_locked() for callers that asserted the cache lock
+ * themselves (once per entry point). */
+static inline __attribute__((always_inline)) void
+free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+		struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
-	uint8_t *obj = sp_slab_obj(g, slab, idx);
+	uint8_t *obj = NULL;
 	uint32_t pfn;
 
-	sp_assert(sp_lock_held(&c->lock));
 	sp_assert(word & mask);
+	if (g->flags & (SP_CACHE_REDZONE | SP_CACHE_POISON)) /* only then: a read of the header */
+		obj = sp_slab_obj(g, slab, idx);
 	if (g->flags & SP_CACHE_REDZONE) {
 		for (uint32_t i = 0; i < SP_REDZONE_SIZE; i++) {
 			if (obj[g->obj_size + i] != SP_REDZONE_BYTE) {
@@ -946,6 +982,23 @@ void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct
 		else /* inuse lied: never give back a slab whose bitmap is in use */
 			sp_cache_recover_locked(s, c);
 	}
+}
+
+/**
+ * sp_cache_free_obj_locked() - free object @idx of @slab, already located.
+ * @s: segment.  @c: cache, locked.
+ * @g: the snapshot of @c (sp_cache_snapshot()) @slab and @idx were found with.
+ * @slab: a valid slab of @g.  @idx: an allocated object of it.
+ *
+ * Checks the red zone, poisons, clears the bit (the commit), then the tag;
+ * gives a surplus empty slab back.  Does not count nr_free.
+ * May sleep (buddy lock).
+ */
+void sp_cache_free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+			      struct sp_slab *slab, uint32_t idx)
+{
+	sp_assert(sp_lock_held(&c->lock));
+	free_obj_locked(s, c, g, slab, idx);
 }
 
 /**
@@ -978,13 +1031,13 @@ int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 {
 	const struct sp_cache *g;
 	struct sp_cache buf;
-	struct sp_slab *slab;
+	struct sp_slab *slab = NULL; /* slab and idx: set when geo_locate() succeeds */
 	uint16_t tag;
-	uint32_t idx;
+	uint32_t idx = 0;
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = sp_cache_geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
+	rc = geo_locate(s, c, mine, &buf, &g, off, &slab, &idx);
 	if (rc) {
 		c->nr_bad_free++;
 		return rc;
@@ -1000,7 +1053,7 @@ int sp_cache_free_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct 
 		return sp_err(-EINVAL, "%s object at %#llx is in a pool's reserve", c->name,
 			      (unsigned long long)off);
 	}
-	sp_cache_free_obj_locked(s, c, g, slab, idx);
+	free_obj_locked(s, c, g, slab, idx); /* the lock: asserted above */
 	c->nr_free++;
 	return 0;
 }
