@@ -32,6 +32,15 @@
 
 #include "core.h"
 
+/* Forget where a slot held things; registry locked, the slot FREE (it holds
+ * nothing) or being taken from FREE. */
+static void clear_filter(struct sp_client *cl)
+{
+	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
+		__atomic_store_n(&cl->used[i], 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&cl->flags, 0, __ATOMIC_RELAXED);
+}
+
 static uint64_t random_token(void)
 {
 	uint64_t t = 0;
@@ -81,6 +90,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		cl->death_time = 0;
 		cl->gen++;
 		cl->mag_head = 0;
+		clear_filter(cl); /* FREE: it holds nothing */
 		memset(cl->name, 0, sizeof(cl->name));
 		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
 		SP_CRASH_POINT("client.register"); /* still FREE: the next one takes it */
@@ -434,11 +444,15 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 			return rc;
 	}
 	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
-		struct sp_cache *c = sp_cache_get(s, id);
+		struct sp_cache *c;
 		bool reclaim;
 
+		if (!sp_slot_may_hold(s, slot, id)) /* no tag naming it was ever written */
+			continue;
+		c = sp_cache_get(s, id);
 		if (!c)
 			continue;
+		s->nr_walk_caches++;
 		reclaim = c->pool_id && sp_pool_get(s, c->pool_id - 1) &&
 			  (sp_pool_get(s, c->pool_id - 1)->flags & SP_POOL_RECLAIM_ON_EXIT);
 		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), release_cached,
@@ -446,6 +460,9 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 		if (rc)
 			return rc;
 	}
+	if (!sp_slot_may_hold(s, slot, SP_NOTE_BLOCKS))
+		return 0;
+	s->nr_walk_blocks++;
 	return walk_blocks(s, tag, release, only_reclaim, release_cached, h, 1);
 }
 
@@ -532,8 +549,10 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 		rc = sp_registry_lock(s);
 		if (rc)
 			return rc;
-		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD)
+		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
 			sp_clients(s)[slot].state = SP_CLIENT_FREE;
+			clear_filter(&sp_clients(s)[slot]);
+		}
 		sp_registry_unlock(s);
 	}
 	return 0;
