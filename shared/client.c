@@ -212,6 +212,45 @@ struct pending {
 	uint16_t tag;
 };
 
+/* Slabs a walk looks at per hold of the cache lock (see walk_cache()). */
+#define SP_WALK_CHUNK 64
+
+/* Free the pool elements a walk of @p's cache collected; the cache lock is
+ * not held (the pool lock ranks above it). */
+static void free_pending(struct sp_seg *s, struct sp_pool *p, struct pending *v, uint32_t *n)
+{
+	for (uint32_t k = 0; k < *n; k++) {
+		sp_pool_free_owned(s, p, v[k].off, v[k].tag);
+		SP_CRASH_POINT("client.release");
+	}
+	*n = 0;
+}
+
+/*
+ * Let the cache's other users in between two chunks of a walk: drop the
+ * lock, free what was collected for the pool's free path, take the lock
+ * again.  Return: 0, 1 when the cache is no longer the one @g describes
+ * (destroyed, created again, or its descriptor scribbled: stop walking it),
+ * or a negative errno (not locked then).
+ */
+static int walk_relock(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+		       struct sp_pool *p, struct pending *pending, uint32_t *npend)
+{
+	struct sp_cache now;
+	int rc;
+
+	sp_cache_unlock(c);
+	s->nr_walk_relocks++;
+	free_pending(s, p, pending, npend);
+	rc = sp_cache_lock(s, c);
+	if (rc)
+		return rc;
+	if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+	    sp_cache_snapshot(s, c, &now) || now.gen != g->gen || now.id != g->id)
+		return 1;
+	return 0;
+}
+
 /* Count one allocated object of @c (a snapshot): cached free in a
  * magazine, or held. */
 static void count_obj(const struct sp_cache *c, bool cached, struct sp_holdings *h)
@@ -277,6 +316,23 @@ static struct sp_holdings *tag_holdings(struct sp_holdings *v, uint32_t n, uint1
  * pool's free path, so reserves refill first).  With @tag 0, count every
  * slot's into @v[slot] for slot < @n and free nothing.  A cache with a
  * corrupted geometry is only counted in skipped_caches of @v[0, @n).
+ *
+ * The cache lock is dropped and taken again every SP_WALK_CHUNK slabs, so
+ * that a walk of a big cache does not stall its allocators for its whole
+ * length.  The slabs are listed once, under the lock, and each is checked
+ * again (sp_slab_valid() with the walk's snapshot) before it is read.  That
+ * still finds every object of a DEAD slot: nobody writes its tags any more
+ * (its process is gone or said goodbye; a magazine tag is written only by
+ * the slot's own threads; a pool reserve take retags to the taker, never
+ * to another slot), objects do not move, and a slab that is new since the
+ * listing holds only objects allocated since, never tagged with it.  A slab
+ * that left the cache in a gap held nothing allocated; one that left and
+ * came back is listed and valid again.  So the gaps can only make its tags
+ * fewer (frees by others, which go by the expected tag: sp_pool_free_owned()
+ * refuses an element whose tag changed).  For a live slot, or with @tag 0,
+ * the counts are not one snapshot anyway (see sp_holdings_all()).  If the
+ * cache is no longer the same when taken again (destroyed, created anew,
+ * scribbled), the walk of it stops and counts as skipped_caches.
  */
 static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
 		      bool release_cached, struct sp_holdings *v, uint32_t n)
@@ -301,6 +357,19 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 		uint16_t *own;
 		bool cached;
 
+		if (k && k % SP_WALK_CHUNK == 0) {
+			rc = walk_relock(s, c, &g, p, pending, &npend);
+			if (rc < 0) {
+				free(slabs);
+				free(pending);
+				return rc;
+			}
+			if (rc) { /* not the cache it was: what is left is not walked */
+				for (uint32_t i = 0; i < n; i++)
+					v[i].skipped_caches++;
+				break;
+			}
+		}
 		if (!sp_slab_valid(s, &g, slabs[k]))
 			continue;
 		slab = sp_slab_at(s, &g, slabs[k]);
@@ -337,10 +406,7 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	}
 	free(slabs);
 	sp_cache_unlock(c);
-	for (uint32_t k = 0; k < npend; k++) {
-		sp_pool_free_owned(s, p, pending[k].off, pending[k].tag);
-		SP_CRASH_POINT("client.release");
-	}
+	free_pending(s, p, pending, &npend);
 	free(pending);
 	return 0;
 }

@@ -77,6 +77,7 @@ struct sp_seg {
 	int lock_timeout_ms;	/* > 0: give up on a lock after this long */
 	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
 	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
+	uint64_t nr_walk_relocks; /* cache locks dropped between chunks of a walk */
 	char name[256];
 };
 
