@@ -18,9 +18,43 @@
  * magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets are always
  * freed: they are nobody's (magazine.c).
  *
- * Locking: the client table is changed under the registry lock.  Walking a
- * cache's objects takes that cache's lock; walking blocks takes the buddy
- * lock.
+ * The slot filter.  Walking every cache and every page for each slot made
+ * a disconnect cost time in proportion to the segment (10 M objects: about
+ * 100 ms of the daemon's only thread, for a client that allocated
+ * nothing).  So each slot records where it may hold something: in
+ * sp_client.used, bit id % SP_SLOT_FILTER_BITS for every cache in which a
+ * tag naming it (user or magazine tag) may have been written, and
+ * SP_SLOT_MAY_BLOCKS in sp_client.flags for large, raw and page-pool blocks
+ * and magazine sets.  sp_slot_note() sets them BEFORE the tag is written,
+ * on the slow paths only: a locked (bulk) alloc from a cache (slab.c, which
+ * covers kmalloc classes, pool caches and magazine refills), a magazine
+ * bind (magazine.c: the lock-free push of any object of the bound cache
+ * tags it cached by the slot), a reserve element retagged to its taker
+ * (mempool.c retag()), and every buddy block allocated with a slot's tag
+ * (buddy.c).  Pops and pushes retag within the bound cache.  walk_slot()
+ * visits only the caches whose bit is set and the pages only with the
+ * blocks flag.  A bit with nothing behind it (a crash between note and tag,
+ * a failed alloc, two caches 512 ids apart) costs a walk; bits are cleared
+ * only under the registry lock while the slot is FREE (when it is freed,
+ * and when it is taken again).
+ *
+ * The filter is in the segment, so untrusted.  Any value is safe to read:
+ * the worst a scribbled filter does is hide a slot's holdings from its own
+ * walks (sp_slot_holdings(), sp_slot_release()), which then neither count
+ * nor free them, and the slot may be freed with objects still carrying its
+ * tag (attributed to the slot's next holder).  Nothing is freed twice or
+ * handed out: walks only ever free what carries the slot's tag.  That is
+ * a leak, the kind of damage a client can do by scribbling tags directly,
+ * and it stays visible: the checker reports every object or block whose tag
+ * names a slot in use whose filter lacks its cache or the blocks flag, and
+ * sp_holdings_all() (Stats, orphans) ignores the filters and walks all.
+ *
+ * Locking: the client table is changed under the registry lock, except the
+ * filter, set by atomic OR under whatever lock the tag it announces is
+ * written under (none for a bind).  Walking a cache's objects takes that
+ * cache's lock, dropped and retaken every SP_WALK_CHUNK slabs (see
+ * walk_cache() for why a chunked walk still finds a dead slot's objects);
+ * walking blocks takes the buddy lock.
  */
 #include <errno.h>
 #include <fcntl.h>
