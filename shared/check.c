@@ -68,6 +68,22 @@ static bool tag_ok(struct ctx *x, uint16_t tag, bool reserve_ok, bool internal_o
 	return sp_clients(x->s)[tag - 1].state != SP_CLIENT_FREE;
 }
 
+/*
+ * Does the filter of the slot @tag names (a user or magazine tag of a slot
+ * in use) cover cache @id (SP_NOTE_BLOCKS: blocks)?  A walk of that slot
+ * skips what its filter leaves out (client.c), so a miss here is memory its
+ * release would not find.  Other tags are checked by tag_ok().
+ */
+static bool filter_ok(struct ctx *x, uint16_t tag, uint32_t id)
+{
+	uint32_t slot = (uint32_t)(tag & 0x7fffu) - 1u;
+
+	if ((!sp_owner_is_user(tag) && !sp_owner_is_mag(tag)) || slot >= x->s->geo.max_clients ||
+	    sp_clients(x->s)[slot].state == SP_CLIENT_FREE)
+		return true;
+	return sp_slot_may_hold(x->s, slot, id);
+}
+
 static void check_clients(struct ctx *x)
 {
 	struct sp_report *r = x->r;
@@ -91,6 +107,9 @@ static void check_magset(struct ctx *x, uint32_t pfn, uint32_t order, uint16_t s
 		V("page %u: magazine set of order %u owned by invalid tag %u", pfn, order, slot);
 		return;
 	}
+	if (!filter_ok(x, slot, SP_NOTE_BLOCKS))
+		V("page %u: magazine set of slot %u, whose filter says it holds no blocks", pfn,
+		  slot - 1);
 	if (sp_magset_valid(x->s, pfn))
 		x->magsets_per_slot[slot - 1]++;
 	/* else: being created (magic written last) or torn; freed with its slot */
@@ -180,6 +199,9 @@ static void check_buddy(struct ctx *x)
 			if (!tag_ok(x, slot, false, kind == SP_KIND_LARGE))
 				V("page %u: %s block owned by invalid tag %u", pfn,
 				  kind == SP_KIND_LARGE ? "large" : "raw", slot);
+			else if (!filter_ok(x, slot, SP_NOTE_BLOCKS))
+				V("page %u: %s block of slot %u, whose filter says it holds no blocks",
+				  pfn, kind == SP_KIND_LARGE ? "large" : "raw", slot - 1);
 		} else if (kind == SP_KIND_POOL) {
 			struct sp_pool *p = owner < s->geo.max_pools ? &sp_pools(s)[owner] : NULL;
 
@@ -192,6 +214,9 @@ static void check_buddy(struct ctx *x)
 				  slot);
 			else if (slot == SP_OWNER_RESERVE)
 				x->reserve_pages[owner]++;
+			else if (!filter_ok(x, slot, SP_NOTE_BLOCKS))
+				V("page %u: element of pool %.63s held by slot %u, whose filter says it "
+				  "holds no blocks", pfn, p->name, slot - 1);
 		} else if (kind == SP_KIND_MAG) {
 			check_magset(x, pfn, o, slot);
 		} else {
@@ -231,8 +256,8 @@ static void check_buddy(struct ctx *x)
 
 /* @c: the cache's snapshot (sp_cache_snapshot()): nothing here re-reads the
  * shared descriptor. */
-static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t pfn, unsigned list,
-		       uint64_t *active)
+static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t id, uint32_t pfn,
+		       unsigned list, uint64_t *active)
 {
 	struct sp_seg *s = x->s;
 	struct sp_report *r = x->r;
@@ -243,6 +268,7 @@ static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t pfn, un
 	 * may share (check_class_reserves() counts its RESERVE tags) */
 	bool reserve_ok = c->pool_id != 0 || kmalloc;
 	uint32_t cnt = 0, want;
+	bool filter_told = false; /* one report per slab */
 
 	for (uint32_t i = 0; i < c->objperslab; i++) {
 		bool used = slab->bitmap[i / 64] >> (i % 64) & 1;
@@ -257,6 +283,11 @@ static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t pfn, un
 			} else if (!tag_ok(x, own[i], reserve_ok, kmalloc))
 				V("cache %.63s: object %u of slab %u has invalid owner tag %u", c->name,
 				  i, pfn, own[i]);
+			if (!filter_told && !filter_ok(x, own[i], id)) {
+				V("cache %.63s: object %u of slab %u tagged %#x by slot %u, whose filter "
+				  "lacks the cache", c->name, i, pfn, own[i], (own[i] & 0x7fffu) - 1);
+				filter_told = true;
+			}
 		} else {
 			if (own[i] != SP_OWNER_NONE)
 				V("cache %.63s: free object %u of slab %u still tagged %u", c->name, i,
@@ -327,7 +358,7 @@ static void check_cache(struct ctx *x, struct sp_cache *c, uint32_t id)
 			}
 			if (s->pages[p - 1].prev != prev)
 				V("cache %.63s: slab %u has a wrong back link", c->name, p - 1);
-			check_slab(x, &g, p - 1, l, &active);
+			check_slab(x, &g, id, p - 1, l, &active);
 			prev = p;
 			p = s->pages[p - 1].next;
 			len++;

@@ -18,9 +18,43 @@
  * magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets are always
  * freed: they are nobody's (magazine.c).
  *
- * Locking: the client table is changed under the registry lock.  Walking a
- * cache's objects takes that cache's lock; walking blocks takes the buddy
- * lock.
+ * The slot filter.  Walking every cache and every page for each slot made
+ * a disconnect cost time in proportion to the segment (10 M objects: about
+ * 100 ms of the daemon's only thread, for a client that allocated
+ * nothing).  So each slot records where it may hold something: in
+ * sp_client.used, bit id % SP_SLOT_FILTER_BITS for every cache in which a
+ * tag naming it (user or magazine tag) may have been written, and
+ * SP_SLOT_MAY_BLOCKS in sp_client.flags for large, raw and page-pool blocks
+ * and magazine sets.  sp_slot_note() sets them BEFORE the tag is written,
+ * on the slow paths only: a locked (bulk) alloc from a cache (slab.c, which
+ * covers kmalloc classes, pool caches and magazine refills), a magazine
+ * bind (magazine.c: the lock-free push of any object of the bound cache
+ * tags it cached by the slot), a reserve element retagged to its taker
+ * (mempool.c retag()), and every buddy block allocated with a slot's tag
+ * (buddy.c).  Pops and pushes retag within the bound cache.  walk_slot()
+ * visits only the caches whose bit is set and the pages only with the
+ * blocks flag.  A bit with nothing behind it (a crash between note and tag,
+ * a failed alloc, two caches 512 ids apart) costs a walk; bits are cleared
+ * only under the registry lock while the slot is FREE (when it is freed,
+ * and when it is taken again).
+ *
+ * The filter is in the segment, so untrusted.  Any value is safe to read:
+ * the worst a scribbled filter does is hide a slot's holdings from its own
+ * walks (sp_slot_holdings(), sp_slot_release()), which then neither count
+ * nor free them, and the slot may be freed with objects still carrying its
+ * tag (attributed to the slot's next holder).  Nothing is freed twice or
+ * handed out: walks only ever free what carries the slot's tag.  That is
+ * a leak, the kind of damage a client can do by scribbling tags directly,
+ * and it stays visible: the checker reports every object or block whose tag
+ * names a slot in use whose filter lacks its cache or the blocks flag, and
+ * sp_holdings_all() (Stats, orphans) ignores the filters and walks all.
+ *
+ * Locking: the client table is changed under the registry lock, except the
+ * filter, set by atomic OR under whatever lock the tag it announces is
+ * written under (none for a bind).  Walking a cache's objects takes that
+ * cache's lock, dropped and retaken every SP_WALK_CHUNK slabs (see
+ * walk_cache() for why a chunked walk still finds a dead slot's objects);
+ * walking blocks takes the buddy lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +65,15 @@
 #include <unistd.h>
 
 #include "core.h"
+
+/* Forget where a slot held things; registry locked, the slot FREE (it holds
+ * nothing) or being taken from FREE. */
+static void clear_filter(struct sp_client *cl)
+{
+	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
+		__atomic_store_n(&cl->used[i], 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&cl->flags, 0, __ATOMIC_RELAXED);
+}
 
 static uint64_t random_token(void)
 {
@@ -81,6 +124,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		cl->death_time = 0;
 		cl->gen++;
 		cl->mag_head = 0;
+		clear_filter(cl); /* FREE: it holds nothing */
 		memset(cl->name, 0, sizeof(cl->name));
 		snprintf(cl->name, sizeof(cl->name), "%s", name ? name : "");
 		SP_CRASH_POINT("client.register"); /* still FREE: the next one takes it */
@@ -202,6 +246,45 @@ struct pending {
 	uint16_t tag;
 };
 
+/* Slabs a walk looks at per hold of the cache lock (see walk_cache()). */
+#define SP_WALK_CHUNK 64
+
+/* Free the pool elements a walk of @p's cache collected; the cache lock is
+ * not held (the pool lock ranks above it). */
+static void free_pending(struct sp_seg *s, struct sp_pool *p, struct pending *v, uint32_t *n)
+{
+	for (uint32_t k = 0; k < *n; k++) {
+		sp_pool_free_owned(s, p, v[k].off, v[k].tag);
+		SP_CRASH_POINT("client.release");
+	}
+	*n = 0;
+}
+
+/*
+ * Let the cache's other users in between two chunks of a walk: drop the
+ * lock, free what was collected for the pool's free path, take the lock
+ * again.  Return: 0, 1 when the cache is no longer the one @g describes
+ * (destroyed, created again, or its descriptor scribbled: stop walking it),
+ * or a negative errno (not locked then).
+ */
+static int walk_relock(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
+		       struct sp_pool *p, struct pending *pending, uint32_t *npend)
+{
+	struct sp_cache now;
+	int rc;
+
+	sp_cache_unlock(c);
+	s->nr_walk_relocks++;
+	free_pending(s, p, pending, npend);
+	rc = sp_cache_lock(s, c);
+	if (rc)
+		return rc;
+	if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != SP_DESC_LIVE ||
+	    sp_cache_snapshot(s, c, &now) || now.gen != g->gen || now.id != g->id)
+		return 1;
+	return 0;
+}
+
 /* Count one allocated object of @c (a snapshot): cached free in a
  * magazine, or held. */
 static void count_obj(const struct sp_cache *c, bool cached, struct sp_holdings *h)
@@ -267,6 +350,23 @@ static struct sp_holdings *tag_holdings(struct sp_holdings *v, uint32_t n, uint1
  * pool's free path, so reserves refill first).  With @tag 0, count every
  * slot's into @v[slot] for slot < @n and free nothing.  A cache with a
  * corrupted geometry is only counted in skipped_caches of @v[0, @n).
+ *
+ * The cache lock is dropped and taken again every SP_WALK_CHUNK slabs, so
+ * that a walk of a big cache does not stall its allocators for its whole
+ * length.  The slabs are listed once, under the lock, and each is checked
+ * again (sp_slab_valid() with the walk's snapshot) before it is read.  That
+ * still finds every object of a DEAD slot: nobody writes its tags any more
+ * (its process is gone or said goodbye; a magazine tag is written only by
+ * the slot's own threads; a pool reserve take retags to the taker, never
+ * to another slot), objects do not move, and a slab that is new since the
+ * listing holds only objects allocated since, never tagged with it.  A slab
+ * that left the cache in a gap held nothing allocated; one that left and
+ * came back is listed and valid again.  So the gaps can only make its tags
+ * fewer (frees by others, which go by the expected tag: sp_pool_free_owned()
+ * refuses an element whose tag changed).  For a live slot, or with @tag 0,
+ * the counts are not one snapshot anyway (see sp_holdings_all()).  If the
+ * cache is no longer the same when taken again (destroyed, created anew,
+ * scribbled), the walk of it stops and counts as skipped_caches.
  */
 static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool release,
 		      bool release_cached, struct sp_holdings *v, uint32_t n)
@@ -291,6 +391,19 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 		uint16_t *own;
 		bool cached;
 
+		if (k && k % SP_WALK_CHUNK == 0) {
+			rc = walk_relock(s, c, &g, p, pending, &npend);
+			if (rc < 0) {
+				free(slabs);
+				free(pending);
+				return rc;
+			}
+			if (rc) { /* not the cache it was: what is left is not walked */
+				for (uint32_t i = 0; i < n; i++)
+					v[i].skipped_caches++;
+				break;
+			}
+		}
 		if (!sp_slab_valid(s, &g, slabs[k]))
 			continue;
 		slab = sp_slab_at(s, &g, slabs[k]);
@@ -327,10 +440,7 @@ static int walk_cache(struct sp_seg *s, struct sp_cache *c, uint16_t tag, bool r
 	}
 	free(slabs);
 	sp_cache_unlock(c);
-	for (uint32_t k = 0; k < npend; k++) {
-		sp_pool_free_owned(s, p, pending[k].off, pending[k].tag);
-		SP_CRASH_POINT("client.release");
-	}
+	free_pending(s, p, pending, &npend);
 	free(pending);
 	return 0;
 }
@@ -434,11 +544,15 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 			return rc;
 	}
 	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
-		struct sp_cache *c = sp_cache_get(s, id);
+		struct sp_cache *c;
 		bool reclaim;
 
+		if (!sp_slot_may_hold(s, slot, id)) /* no tag naming it was ever written */
+			continue;
+		c = sp_cache_get(s, id);
 		if (!c)
 			continue;
+		s->nr_walk_caches++;
 		reclaim = c->pool_id && sp_pool_get(s, c->pool_id - 1) &&
 			  (sp_pool_get(s, c->pool_id - 1)->flags & SP_POOL_RECLAIM_ON_EXIT);
 		rc = walk_cache(s, c, tag, release && (!only_reclaim || reclaim), release_cached,
@@ -446,6 +560,9 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 		if (rc)
 			return rc;
 	}
+	if (!sp_slot_may_hold(s, slot, SP_NOTE_BLOCKS))
+		return 0;
+	s->nr_walk_blocks++;
 	return walk_blocks(s, tag, release, only_reclaim, release_cached, h, 1);
 }
 
@@ -532,8 +649,10 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 		rc = sp_registry_lock(s);
 		if (rc)
 			return rc;
-		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD)
+		if (sp_clients(s)[slot].state == SP_CLIENT_DEAD) {
 			sp_clients(s)[slot].state = SP_CLIENT_FREE;
+			clear_filter(&sp_clients(s)[slot]);
+		}
 		sp_registry_unlock(s);
 	}
 	return 0;

@@ -75,6 +75,9 @@ struct sp_seg {
 	uint16_t owner;		/* this process's owner tag: slot + 1 */
 	uint32_t slot;		/* client slot, or UINT32_MAX before registration */
 	int lock_timeout_ms;	/* > 0: give up on a lock after this long */
+	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
+	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
+	uint64_t nr_walk_relocks; /* cache locks dropped between chunks of a walk */
 	char name[256];
 };
 
@@ -161,6 +164,11 @@ static inline uint32_t sp_nr_cache_slots(const struct sp_seg *s)
 static inline uint32_t sp_pool_cache_id(const struct sp_seg *s, uint32_t pool_id)
 {
 	return s->geo.nr_kmalloc + s->geo.max_caches + pool_id;
+}
+/* The table index of @c, from where it is (not its shared, untrusted id). */
+static inline uint32_t sp_cache_index(const struct sp_seg *s, const struct sp_cache *c)
+{
+	return (uint32_t)(c - sp_caches(s));
 }
 
 /* ---- locks (lock.c) ----------------------------------------------------- */
@@ -419,6 +427,58 @@ int sp_slot_holdings(struct sp_seg *s, uint32_t slot, struct sp_holdings *h);
  */
 int sp_holdings_all(struct sp_seg *s, struct sp_holdings *v, uint32_t n);
 int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct sp_holdings *released);
+
+#define SP_NOTE_BLOCKS UINT32_MAX /* sp_slot_note(): blocks, not a cache */
+
+/**
+ * sp_slot_note() - record where the slot a tag names may hold something.
+ * @s: segment.  @owner: the tag about to be written: only a user tag
+ *     (slot + 1) or a magazine tag names a slot; any other is ignored.
+ * @id: the cache whose object (or element) gets the tag, or SP_NOTE_BLOCKS
+ *      for a large, raw or page-pool block or a magazine set.
+ *
+ * Called BEFORE the tag is written, so a walk that trusts the slot's filter
+ * (client.c) finds every tag naming it; a crash in between leaves a bit
+ * with nothing behind it, which costs a walk of one cache.  A plain load
+ * first: once the bit is set (from the second time on) this is a load and
+ * a test, no write to the shared line.  Does not sleep.
+ */
+sp_fast_inline void sp_slot_note(struct sp_seg *s, uint16_t owner, uint32_t id)
+{
+	uint32_t slot = (uint32_t)(owner & 0x7fffu) - 1u;
+	struct sp_client *cl;
+	uint64_t *w, bit;
+
+	if (sp_unlikely(!sp_owner_is_user(owner) && !sp_owner_is_mag(owner)) ||
+	    sp_unlikely(slot >= s->geo.max_clients))
+		return;
+	cl = &sp_clients(s)[slot];
+	if (id == SP_NOTE_BLOCKS) {
+		if (sp_likely(__atomic_load_n(&cl->flags, __ATOMIC_RELAXED) & SP_SLOT_MAY_BLOCKS))
+			return;
+		__atomic_fetch_or(&cl->flags, SP_SLOT_MAY_BLOCKS, __ATOMIC_SEQ_CST);
+	} else {
+		id %= SP_SLOT_FILTER_BITS;
+		w = &cl->used[id / 64];
+		bit = 1ull << (id % 64);
+		if (sp_likely(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+			return;
+		__atomic_fetch_or(w, bit, __ATOMIC_SEQ_CST);
+	}
+	SP_CRASH_POINT("slot.note"); /* the bit without the tag: harmless */
+}
+
+/* May @slot hold something in cache @id (SP_NOTE_BLOCKS: blocks)?  Reads
+ * the untrusted filter.  Does not sleep. */
+static inline bool sp_slot_may_hold(const struct sp_seg *s, uint32_t slot, uint32_t id)
+{
+	const struct sp_client *cl = &sp_clients(s)[slot];
+
+	if (id == SP_NOTE_BLOCKS)
+		return __atomic_load_n(&cl->flags, __ATOMIC_ACQUIRE) & SP_SLOT_MAY_BLOCKS;
+	id %= SP_SLOT_FILTER_BITS;
+	return __atomic_load_n(&cl->used[id / 64], __ATOMIC_ACQUIRE) >> (id % 64) & 1;
+}
 
 /* ---- views (dump.c) ----------------------------------------------------- */
 

@@ -46,6 +46,7 @@ const char *const sp_crash_points[] = {
 	"mag.flush",		 /* magazine half flushed */
 	"mag.pop",		 /* object retagged to the user, nr not lowered */
 	"mag.push",		 /* object tagged cached, not yet in the magazine */
+	"slot.note",		 /* slot filter bit set, the tag naming it not written */
 };
 const unsigned sp_nr_crash_points = sizeof(sp_crash_points) / sizeof(sp_crash_points[0]);
 

@@ -68,7 +68,7 @@
 #include <stdint.h>
 
 #define SP_MAGIC		0x314c4f4f504d4853ULL /* "SHMPOOL1" little-endian */
-#define SP_LAYOUT_VERSION	3u
+#define SP_LAYOUT_VERSION	4u
 #define SP_PAGE_SHIFT		12
 #define SP_PAGE_SIZE		(1u << SP_PAGE_SHIFT)
 #define SP_MAX_ORDER_LIMIT	20	/* 4 GiB blocks at most */
@@ -326,6 +326,9 @@ struct sp_pool {
 
 enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
 
+#define SP_SLOT_FILTER_BITS	512u	/* sp_client.used: one bit per cache id mod this */
+#define SP_SLOT_MAY_BLOCKS	1u	/* sp_client.flags: may hold blocks or magazine sets */
+
 /*
  * struct sp_client - one slot of the client table.  Lives in shared memory,
  * changed under the registry lock.  A DEAD slot stays until what it holds
@@ -343,6 +346,18 @@ struct sp_client {
 	uint32_t gen;
 	uint32_t mag_head;	/* first magazine set: head pfn + 1, 0 = none */
 	char name[SP_CLIENT_NAME_MAX + 1];
+	/*
+	 * Where the slot may hold something (client.c): bit id % SP_SLOT_FILTER_BITS
+	 * of used[] for each cache in which an object or element may carry its
+	 * tag or magazine tag; SP_SLOT_MAY_BLOCKS in flags when a large, raw or
+	 * page-pool block or a magazine set may carry it.  Set (atomic OR)
+	 * before the first such tag is written, cleared only while the slot is
+	 * FREE.  Untrusted like the rest: a walk that trusts it may miss what a
+	 * scribbled filter hides (see client.c).
+	 */
+	uint32_t flags;
+	uint32_t pad0;
+	uint64_t used[SP_SLOT_FILTER_BITS / 64];
 };
 
 /* ---- magazines (magazine.c) ---------------------------------------------- */

@@ -388,6 +388,8 @@ int sp_mag_bind(struct sp_seg *s, struct sp_magset *set, struct sp_cache *c, str
 		rc = unbind(s, m);
 		if (rc)
 			return rc;
+		/* frees of @c's objects may tag them cached by this slot */
+		sp_slot_note(s, SP_OWNER_MAG(s->owner), sp_cache_index(s, c));
 		m->cache_gen = c->gen;
 		__atomic_store_n(&m->cache_id, c->id + 1, __ATOMIC_RELEASE);
 	}

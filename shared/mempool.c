@@ -423,8 +423,10 @@ static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 	if (must && !holder_ok(*tag, *must))
 		rc = sp_err(-EINVAL, "element %#llx of pool %s is %s", (unsigned long long)off,
 			    p->name, holder_why(*must));
-	else if (to)
+	else if (to) {
+		sp_slot_note(s, to, c ? sp_cache_index(s, c) : SP_NOTE_BLOCKS); /* before the tag */
 		__atomic_store_n(tag, to, __ATOMIC_RELEASE);
+	}
 	unlock_backing(s, c);
 	return rc;
 }

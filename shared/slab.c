@@ -666,6 +666,7 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 		c->nr_fail++;
 		return bad_geometry(c);
 	}
+	sp_slot_note(s, owner, sp_cache_index(s, c)); /* before any tag names the slot here */
 	while (got < n) {
 		struct sp_slab *slab;
 		uint16_t *owners;

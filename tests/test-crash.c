@@ -35,7 +35,11 @@
  * counts, magazines included, match what is out.  The client points
  * (client.register, client.mark_dead) run what the daemon does for each
  * client: register a slot, mark it dead, release it; after every scenario
- * no slot but the parent's is left in use.  A further test checks
+ * no slot but the parent's is left in use.  The filter point (slot.note:
+ * a slot's filter bit set before the first tag naming it in a cache or a
+ * block) runs on every kind of allocation that sets one; the checker
+ * verifies that every tag naming a slot is covered by its filter.  A
+ * further test checks
  * that the catalogue matches the SP_CRASH_POINT()s in shared/ sources and
  * headers (the magazine fast paths are inline).
  *
@@ -652,6 +656,17 @@ static const struct scenario scenarios[] = {
 	{ "mag.push", W_MAG_POOL, 1 },
 	{ "mag.push", W_MAG_POOL, 60 },
 	{ "mag.push", W_MAG_POOL_SHORT, 5 },
+	/* a slot's filter bit set, the tag naming it not yet written */
+	{ "slot.note", W_RAW, 1 },		/* blocks */
+	{ "slot.note", W_KMALLOC, 1 },
+	{ "slot.note", W_KMALLOC, 2 },
+	{ "slot.note", W_CACHE_CHURN, 1 },
+	{ "slot.note", W_PAGES_RESERVE, 1 },
+	{ "slot.note", W_POOL_RESERVE, 1 },
+	{ "slot.note", W_MAG_CACHE, 1 },
+	{ "slot.note", W_MAG_CACHE, 2 },	/* magazine bind or refill */
+	{ "slot.note", W_MAG_POOL, 1 },
+	{ "slot.note", W_MAG_POOL, 2 },
 };
 
 enum hkind {
