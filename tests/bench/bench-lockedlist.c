@@ -230,18 +230,8 @@ int main(int argc, char **argv)
 		bench_result("pair", mutex_name,
 			     ", \"size\": 64, \"batch\": 1, \"value\": %.2f, \"unit\": \"ns/pair\"",
 			     mutex_pairs(list_for(64), 64, 1, opts.iters));
-	if (bench_part(&opts, "scale")) {
-		for (unsigned procs = 1; procs <= 2; procs++) {
-			double ops = bench_scale(procs, scale_worker, NULL);
-
-			if (ops < 0)
-				bench_die("a scale worker failed");
-			bench_result("scale", list_name,
-				     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, "
-				     "\"unit\": \"Mpairs/s\"",
-				     procs, ops / 1e6);
-		}
-	}
+	if (bench_part(&opts, "scale"))
+		bench_scale_1v2(list_name, scale_worker, NULL);
 	if (bench_part(&opts, "prodcons")) {
 		double ops;
 

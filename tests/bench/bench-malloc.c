@@ -120,17 +120,7 @@ int main(int argc, char **argv)
 					     malloc_pairs(NULL, bench_sizes[s], bench_batches[b],
 							  opts.iters));
 	}
-	if (bench_part(&opts, "scale")) {
-		for (unsigned procs = 1; procs <= 2; procs++) {
-			double ops = bench_scale(procs, scale_worker, NULL);
-
-			if (ops < 0)
-				bench_die("a scale worker failed");
-			bench_result("scale", BENCH_MALLOC_NAME,
-				     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, "
-				     "\"unit\": \"Mpairs/s\"",
-				     procs, ops / 1e6);
-		}
-	}
+	if (bench_part(&opts, "scale"))
+		bench_scale_1v2(BENCH_MALLOC_NAME, scale_worker, NULL);
 	return 0;
 }

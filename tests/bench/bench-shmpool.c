@@ -366,20 +366,9 @@ int main(int argc, char **argv)
 
 		snprintf(scale_pool, sizeof(scale_pool), "bench.scale.64.%d", (int)getpid());
 		snprintf(scale_cache, sizeof(scale_cache), "bench.scale.64.%d", (int)getpid());
-		for (unsigned use_cache = 0; use_cache <= 1; use_cache++) {
-			for (unsigned procs = 1; procs <= 2; procs++) {
-				double ops = bench_scale(procs, scale_worker,
-							 use_cache ? (void *)1 : NULL);
-
-				if (ops < 0)
-					bench_die("a scale worker failed");
-				bench_result("scale",
-					     alloc_name(use_cache ? "shmpool-cache" : "shmpool-pool"),
-					     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, "
-					     "\"unit\": \"Mpairs/s\"",
-					     procs, ops / 1e6);
-			}
-		}
+		for (unsigned use_cache = 0; use_cache <= 1; use_cache++)
+			bench_scale_1v2(alloc_name(use_cache ? "shmpool-cache" : "shmpool-pool"),
+					scale_worker, use_cache ? (void *)1 : NULL);
 		shmp_pool_close(p);
 		shmp_cache_close(k);
 	}

@@ -471,3 +471,18 @@ double bench_scale(unsigned nr_procs, int (*fn)(void *arg, unsigned idx), void *
 	}
 	return last > first ? (double)total / ((double)(last - first) / 1e9) : -1;
 }
+
+void bench_scale_1v2(const char *alloc, int (*fn)(void *arg, unsigned idx), void *arg)
+{
+	double one = bench_scale(1, fn, arg), two = bench_scale(2, fn, arg);
+	double again = bench_scale(1, fn, arg);
+
+	if (one < 0 || two < 0 || again < 0)
+		bench_die("a scale worker failed");
+	if (again > one)
+		one = again;
+	for (unsigned procs = 1; procs <= 2; procs++)
+		bench_result("scale", alloc,
+			     ", \"procs\": %u, \"size\": 64, \"value\": %.3f, \"unit\": \"Mpairs/s\"",
+			     procs, (procs == 1 ? one : two) / 1e6);
+}

@@ -313,6 +313,16 @@ void bench_scale_record(unsigned idx, uint64_t t0, uint64_t count);
 extern struct bench_gate *bench_gate; /* the running bench_scale()'s */
 double bench_scale(unsigned nr_procs, int (*fn)(void *arg, unsigned idx), void *arg);
 
+/*
+ * bench_scale_1v2() - part 2 for allocator @alloc: one process, two
+ * processes, then one process again, all with @fn(@arg, idx) as
+ * bench_scale() runs them; prints the RESULT lines for one process (the
+ * better of its two runs: right after the pair part the first can lose
+ * part of its time to the kernel cleaning up after it, which would flatter
+ * the two-process ratio) and for two.  A failed worker is fatal.
+ */
+void bench_scale_1v2(const char *alloc, int (*fn)(void *arg, unsigned idx), void *arg);
+
 #ifdef __cplusplus
 }
 #endif
