@@ -279,11 +279,14 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
  * shmp__kgeo_take() - copy the kmalloc classes' geometry, once a session.
  * @c: a usable session.
  *
- * Left out of connect: 23 checked snapshots of descriptors on a page the
- * connect touches nowhere else (a page fault) cost about as much as the
- * rest of the attach, and a session that only uses pools never needs them.
- * The first thread here takes them; one that comes while it does takes the
- * slow path meanwhile.  Does not sleep.
+ * One checked snapshot per class (ksnap[], which the locked path hands
+ * the core instead of taking one per call) and, with magazines, the fast
+ * path's copy made from it (kgeo[]); all or none.  Left out of connect: 23
+ * snapshots of descriptors on a page the connect touches nowhere else (a
+ * page fault) cost about as much as the rest of the attach, and a session
+ * that only uses pools never needs them.  The first thread here takes
+ * them; one that comes while it does goes without meanwhile (the core
+ * then snapshots per call).  Does not sleep.
  */
 void shmp__kgeo_take(shmp_client *c)
 {
@@ -292,12 +295,15 @@ void shmp__kgeo_take(shmp_client *c)
 
 	if (__atomic_exchange_n(&c->kgeo_taken, true, __ATOMIC_ACQ_REL))
 		return;
-	ok = c->magazines && sp_nr_kmalloc_classes == SP_NR_KMALLOC &&
-	     seg->geo.nr_kmalloc == SP_NR_KMALLOC;
-	for (unsigned i = 0; ok && i < SP_NR_KMALLOC; i++)
-		ok = sp_mag_geo_init(seg, &sp_caches(seg)[i], &c->kgeo[i]);
-	/* paired with the acquire in shmp__kfast(): kgeo[] is written */
-	__atomic_store_n(&c->kfast, ok, __ATOMIC_RELEASE);
+	ok = sp_nr_kmalloc_classes == SP_NR_KMALLOC && seg->geo.nr_kmalloc == SP_NR_KMALLOC;
+	for (unsigned i = 0; ok && i < SP_NR_KMALLOC; i++) {
+		ok = sp_cache_snapshot(seg, &sp_caches(seg)[i], &c->ksnap[i]) == 0;
+		if (ok)
+			sp_mag_geo_of(seg, &c->ksnap[i], &c->kgeo[i]);
+	}
+	/* paired with the acquires in ksnap() (malloc.c) and shmp__kfast() */
+	__atomic_store_n(&c->ksnap_ok, ok, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->kfast, ok && c->magazines, __ATOMIC_RELEASE);
 }
 
 /* Resumed Hello: the daemon must be serving our segment and our slot. */

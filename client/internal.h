@@ -55,10 +55,13 @@ struct shmp_client {
 	int timeout_ms;		/* per reply; < 0: none */
 	uint64_t sid;		/* unique in this process: thread caches key on it */
 	bool magazines;		/* per-thread magazines on */
-	/* taken at the first shmp_malloc or shmp_free, not at connect */
+	/* the kmalloc classes, taken at the first shmp_malloc or shmp_free,
+	 * not at connect (shmp__kgeo_take()); immutable once published */
 	bool kgeo_taken;	/* atomic: shmp__kgeo_take() ran or runs */
-	bool kfast;		/* atomic, release after kgeo[]: kgeo[] is valid */
-	struct sp_mag_geo kgeo[SP_NR_KMALLOC]; /* of the kmalloc classes */
+	bool ksnap_ok;		/* atomic, release after ksnap[]: the locked path's */
+	bool kfast;		/* atomic, release after kgeo[]: the fast path's */
+	struct sp_cache ksnap[SP_NR_KMALLOC]; /* checked snapshots */
+	struct sp_mag_geo kgeo[SP_NR_KMALLOC]; /* and the fast path's copies of them */
 	shmp_client *live_next;	/* on the list of live sessions (tcache.c) */
 	/* under lock */
 	pthread_mutex_t lock;
@@ -75,13 +78,7 @@ struct shmp_client {
 	/* data path: NULL once disconnected */
 	struct sp_seg *seg;
 	unsigned refs;		/* atomic: 1 for the app + 1 per open handle */
-	/* the kmalloc classes' checked snapshots for the locked path, each
-	 * taken on first use and immutable once ready (malloc.c) */
-	uint32_t ksnap_state[SP_NR_KMALLOC]; /* atomic: SHMP_KSNAP_* */
-	struct sp_cache ksnap[SP_NR_KMALLOC];
 };
-
-enum { SHMP_KSNAP_NONE = 0, SHMP_KSNAP_TAKING = 1, SHMP_KSNAP_READY = 2 };
 
 void shmp__kgeo_take(shmp_client *c);
 

@@ -20,10 +20,10 @@
  * (slow path, client.c).
  *
  * The locked path (no magazines, or what they refuse) passes the core the
- * class's checked snapshot that the session keeps (ksnap(): taken on the
- * first locked call for the class, by whichever thread gets there first),
- * not one taken per call: sp_cache_geo_locked() uses it while the class
- * keeps its generation, which a kmalloc class always does.
+ * class's checked snapshot that the session keeps (ksnap(), taken with the
+ * fast path's copies by the same first call), not one taken per call:
+ * sp_cache_geo_locked() uses it while the class keeps its generation,
+ * which a kmalloc class always does.
  *
  * Offsets: every process maps the segment at its own address; shmp_off()
  * and shmp_ptr() convert, and refuse anything outside [1, size).
@@ -34,42 +34,16 @@
 
 #include "internal.h"
 
-/* ksnap() before the snapshot is READY: take it (NONE -> TAKING), then
- * publish it (READY, release); NULL meanwhile or after a failed check. */
-static __attribute__((noinline)) const struct sp_cache *ksnap_take(shmp_client *c, uint32_t cls,
-								    uint32_t st)
-{
-	uint32_t none = SHMP_KSNAP_NONE;
-
-	if (st != SHMP_KSNAP_NONE ||
-	    !__atomic_compare_exchange_n(&c->ksnap_state[cls], &none, SHMP_KSNAP_TAKING, false,
-					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-		return NULL;
-	if (sp_cache_snapshot(c->seg, &sp_caches(c->seg)[cls], &c->ksnap[cls])) {
-		__atomic_store_n(&c->ksnap_state[cls], SHMP_KSNAP_NONE, __ATOMIC_RELEASE);
-		return NULL;
-	}
-	__atomic_store_n(&c->ksnap_state[cls], SHMP_KSNAP_READY, __ATOMIC_RELEASE);
-	return &c->ksnap[cls];
-}
-
 /*
- * The session's snapshot of kmalloc class @cls, or NULL (the core then takes
- * one per call).  The first caller takes it (NONE -> TAKING), then
- * publishes it (READY, release); a caller meanwhile, or one after a failed
- * check (back to NONE), goes without.  Never written once READY.  Does
- * not sleep.
+ * The session's checked snapshot of kmalloc class @cls (shmp__kgeo_take()),
+ * or NULL before it is taken (the core then takes one per call).  Does not
+ * sleep.
  */
-static inline const struct sp_cache *ksnap(shmp_client *c, uint32_t cls)
+static inline const struct sp_cache *ksnap(const shmp_client *c, uint32_t cls)
 {
-	uint32_t st;
-
-	if (sp_unlikely(cls >= SP_NR_KMALLOC))
-		return NULL;
-	st = __atomic_load_n(&c->ksnap_state[cls], __ATOMIC_ACQUIRE);
-	if (sp_likely(st == SHMP_KSNAP_READY))
+	if (sp_likely(cls < SP_NR_KMALLOC && __atomic_load_n(&c->ksnap_ok, __ATOMIC_ACQUIRE)))
 		return &c->ksnap[cls];
-	return ksnap_take(c, cls, st);
+	return NULL;
 }
 
 static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)

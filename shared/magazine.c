@@ -96,24 +96,36 @@ bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp
 	memset(g, 0, sizeof(*g));
 	if (sp_cache_snapshot(s, c, &d))
 		return false;
+	sp_mag_geo_of(s, &d, g);
+	return true;
+}
+
+/**
+ * sp_mag_geo_of() - sp_mag_geo_init() from a snapshot already taken.
+ * @s: segment.  @d: a snapshot sp_cache_snapshot() accepted.  @g: filled.
+ *
+ * Does not sleep.
+ */
+void sp_mag_geo_of(const struct sp_seg *s, const struct sp_cache *d, struct sp_mag_geo *g)
+{
+	memset(g, 0, sizeof(*g));
 	g->base = s->base;
 	g->data = s->data;
 	g->pages = s->pages;
 	g->data_off = (uint64_t)(s->data - s->base);
 	g->data_size = s->geo.data.size;
-	g->slab_mask = ~(((uint64_t)SP_PAGE_SIZE << d.order) - 1);
-	g->page_key = SP_PG_INFO(SP_PG_ALLOC, d.order, SP_KIND_SLAB) | (uint64_t)d.id << 32;
-	g->recip = d.recip;
-	g->obj_start = d.obj_start;
-	g->stride = d.stride;
-	g->objperslab = d.objperslab;
-	g->owners_off = d.owners_off;
-	g->magic = SP_SLAB_MAGIC ^ d.id;
-	g->bound_id = d.id + 1;
-	g->gen = d.gen;
-	g->mag_index = sp_mag_index(d.id);
-	g->mag_cap = sp_mag_cap_of(d.stride);
-	return true;
+	g->slab_mask = ~(((uint64_t)SP_PAGE_SIZE << d->order) - 1);
+	g->page_key = SP_PG_INFO(SP_PG_ALLOC, d->order, SP_KIND_SLAB) | (uint64_t)d->id << 32;
+	g->recip = d->recip;
+	g->obj_start = d->obj_start;
+	g->stride = d->stride;
+	g->objperslab = d->objperslab;
+	g->owners_off = d->owners_off;
+	g->magic = SP_SLAB_MAGIC ^ d->id;
+	g->bound_id = d->id + 1;
+	g->gen = d->gen;
+	g->mag_index = sp_mag_index(d->id);
+	g->mag_cap = sp_mag_cap_of(d->stride);
 }
 
 /**

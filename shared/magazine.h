@@ -51,6 +51,7 @@ struct sp_mag_geo {
 };
 
 bool sp_mag_geo_init(const struct sp_seg *s, const struct sp_cache *c, struct sp_mag_geo *g);
+void sp_mag_geo_of(const struct sp_seg *s, const struct sp_cache *d, struct sp_mag_geo *g);
 
 /*
  * sp_mag_geo_locate() - slab and index of object @off.
