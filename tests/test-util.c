@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,12 +14,49 @@
 
 static unsigned seg_counter;
 
+void tu_sweep_stale_segments(void)
+{
+	static const char *const prefixes[] = { "shmpool-test-", "shmpool-dtest-",
+						"shmpool-cltest-" };
+	static bool swept;
+	struct dirent *e;
+	DIR *d;
+
+	if (swept)
+		return;
+	swept = true;
+	d = opendir("/dev/shm");
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		for (unsigned i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+			size_t n = strlen(prefixes[i]);
+			char *end, path[300];
+			long pid;
+
+			if (strncmp(e->d_name, prefixes[i], n))
+				continue;
+			errno = 0;
+			pid = strtol(e->d_name + n, &end, 10);
+			/* only NAME-PID-N of a process that is gone (a reused pid keeps it) */
+			if (errno || end == e->d_name + n || *end != '-' || pid <= 0 ||
+			    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+				break;
+			snprintf(path, sizeof(path), "/%s", e->d_name);
+			shm_unlink(path);
+			break;
+		}
+	}
+	closedir(d);
+}
+
 struct sp_seg *tu_seg_new_params(const struct sp_seg_params *p)
 {
 	char name[128];
 	struct sp_seg *s = NULL;
 	int rc;
 
+	tu_sweep_stale_segments();
 	snprintf(name, sizeof(name), "/shmpool-test-%d-%u", (int)getpid(), seg_counter++);
 	shm_unlink(name);
 	rc = sp_seg_create(name, -1, p, &s);

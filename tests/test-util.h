@@ -18,6 +18,14 @@
 
 #include "core.h"
 
+/*
+ * Unlink the segments (/dev/shm/shmpool-{test,dtest,cltest}-PID-N) that
+ * test processes no longer running left behind: a failed assertion or a
+ * crash skips a test's cleanup, and each such segment keeps its memory.
+ * Once per process; the segment helpers call it.
+ */
+void tu_sweep_stale_segments(void);
+
 /* A fresh segment of @size bytes (0: 16 MiB) with a registered slot. */
 struct sp_seg *tu_seg_new(uint64_t size);
 struct sp_seg *tu_seg_new_params(const struct sp_seg_params *p);

@@ -102,6 +102,7 @@ void cl_daemon_start(struct cl_daemon *d, const char *extra_arg)
 			fail_msg("mkdtemp: %s", strerror(errno));
 		snprintf(d->sock, sizeof(d->sock), "%s/shmpool.sock", d->dir);
 		snprintf(d->log, sizeof(d->log), "%s/shmpoold.log", d->dir);
+		tu_sweep_stale_segments();
 		snprintf(d->shm, sizeof(d->shm), "/shmpool-cltest-%d-%u", (int)getpid(),
 			 cl_counter++);
 		if (!d->size[0])

@@ -85,6 +85,7 @@ void td_init(struct td_daemon *d)
 	if (!test_pid) {
 		test_pid = getpid();
 		atexit(remove_leftovers);
+		tu_sweep_stale_segments();
 	}
 	memset(d, 0, sizeof(*d));
 	snprintf(d->dir, sizeof(d->dir), "/tmp/shmpool-dtest-XXXXXX");
