@@ -76,10 +76,9 @@ static bool tag_ok(struct ctx *x, uint16_t tag, bool reserve_ok, bool internal_o
  */
 static bool filter_ok(struct ctx *x, uint16_t tag, uint32_t id)
 {
-	uint32_t slot = (uint32_t)(tag & 0x7fffu) - 1u;
+	uint32_t slot = sp_owner_slot(tag);
 
-	if ((!sp_owner_is_user(tag) && !sp_owner_is_mag(tag)) || slot >= x->s->geo.max_clients ||
-	    sp_clients(x->s)[slot].state == SP_CLIENT_FREE)
+	if (slot >= x->s->geo.max_clients || sp_clients(x->s)[slot].state == SP_CLIENT_FREE)
 		return true;
 	return sp_slot_may_hold(x->s, slot, id);
 }

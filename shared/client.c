@@ -337,9 +337,7 @@ static struct sp_holdings *tag_holdings(struct sp_holdings *v, uint32_t n, uint1
 		return t == tag || *cached ? v : NULL;
 	}
 	*cached = sp_owner_is_mag(t);
-	if (!*cached && !sp_owner_is_user(t))
-		return NULL;
-	slot = (uint32_t)(t & 0x7fffu) - 1;
+	slot = sp_owner_slot(t);
 	return slot < n ? &v[slot] : NULL;
 }
 

@@ -445,12 +445,11 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct s
  */
 sp_fast_inline void sp_slot_note(struct sp_seg *s, uint16_t owner, uint32_t id)
 {
-	uint32_t slot = (uint32_t)(owner & 0x7fffu) - 1u;
+	uint32_t slot = sp_owner_slot(owner);
 	struct sp_client *cl;
 	uint64_t *w, bit;
 
-	if (sp_unlikely(!sp_owner_is_user(owner) && !sp_owner_is_mag(owner)) ||
-	    sp_unlikely(slot >= s->geo.max_clients))
+	if (sp_unlikely(slot >= s->geo.max_clients)) /* also any tag naming no slot */
 		return;
 	cl = &sp_clients(s)[slot];
 	if (id == SP_NOTE_BLOCKS) {

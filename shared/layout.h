@@ -116,6 +116,13 @@ static inline int sp_owner_is_mag(uint16_t tag)
 	       (tag & 0x7fffu) <= SP_MAX_CLIENTS_LIMIT;
 }
 
+/* The slot a user or magazine tag names; UINT32_MAX for any other tag. */
+static inline uint32_t sp_owner_slot(uint16_t tag)
+{
+	return sp_owner_is_user(tag) || sp_owner_is_mag(tag) ? (uint32_t)(tag & 0x7fffu) - 1u
+							     : UINT32_MAX;
+}
+
 /* ---- pages ------------------------------------------------------------ */
 
 /* sp_page.info: state | order << 8 | kind << 16.  One 32-bit store commits. */

@@ -896,9 +896,21 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 	return locate_in(s, c, off, slab, idx);
 }
 
+/* sp_cache_geo_locate(), inlined into this file's free. */
+static inline __attribute__((always_inline)) int
+geo_locate(const struct sp_seg *s, const struct sp_cache *c, const struct sp_cache *mine,
+	   struct sp_cache *buf, const struct sp_cache **g, sp_off_t off, struct sp_slab **slab,
+	   uint32_t *idx)
+{
+	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
+
+	return rc ? rc : locate_in(s, *g, off, slab, idx);
+}
+
 /**
  * sp_cache_snap_locate() - take a checked snapshot of @c, then find object
- * @off in it: what the locked free paths do, with one geometry check.
+ * @off in it, with one geometry check: sp_cache_geo_locate() with no kept
+ * snapshot.
  * @s: segment.  @c: a cache descriptor (shared).  @g: its snapshot
  * (sp_cache_snapshot()), for the caller to use with @slab and @idx.
  * @off: @slab: @idx: as for sp_cache_obj_locate().
@@ -909,20 +921,9 @@ int sp_cache_obj_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off
 int sp_cache_snap_locate(const struct sp_seg *s, const struct sp_cache *c, struct sp_cache *g,
 			 sp_off_t off, struct sp_slab **slab, uint32_t *idx)
 {
-	int rc = sp_cache_snapshot(s, c, g);
+	const struct sp_cache *used; /* @g: with no kept snapshot, always a fresh one */
 
-	return rc ? rc : locate_in(s, g, off, slab, idx);
-}
-
-/* sp_cache_geo_locate(), inlined into this file's free. */
-static inline __attribute__((always_inline)) int
-geo_locate(const struct sp_seg *s, const struct sp_cache *c, const struct sp_cache *mine,
-	   struct sp_cache *buf, const struct sp_cache **g, sp_off_t off, struct sp_slab **slab,
-	   uint32_t *idx)
-{
-	int rc = sp_cache_geo_locked(s, c, mine, buf, g);
-
-	return rc ? rc : locate_in(s, *g, off, slab, idx);
+	return geo_locate(s, c, NULL, g, &used, off, slab, idx);
 }
 
 /**
