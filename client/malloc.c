@@ -39,11 +39,17 @@
  * or NULL before it is taken (the core then takes one per call).  Does not
  * sleep.
  */
+static inline const struct sp_cache *ksnaps(const shmp_client *c)
+{
+	return __atomic_load_n(&c->ksnap_ok, __ATOMIC_ACQUIRE) ? c->ksnap : NULL;
+}
+
+/* The one of class @cls, or NULL. */
 static inline const struct sp_cache *ksnap(const shmp_client *c, uint32_t cls)
 {
-	if (sp_likely(cls < SP_NR_KMALLOC && __atomic_load_n(&c->ksnap_ok, __ATOMIC_ACQUIRE)))
-		return &c->ksnap[cls];
-	return NULL;
+	const struct sp_cache *v = ksnaps(c);
+
+	return sp_likely(v && cls < SP_NR_KMALLOC) ? &v[cls] : NULL;
 }
 
 static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
@@ -57,20 +63,10 @@ static __attribute__((noinline)) void *malloc_slow(shmp_client *c, size_t size)
 		shmp__kgeo_take(c); /* the next call takes the fast path */
 	if (sp_unlikely(!size))
 		return shmp__fail_ptr(sp_err(-EINVAL, "shmp_malloc of 0 bytes"));
-	if (sp_likely(size <= SP_KMALLOC_MAX)) {
-		uint32_t cls = (uint32_t)sp_kmalloc_class(size);
-		struct sp_cache *k = &sp_caches(c->seg)[cls];
-
-		if (sp_likely(c->magazines) && shmp__mag_alloc(c, k, &off) == 0)
-			return c->seg->base + off;
-		/* sp_kmalloc() of a class, with the session's snapshot */
-		rc = c->seg->owner ? sp_cache_alloc_geo(c->seg, k, ksnap(c, cls), c->seg->owner, &off)
-				   : sp_kmalloc(c->seg, size, &off);
-		if (sp_unlikely(rc))
-			return shmp__fail_ptr(rc);
+	if (sp_likely(size <= SP_KMALLOC_MAX && c->magazines) &&
+	    shmp__mag_alloc(c, &sp_caches(c->seg)[sp_kmalloc_class(size)], &off) == 0)
 		return c->seg->base + off;
-	}
-	rc = sp_kmalloc(c->seg, size, &off);
+	rc = sp_kmalloc_geo(c->seg, size, ksnaps(c), &off);
 	if (sp_unlikely(rc))
 		return shmp__fail_ptr(rc);
 	return sp_ptr(c->seg, off);

@@ -313,6 +313,7 @@ static inline unsigned sp_kmalloc_index(uint64_t size)
 }
 int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *off);
 int sp_kmalloc(struct sp_seg *s, uint64_t size, sp_off_t *off);
+int sp_kmalloc_geo(struct sp_seg *s, uint64_t size, const struct sp_cache *snaps, sp_off_t *off);
 int sp_kfree(struct sp_seg *s, sp_off_t off);
 int sp_ksize(struct sp_seg *s, sp_off_t off, uint64_t *size);
 

@@ -79,16 +79,10 @@ static unsigned large_order(uint64_t size)
 	return o;
 }
 
-/**
- * sp_kmalloc_owner() - allocate @size bytes for a given owner tag.
- * @s: segment.  @size: 1 .. the largest buddy block.
- * @owner: tag recorded for the allocation.
- * @off: its offset, aligned to 8 (to 4096 above 8 KiB).
- *
- * May sleep.
- * Return: 0; -EINVAL for size 0; -ENOMEM.
- */
-int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *off)
+/* sp_kmalloc_owner(), a class taking its geometry from @snaps[class]
+ * when @snaps is not NULL (sp_kmalloc_geo()). */
+static int kmalloc_in(struct sp_seg *s, uint64_t size, const struct sp_cache *snaps,
+		      uint16_t owner, sp_off_t *off)
 {
 	int cls;
 	uint32_t pfn;
@@ -99,7 +93,8 @@ int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *
 		return sp_err(-EINVAL, "allocation of 0 bytes");
 	cls = sp_kmalloc_class(size);
 	if (cls >= 0)
-		return sp_cache_alloc(s, &sp_caches(s)[cls], owner, off);
+		return sp_cache_alloc_geo(s, &sp_caches(s)[cls], snaps ? &snaps[cls] : NULL, owner,
+					  off);
 	if (size > ((uint64_t)SP_PAGE_SIZE << s->geo.max_order))
 		return sp_err(-ENOMEM, "%llu bytes is more than the largest block (%llu)",
 			      (unsigned long long)size,
@@ -118,6 +113,20 @@ int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *
 }
 
 /**
+ * sp_kmalloc_owner() - allocate @size bytes for a given owner tag.
+ * @s: segment.  @size: 1 .. the largest buddy block.
+ * @owner: tag recorded for the allocation.
+ * @off: its offset, aligned to 8 (to 4096 above 8 KiB).
+ *
+ * May sleep.
+ * Return: 0; -EINVAL for size 0; -ENOMEM.
+ */
+int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *off)
+{
+	return kmalloc_in(s, size, NULL, owner, off);
+}
+
+/**
  * sp_kmalloc() - allocate @size bytes owned by this process's slot.
  * @s: segment with a registered slot.  @size: bytes.  @off: result.
  *
@@ -126,9 +135,25 @@ int sp_kmalloc_owner(struct sp_seg *s, uint64_t size, uint16_t owner, sp_off_t *
  */
 int sp_kmalloc(struct sp_seg *s, uint64_t size, sp_off_t *off)
 {
+	return sp_kmalloc_geo(s, size, NULL, off);
+}
+
+/**
+ * sp_kmalloc_geo() - sp_kmalloc() with the caller's kept snapshots.
+ * @s: segment with a registered slot.  @size: bytes.
+ * @snaps: NULL, or one checked snapshot per kmalloc class, indexed by
+ *         class, kept by the caller (a client session): a class allocation
+ *         uses its class's (sp_cache_geo_locked()) instead of taking one.
+ * @off: result.
+ *
+ * May sleep.
+ * Return: as sp_kmalloc().
+ */
+int sp_kmalloc_geo(struct sp_seg *s, uint64_t size, const struct sp_cache *snaps, sp_off_t *off)
+{
 	if (!s->owner)
 		return sp_err(-EPERM, "register a client slot before allocating");
-	return sp_kmalloc_owner(s, size, s->owner, off);
+	return kmalloc_in(s, size, snaps, s->owner, off);
 }
 
 /* The kmalloc class cache or large block holding @off, validated. */
