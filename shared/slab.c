@@ -738,6 +738,82 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 	return (int)got;
 }
 
+/*
+ * sp_cache_alloc_geo_locked()'s one object, without the bulk loop: the
+ * first slab alloc_slab_locked() offers, the first free bit from its hint,
+ * the tag, then the bit (the commit), the counters.  The checks are
+ * alloc_bulk_geo_locked()'s, in its order: LIVE, the geometry, the cap, a
+ * slab valid in that geometry (slab_valid_geo()), its inuse below
+ * objperslab, a free bit below objperslab (obj_bits()); anything else -
+ * a cap, a full slab on a free list, a bitmap with no free bit - goes to
+ * the bulk path, which says why and recovers; alloc_slab_locked()'s errors
+ * are returned as the bulk path returns them.  Cache locked (asserted by
+ * the caller).  Return: 0 or a negative errno; the object in *@off.
+ */
+static inline __attribute__((always_inline)) int
+alloc_one_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		     uint16_t owner, sp_off_t *off)
+{
+	const struct sp_cache *g;
+	struct sp_cache buf;
+	struct sp_slab *slab;
+	uint64_t word, bits;
+	uint32_t pfn, w, i, bit, idx, colour = 0; /* set by alloc_slab_locked() when it succeeds */
+	uint8_t *obj;
+	int rc;
+
+	if (sp_unlikely(c->state != SP_DESC_LIVE || c->max_objs ||
+			sp_cache_geo_locked(s, c, mine, &buf, &g)))
+		goto bulk;
+	sp_slot_note(s, owner, sp_cache_index(s, c)); /* before any tag names the slot here */
+	/* alloc_slab_locked()'s choice, inline while a list offers a valid slab */
+	pfn = c->list_head[SP_LIST_PARTIAL];
+	if (!pfn)
+		pfn = c->list_head[SP_LIST_EMPTY];
+	if (sp_unlikely(!pfn-- || !slab_valid_geo(s, g, pfn, &colour))) {
+		rc = alloc_slab_locked(s, c, g, &pfn, &colour); /* grows, or rebuilds */
+		if (rc) { /* no memory, or a corrupted list rebuilt: as the bulk path */
+			c->nr_fail++;
+			return rc;
+		}
+	}
+	slab = sp_slab_at(s, g, pfn);
+	if (sp_unlikely(slab->inuse >= g->objperslab))
+		goto bulk;
+	w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
+	if (w >= g->bitmap_words)
+		w = 0;
+	for (i = 0; i < g->bitmap_words; i++, w = (w + 1 == g->bitmap_words ? 0 : w + 1))
+		if (~slab->bitmap[w] & obj_bits(g, w))
+			break;
+	word = slab->bitmap[w];
+	bits = ~word & obj_bits(g, w); /* obj_bits(): idx below objperslab */
+	if (sp_unlikely(!bits))
+		goto bulk;
+	bit = (uint32_t)__builtin_ctzll(bits);
+	idx = w * 64 + bit;
+	sp_slab_owners(g, slab)[idx] = owner;
+	SP_CRASH_POINT("slab.alloc.owner");
+	__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
+	SP_CRASH_POINT("slab.alloc.bit");
+	slab->inuse++;
+	c->active_objs++;
+	/* sp_slab_obj() with the colour checked once, by slab_valid_geo() */
+	obj = (uint8_t *)slab + g->obj_start + colour + (uint64_t)idx * g->stride;
+	if (sp_unlikely((g->flags & SP_CACHE_POISON) && !g->tmpl_off))
+		check_poison(c, g->obj_size, obj);
+	*off = (sp_off_t)(obj - s->base);
+	slab->hint = w;
+	slab_relist(s, c, slab, pfn);
+	/* kmalloc stock: refill below the low watermark (half the prefill) */
+	if (c->min_free && c->total_objs - c->active_objs < c->min_free / 2)
+		sp_cache_stock_locked(s, c);
+	return 0;
+bulk:
+	rc = alloc_bulk_geo_locked(s, c, mine, owner, off, 1);
+	return rc < 0 ? rc : 0;
+}
+
 /**
  * sp_cache_alloc_bulk_locked() - allocate up to @n objects.
  * @s: segment.  @c: cache, locked.
@@ -774,7 +850,7 @@ int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct
 	int rc;
 
 	sp_assert(sp_lock_held(&c->lock));
-	rc = alloc_bulk_geo_locked(s, c, mine, owner, off, 1);
+	rc = alloc_one_geo_locked(s, c, mine, owner, off);
 	if (rc < 0)
 		return rc;
 	c->nr_alloc++;
