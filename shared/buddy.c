@@ -51,68 +51,16 @@ static bool pfn_ok(const struct sp_seg *s, uint32_t pfn)
 	return pfn < s->geo.nr_pages;
 }
 
-/* Doubly linked lists of heads through sp_page.next/prev (pfn + 1). */
-static void list_add(struct sp_seg *s, uint32_t *head, uint32_t pfn)
-{
-	struct sp_page *pg = &s->pages[pfn];
-	uint32_t first = *head;
-
-	pg->prev = 0;
-	pg->next = first;
-	if (first && pfn_ok(s, first - 1))
-		s->pages[first - 1].prev = pfn + 1;
-	*head = pfn + 1;
-}
-
-static void list_del(struct sp_seg *s, uint32_t *head, uint32_t pfn)
-{
-	struct sp_page *pg = &s->pages[pfn];
-
-	if (pg->prev && pfn_ok(s, pg->prev - 1))
-		s->pages[pg->prev - 1].next = pg->next;
-	else
-		*head = pg->next;
-	if (pg->next && pfn_ok(s, pg->next - 1))
-		s->pages[pg->next - 1].prev = pg->prev;
-	pg->next = pg->prev = 0;
-}
-
-/**
- * sp_plist_add() - push a head onto a list of heads.
- * @s: segment.  @head: the list head (pfn + 1).  @pfn: the page.
- *
- * Shared by lists under different locks, so it cannot assert one: the
- * caller holds the lock protecting the list - a cache's lock for its slab
- * lists, the registry lock for a slot's magazine sets (the buddy free
- * lists use list_add() under the buddy lock).  Does not sleep.
- */
-void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn)
-{
-	list_add(s, head, pfn);
-}
-
-/**
- * sp_plist_del() - unlink a head from a list of heads.
- * @s: segment.  @head: the list head.  @pfn: the page, on that list.
- *
- * The caller holds the lock protecting the list, as for sp_plist_add().
- * Does not sleep.
- */
-void sp_plist_del(struct sp_seg *s, uint32_t *head, uint32_t pfn)
-{
-	list_del(s, head, pfn);
-}
-
 static void add_free(struct sp_seg *s, uint32_t pfn, unsigned order)
 {
-	list_add(s, &zone(s)->free_head[order], pfn);
+	sp_plist_add(s, &zone(s)->free_head[order], pfn);
 	zone(s)->nr_free[order]++;
 	zone(s)->free_pages += 1ull << order;
 }
 
 static void del_free(struct sp_seg *s, uint32_t pfn, unsigned order)
 {
-	list_del(s, &zone(s)->free_head[order], pfn);
+	sp_plist_del(s, &zone(s)->free_head[order], pfn);
 	zone(s)->nr_free[order]--;
 	zone(s)->free_pages -= 1ull << order;
 }

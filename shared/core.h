@@ -232,8 +232,54 @@ extern const unsigned sp_nr_crash_points;
 /* ---- buddy pages (buddy.c) ---------------------------------------------- */
 
 void sp_buddy_init(struct sp_seg *s);
-void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn);
-void sp_plist_del(struct sp_seg *s, uint32_t *head, uint32_t pfn);
+/*
+ * Doubly linked lists of heads through sp_page.next/prev (pfn + 1): the
+ * buddy free lists, a cache's slab lists, a slot's magazine sets.  Inline:
+ * a locked alloc+free pair of a lone object moves its slab twice.
+ */
+
+/**
+ * sp_plist_add() - push a head onto a list of heads.
+ * @s: segment.  @head: the list head (pfn + 1).  @pfn: the page, checked
+ *     by the caller; the links read from the segment are bounded here.
+ *
+ * Shared by lists under different locks, so it cannot assert one: the
+ * caller holds the lock protecting the list - the buddy lock for the free
+ * lists, a cache's lock for its slab lists, the registry lock for a slot's
+ * magazine sets.  Does not sleep.
+ */
+static inline void sp_plist_add(struct sp_seg *s, uint32_t *head, uint32_t pfn)
+{
+	struct sp_page *pg = &s->pages[pfn];
+	uint32_t first = *head;
+
+	pg->prev = 0;
+	pg->next = first;
+	if (first && first - 1 < s->geo.nr_pages)
+		s->pages[first - 1].prev = pfn + 1;
+	*head = pfn + 1;
+}
+
+/**
+ * sp_plist_del() - unlink a head from a list of heads.
+ * @s: segment.  @head: the list head.  @pfn: the page, on that list.
+ *
+ * The caller holds the lock protecting the list, as for sp_plist_add().
+ * Does not sleep.
+ */
+static inline void sp_plist_del(struct sp_seg *s, uint32_t *head, uint32_t pfn)
+{
+	struct sp_page *pg = &s->pages[pfn];
+	uint32_t prev = pg->prev, next = pg->next; /* shared: each read once */
+
+	if (prev && prev - 1 < s->geo.nr_pages)
+		s->pages[prev - 1].next = next;
+	else
+		*head = next;
+	if (next && next - 1 < s->geo.nr_pages)
+		s->pages[next - 1].prev = prev;
+	pg->next = pg->prev = 0;
+}
 int sp_buddy_lock(struct sp_seg *s);
 void sp_buddy_unlock(struct sp_seg *s);
 int sp_buddy_alloc_locked(struct sp_seg *s, unsigned order, unsigned kind, uint32_t owner,

@@ -405,10 +405,10 @@ static void slab_unlist(struct sp_seg *s, struct sp_cache *c, struct sp_slab *sl
 	slab->list = SP_LIST_NONE;
 }
 
-/* slab_relist()'s move, out of line: most calls find the slab where it
- * belongs. */
-static __attribute__((noinline)) void slab_move(struct sp_seg *s, struct sp_cache *c,
-						struct sp_slab *slab, uint32_t pfn, uint32_t want)
+/* slab_relist()'s move.  Inline, list operations included: a lone object
+ * in an otherwise empty slab moves it on every alloc and every free. */
+static inline void slab_move(struct sp_seg *s, struct sp_cache *c, struct sp_slab *slab,
+			     uint32_t pfn, uint32_t want)
 {
 	slab_unlist(s, c, slab, pfn);
 	SP_CRASH_POINT("slab.list.move");
