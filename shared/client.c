@@ -151,9 +151,21 @@ int sp_client_use_slot(struct sp_seg *s, uint32_t slot)
 {
 	if (slot >= s->geo.max_clients || sp_clients(s)[slot].state != SP_CLIENT_ALIVE)
 		return sp_err(-ESRCH, "client slot %u is not alive", slot);
-	s->slot = slot;
-	s->owner = (uint16_t)(slot + 1);
+	sp_seg_set_owner(s, slot);
 	return 0;
+}
+
+/**
+ * sp_seg_set_owner() - the slot this handle allocates as, UINT32_MAX for none.
+ * @s: segment handle, not in use by another thread meanwhile.  @slot: the slot.
+ *
+ * Forgets what sp_slot_note() remembered for the previous slot.  Does not sleep.
+ */
+void sp_seg_set_owner(struct sp_seg *s, uint32_t slot)
+{
+	memset(s->noted, 0, sizeof(s->noted));
+	s->slot = slot;
+	s->owner = slot == UINT32_MAX ? SP_OWNER_NONE : (uint16_t)(slot + 1);
 }
 
 /**
@@ -679,9 +691,7 @@ int sp_client_unregister(struct sp_seg *s, uint32_t slot)
 		rc = sp_slot_release(s, slot, false, NULL);
 	else if (h.cached || h.magsets)
 		rc = walk_slot(s, slot, false, false, true, &h);
-	if (s->slot == slot) {
-		s->slot = UINT32_MAX;
-		s->owner = SP_OWNER_NONE;
-	}
+	if (s->slot == slot)
+		sp_seg_set_owner(s, UINT32_MAX);
 	return rc;
 }

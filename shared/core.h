@@ -74,6 +74,9 @@ struct sp_seg {
 	uint8_t *data;		/* page 0 of the buddy area */
 	uint16_t owner;		/* this process's owner tag: slot + 1 */
 	uint32_t slot;		/* client slot, or UINT32_MAX before registration */
+	/* the slot filter bits (sp_slot_note()) this handle found set for
+	 * owner, cleared whenever owner changes (sp_seg_set_owner()) */
+	uint64_t noted[SP_SLOT_FILTER_BITS / 64];
 	int lock_timeout_ms;	/* > 0: give up on a lock after this long */
 	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
 	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
@@ -461,6 +464,7 @@ struct sp_holdings {
 int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
 		       uint32_t *slot);
 int sp_client_use_slot(struct sp_seg *s, uint32_t slot);
+void sp_seg_set_owner(struct sp_seg *s, uint32_t slot);
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot);
 int sp_client_unregister(struct sp_seg *s, uint32_t slot);
 int sp_client_reap(struct sp_seg *s);
@@ -487,15 +491,28 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct s
  * Called BEFORE the tag is written, so a walk that trusts the slot's filter
  * (client.c) finds every tag naming it; a crash in between leaves a bit
  * with nothing behind it, which costs a walk of one cache.  A plain load
- * first: once the bit is set (from the second time on) this is a load and
- * a test, no write to the shared line.  Does not sleep.
+ * first: once the bit is set this is a load and a test, no write to the
+ * shared line.  A cache's bit for the handle's own tag (s->owner) is also
+ * remembered in the handle (s->noted), and then not looked at again: it
+ * stays set until the slot is FREE, and a slot is freed only after its
+ * holder stopped using it (sp_client_unregister(), the release of a dead
+ * slot) - and a new holder's handle starts with no memo.  Only a
+ * scribbled filter goes unrepaired: the filter is untrusted anyway, and
+ * hiding a slot's holdings from its own walks is the scribbler's loss
+ * (ARCHITECTURE.md, "Where a slot may hold something").  Does not sleep.
  */
 sp_fast_inline void sp_slot_note(struct sp_seg *s, uint16_t owner, uint32_t id)
 {
-	uint32_t slot = sp_owner_slot(owner);
+	uint32_t slot, bit_nr = id % SP_SLOT_FILTER_BITS;
 	struct sp_client *cl;
-	uint64_t *w, bit;
+	uint64_t *w, bit = 1ull << (bit_nr % 64);
 
+	/* the memo: this handle found the bit set for its own tag before, and
+	 * it stays set until the slot is FREE (then owner changes first) */
+	if (sp_likely(owner == s->owner && id != SP_NOTE_BLOCKS &&
+		      (__atomic_load_n(&s->noted[bit_nr / 64], __ATOMIC_RELAXED) & bit)))
+		return;
+	slot = sp_owner_slot(owner);
 	if (sp_unlikely(slot >= s->geo.max_clients)) /* also any tag naming no slot */
 		return;
 	cl = &sp_clients(s)[slot];
@@ -504,12 +521,16 @@ sp_fast_inline void sp_slot_note(struct sp_seg *s, uint16_t owner, uint32_t id)
 			return;
 		__atomic_fetch_or(&cl->flags, SP_SLOT_MAY_BLOCKS, __ATOMIC_SEQ_CST);
 	} else {
-		id %= SP_SLOT_FILTER_BITS;
-		w = &cl->used[id / 64];
-		bit = 1ull << (id % 64);
-		if (sp_likely(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
-			return;
-		__atomic_fetch_or(w, bit, __ATOMIC_SEQ_CST);
+		w = &cl->used[bit_nr / 64];
+		if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit)) {
+			__atomic_fetch_or(w, bit, __ATOMIC_SEQ_CST);
+			SP_CRASH_POINT("slot.note"); /* the bit without the tag: harmless */
+		}
+		if (owner == s->owner) /* threads may race here: a lost bit is noted again */
+			__atomic_store_n(&s->noted[bit_nr / 64],
+					 __atomic_load_n(&s->noted[bit_nr / 64], __ATOMIC_RELAXED) | bit,
+					 __ATOMIC_RELAXED);
+		return;
 	}
 	SP_CRASH_POINT("slot.note"); /* the bit without the tag: harmless */
 }

@@ -223,8 +223,7 @@ static void seg_fill(struct sp_seg *s, void *base, uint64_t size, int fd, bool r
 	memcpy(&s->geo, geo, offsetof(struct sp_header, geometry_sum) + sizeof(geo->geometry_sum));
 	s->pages = (struct sp_page *)(s->base + s->geo.pages.off);
 	s->data = s->base + s->geo.data.off;
-	s->owner = SP_OWNER_NONE;
-	s->slot = UINT32_MAX;
+	sp_seg_set_owner(s, UINT32_MAX);
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "(fd)");
 }
 

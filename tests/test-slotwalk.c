@@ -13,7 +13,9 @@
  * cache it never touched is not walked, even one whose descriptor is
  * scribbled (which would otherwise keep a DEAD slot for ever).  The checker
  * reports a tag naming a slot whose filter lacks the cache or the blocks
- * flag.  A walk of a big cache drops the cache lock every 64 slabs: another
+ * flag.  A handle remembers the bits it found set for its own tag and does
+ * not look again until its owner changes.  A walk of a big cache drops the
+ * cache lock every 64 slabs: another
  * thread gets the lock during the walk, and a DEAD slot's objects are all
  * freed while others allocate from the same cache.
  */
@@ -312,6 +314,55 @@ static void checker_reports_missing_bit(void **state)
 	tu_seg_free(s);
 }
 
+/*
+ * The handle's memo of the bits it noted (sp_seg.noted): once its own
+ * tag's bit for a cache was found set, a locked alloc does not look at the
+ * filter again - the bit stays until the slot is FREE - so a bit the slot
+ * scribbled away stays away (the checker reports it); a new owner for the
+ * handle forgets the memo; and a tag naming another slot is never served
+ * from it.
+ */
+static void note_memo(void **state)
+{
+	struct sp_seg *s = tu_seg_new(32u << 20), *t = tu_seg_reattach(s, "memo");
+	uint32_t x = cache_new(s, "x", 64), y = cache_new(s, "y", 64), slot = t->slot;
+	struct sp_cache *c = sp_cache_get(t, x), *d = sp_cache_get(t, y);
+	struct sp_client *cl = &sp_clients(s)[slot];
+	sp_off_t o[5];
+
+	(void)state;
+	TU_ASSERT_OK(sp_cache_alloc(t, c, t->owner, &o[0]));
+	assert_true(has_bit(s, slot, x));
+	/* scribbled away: the memo answers, the filter is not set again */
+	memset(cl->used, 0, sizeof(cl->used));
+	TU_ASSERT_OK(sp_cache_alloc(t, c, t->owner, &o[1]));
+	assert_false(has_bit(s, slot, x));
+	assert_int_equal(tu_check_count(s, 0), 1); /* no bit behind its objects: reported */
+	/* the handle takes its slot again: the memo is forgotten */
+	TU_ASSERT_OK(sp_client_use_slot(t, slot));
+	TU_ASSERT_OK(sp_cache_alloc(t, c, t->owner, &o[2]));
+	assert_true(has_bit(s, slot, x));
+	tu_check_clean(s);
+	/* another slot's tag through this handle: noted in that slot's filter,
+	 * not remembered as this handle's own (its next alloc there notes it) */
+	assert_false(has_bit(s, s->slot, y));
+	TU_ASSERT_OK(sp_cache_alloc(t, d, s->owner, &o[3]));
+	assert_true(has_bit(s, s->slot, y));
+	assert_false(has_bit(s, slot, y));
+	TU_ASSERT_OK(sp_cache_alloc(t, d, t->owner, &o[4]));
+	assert_true(has_bit(s, slot, y));
+	tu_check_clean(s);
+	for (unsigned i = 0; i < 5; i++)
+		TU_ASSERT_OK(sp_cache_free(s, i < 3 ? c : d, o[i]));
+	/* no owner: nothing noted, nothing remembered */
+	sp_seg_set_owner(t, UINT32_MAX);
+	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
+		assert_int_equal(t->noted[i], 0);
+	sp_seg_detach(t);
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
 /* ---- a walk of a big cache lets others in ---------------------------------- */
 
 struct contender {
@@ -490,6 +541,7 @@ int main(void)
 		cmocka_unit_test(walk_skips_unmarked_caches),
 		cmocka_unit_test(scribbled_untouched_cache_not_visited),
 		cmocka_unit_test(checker_reports_missing_bit),
+		cmocka_unit_test(note_memo),
 		cmocka_unit_test(chunked_walk_lets_others_in),
 		cmocka_unit_test(chunked_release_finds_everything),
 	};
