@@ -925,10 +925,13 @@ int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cac
 	return rc;
 }
 
-/* sp_cache_obj_locate() in a geometry already checked. */
-static inline __attribute__((always_inline)) int
-locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off, struct sp_slab **slab,
-	  uint32_t *idx)
+/*
+ * locate_in() by the page records: the head of the block holding @off
+ * (sp_block_head(), through a tail's record), then the slab there.  Out of
+ * line: it runs when the aligned head was not a slab of @c, to say why.
+ */
+static __attribute__((noinline)) int locate_walk(const struct sp_seg *s, const struct sp_cache *c,
+						 sp_off_t off, struct sp_slab **slab, uint32_t *idx)
 {
 	uint32_t pfn, head, colour;
 	uint64_t first, rel, q;
@@ -950,6 +953,43 @@ locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off, struct
 			      (unsigned long long)off, c->name);
 	*idx = (uint32_t)q;
 	return 0;
+}
+
+/*
+ * sp_cache_obj_locate() in a geometry already checked (@c: a checked
+ * snapshot, or a descriptor just checked).  A slab is a buddy block of
+ * 2^order pages, aligned to its size, so its head is the page of @off with
+ * the low order bits cleared: no walk through a tail's record, as for the
+ * magazines' sp_mag_geo_locate().  That head is then checked exactly as
+ * the walk checks the head it finds (slab_valid_geo(): page record ALLOC,
+ * this order, kind SLAB, owner; header magic, cache id, colour), and it
+ * covers @off's page by its order; the index is exact or refused as there.
+ * Only a tail's record is not read: the slab's own records say where it
+ * is.  Anything refused takes the walk (locate_walk()), which says why.
+ */
+static inline __attribute__((always_inline)) int
+locate_in(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off, struct sp_slab **slab,
+	  uint32_t *idx)
+{
+	uint64_t rel = off - s->geo.data.off, first, orel, q;
+	uint32_t head, colour;
+
+	if (sp_likely(rel < s->geo.data.size)) { /* also off below the data area: wraps */
+		head = (uint32_t)(rel >> SP_PAGE_SHIFT) & ~((1u << c->order) - 1);
+		if (sp_likely(slab_valid_geo(s, c, head, &colour))) {
+			first = ((uint64_t)head << SP_PAGE_SHIFT) + c->obj_start + colour;
+			orel = rel - first;
+			/* orel / stride by the reciprocal: exact for offsets inside a slab */
+			q = rel < first ? UINT64_MAX
+					: (uint64_t)(((unsigned __int128)orel * c->recip) >> 64);
+			if (sp_likely(q < c->objperslab && q * c->stride == orel)) {
+				*slab = sp_slab_at(s, c, head);
+				*idx = (uint32_t)q;
+				return 0;
+			}
+		}
+	}
+	return locate_walk(s, c, off, slab, idx);
 }
 
 /**

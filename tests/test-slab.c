@@ -1025,6 +1025,69 @@ static void bad_frees(void **state)
 	tu_seg_free(s);
 }
 
+/*
+ * A free finds an object's slab by buddy alignment (its page with the low
+ * order bits cleared), not through the tail page's record: an object in a
+ * tail page whose record is scribbled is still found and freed, and the
+ * slab's own head record and header are still checked (an object whose
+ * head says another cache is refused, as is a pointer into an object).
+ */
+static void locate_by_alignment(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	struct sp_cache *c = mkcache(s, "wide", 1500, 0, 0, NULL);
+	sp_off_t obj[64], tail_obj = 0;
+	uint32_t head = UINT32_MAX, pfn, idx, n = 0;
+	struct sp_page saved;
+	uint64_t bad;
+
+	(void)state;
+	assert_true(c->order >= 1 && c->objperslab <= 64);
+	for (n = 0; n < c->objperslab; n++) { /* one slab's worth: the first slab */
+		TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &obj[n]));
+		locate(s, c, obj[n], &pfn, &idx);
+		if (head == UINT32_MAX)
+			head = pfn;
+		assert_int_equal(pfn, head);
+		if (!tail_obj && (obj[n] - s->hdr->data.off) >> SP_PAGE_SHIFT != head)
+			tail_obj = obj[n];
+	}
+	assert_true(tail_obj != 0);
+	pfn = (uint32_t)((tail_obj - s->hdr->data.off) >> SP_PAGE_SHIFT);
+	assert_int_equal(s->pages[pfn].info, SP_PG_TAIL);
+
+	/* the tail's record scribbled: not read, the object is found and freed */
+	saved = s->pages[pfn];
+	s->pages[pfn].info = SP_PG_INFO(SP_PG_FREE, 0, SP_KIND_NONE);
+	s->pages[pfn].owner = 0;
+	TU_ASSERT_OK(sp_cache_free(s, c, tail_obj));
+	assert_int_equal(sp_cache_free(s, c, tail_obj), -EINVAL); /* and a double free refused */
+	s->pages[pfn] = saved;
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &tail_obj)); /* back: the slab's only hole */
+	assert_int_equal((tail_obj - s->hdr->data.off) >> SP_PAGE_SHIFT, pfn);
+
+	/* the head's record still decides: another cache's, and every object
+	 * of the slab is refused, untouched */
+	bad = c->nr_bad_free;
+	s->pages[head].owner = c->id + 1;
+	assert_int_equal(sp_cache_free(s, c, tail_obj), -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "another cache"));
+	assert_int_equal(sp_cache_free(s, c, obj[0]), -EINVAL);
+	s->pages[head].owner = c->id;
+	assert_int_equal(c->nr_bad_free, bad + 2);
+	/* ... and the index must be exact */
+	assert_int_equal(sp_cache_free(s, c, tail_obj + 8), -EINVAL);
+	assert_non_null(strstr(sp_errmsg(), "middle"));
+	tu_check_clean(s);
+	for (uint32_t i = 0; i < n; i++)
+		TU_ASSERT_OK(sp_cache_free(s, c, obj[i]));
+	assert_int_equal(c->active_objs, 0);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_cache_destroy(s, c->id));
+	tu_seg_free(s);
+}
+
 /* ---- other processes ------------------------------------------------------ */
 
 #define SHARE_N 300
@@ -1181,6 +1244,7 @@ int main(void)
 		cmocka_unit_test(poison),
 		cmocka_unit_test(redzone),
 		cmocka_unit_test(bad_frees),
+		cmocka_unit_test(locate_by_alignment),
 		cmocka_unit_test(shared_between_processes),
 		cmocka_unit_test(kept_snapshot),
 	};
