@@ -142,6 +142,28 @@ static struct sp_cache *elem_cache(struct sp_seg *s, struct sp_pool *p)
 	return p->backing == SP_BACK_KMALLOC ? pool_class(s, p) : pool_cache(s, p);
 }
 
+/*
+ * pool_cache() for a caller with a kept snapshot @mine of it
+ * (sp_pool_backing_snapshot()): the descriptor is not read again when the
+ * snapshot names @p's own cache.  @mine is private and was taken from the
+ * descriptor pool_cache() accepted (its id, magic, state and pool_id
+ * checked then, pool_id copied into @mine); @p's index comes from where
+ * @p is in the table, not from its shared id.  What may have changed since
+ * is checked under the cache lock: sp_cache_geo_locked() uses @mine only
+ * while the descriptor has its id and generation, and an alloc refuses a
+ * cache that is not LIVE.  Anything else: pool_cache().
+ */
+static inline __attribute__((always_inline)) struct sp_cache *
+own_cache(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine)
+{
+	uint32_t idx = (uint32_t)(p - sp_pools(s)), id = sp_pool_cache_id(s, idx);
+
+	if (sp_likely(mine && idx < s->geo.max_pools && mine->id == id &&
+		      mine->pool_id == idx + 1 && (mine->flags & SP_CACHE_ANON)))
+		return &sp_caches(s)[id];
+	return pool_cache(s, p);
+}
+
 /**
  * sp_backing_name() - "slab", "pages" or "kmalloc".
  * @backing: enum sp_backing.
@@ -225,22 +247,24 @@ static int class_alloc(struct sp_seg *s, struct sp_pool *p, const struct sp_cach
 	return rc;
 }
 
-/* @mine: NULL or the caller's snapshot of the backing cache (sp_cache_geo_locked()) */
-static int backing_alloc(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
-			 uint16_t owner, sp_off_t *off)
+/* @mine: NULL or the caller's snapshot of the backing cache (sp_cache_geo_locked()).
+ * Inline: the first try of every pool alloc. */
+static inline __attribute__((always_inline)) int
+backing_alloc(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, uint16_t owner,
+	      sp_off_t *off)
 {
 	struct sp_cache *c;
 	uint32_t pfn;
 	int rc;
 
-	if (p->backing == SP_BACK_KMALLOC)
-		return class_alloc(s, p, mine, owner, off);
 	if (p->backing == SP_BACK_SLAB) {
-		c = pool_cache(s, p);
+		c = own_cache(s, p, mine);
 		if (!c)
 			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
 		return sp_cache_alloc_geo(s, c, mine, owner, off);
 	}
+	if (p->backing == SP_BACK_KMALLOC)
+		return class_alloc(s, p, mine, owner, off);
 	rc = sp_buddy_lock(s);
 	if (rc)
 		return rc;
@@ -305,7 +329,7 @@ lock_elem_in(struct sp_seg *s, struct sp_pool *p, sp_off_t off, const struct sp_
 
 	*c = NULL;
 	if (p->backing == SP_BACK_SLAB || p->backing == SP_BACK_KMALLOC) {
-		*c = elem_cache(s, p);
+		*c = p->backing == SP_BACK_SLAB ? own_cache(s, p, mine) : pool_class(s, p);
 		if (!*c || p->state == SP_DESC_FREE)
 			return sp_err(-ENOENT, "pool %s was destroyed", p->name);
 		rc = sp_cache_lock(s, *c);
@@ -372,9 +396,10 @@ static int class_elem_out(struct sp_pool *p, sp_off_t off)
 }
 
 /* Free an element to the backing if holder_ok(its tag, @expect); @mine as
- * for backing_alloc(). */
-static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
-			sp_off_t off, uint16_t expect)
+ * for backing_alloc().  Inline into a plain free; backing_free() elsewhere. */
+static inline __attribute__((always_inline)) int
+backing_free_in(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, sp_off_t off,
+		uint16_t expect)
 {
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
@@ -401,6 +426,12 @@ static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cac
 	}
 	unlock_backing(s, c);
 	return rc;
+}
+
+static int backing_free(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
+			sp_off_t off, uint16_t expect)
+{
+	return backing_free_in(s, p, mine, off, expect);
 }
 
 /*
@@ -1470,7 +1501,7 @@ static inline int free_to_backing(struct sp_seg *s, struct sp_pool *p, const str
 	int rc;
 
 	/* backing_free() refuses reserve elements: they never leave this way */
-	rc = backing_free(s, p, mine, off, expect);
+	rc = backing_free_in(s, p, mine, off, expect);
 	if (rc) {
 		__atomic_fetch_add(&p->nr_bad_free, 1, __ATOMIC_RELAXED);
 		return rc;
@@ -1543,8 +1574,9 @@ static __attribute__((noinline)) int free_pool_locked(struct sp_seg *s, struct s
 }
 
 /* sp_pool_free_owned(); @mine as for sp_pool_alloc_geo(). */
-static int free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine,
-		      sp_off_t off, uint16_t expect)
+static inline __attribute__((always_inline)) int
+free_owned(struct sp_seg *s, struct sp_pool *p, const struct sp_cache *mine, sp_off_t off,
+	   uint16_t expect)
 {
 	/*
 	 * A reclaim (@expect set) always goes through the pool lock: if the

@@ -1803,6 +1803,50 @@ static void two_processes_share(void **state)
 	share_one(SP_BACK_KMALLOC);
 }
 
+/*
+ * A pool's locked path with the caller's kept snapshot of its backing cache
+ * (sp_pool_backing_snapshot(), what a client handle keeps) does not read the
+ * cache descriptor again: scribbled on (magic, pool_id), the kept snapshot
+ * still serves alloc and free, while a call without one reads it and
+ * refuses; another pool's snapshot is not taken for this pool's.
+ */
+static void kept_backing_snapshot(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	uint32_t id = pool_new(s, "kept", SP_BACK_SLAB, 48, 2, 0, 0);
+	uint32_t other = pool_new(s, "other", SP_BACK_SLAB, 48, 2, 0, 0);
+	struct sp_pool *p = sp_pool_get(s, id);
+	struct sp_cache *c = &sp_caches(s)[sp_pool_cache_id(s, id)], snap, osnap;
+	uint32_t magic = c->magic, pool_id = c->pool_id;
+	sp_off_t e[3];
+
+	(void)state;
+	TU_ASSERT_OK(sp_pool_backing_snapshot(s, p, &snap));
+	TU_ASSERT_OK(sp_pool_backing_snapshot(s, sp_pool_get(s, other), &osnap));
+	TU_ASSERT_OK(sp_pool_alloc_geo(s, p, &snap, SP_ALLOC_NOWAIT, -1, &e[0]));
+	TU_ASSERT_OK(sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, -1, &e[1]));
+	c->magic ^= 1;
+	c->pool_id = 0;
+	assert_int_equal(sp_pool_alloc(s, p, SP_ALLOC_NOWAIT, -1, &e[2]), -ENOENT);
+	assert_int_equal(sp_pool_free(s, p, e[1]), -ENOENT);
+	assert_int_equal(sp_pool_alloc_geo(s, p, &osnap, SP_ALLOC_NOWAIT, -1, &e[2]), -ENOENT);
+	TU_ASSERT_OK(sp_pool_alloc_geo(s, p, &snap, SP_ALLOC_NOWAIT, -1, &e[2]));
+	TU_ASSERT_OK(sp_pool_free_geo(s, p, &snap, e[2]));
+	assert_int_equal(sp_pool_free_geo(s, p, &snap, e[2]), -EINVAL); /* still checked */
+	TU_ASSERT_OK(sp_pool_free_geo(s, p, &snap, e[1]));
+	c->magic = magic;
+	c->pool_id = pool_id;
+	tu_check_clean(s);
+	/* another pool's snapshot: the descriptor is read, as without one */
+	TU_ASSERT_OK(sp_pool_free_geo(s, p, &osnap, e[0]));
+	assert_int_equal(sp_pool_nr_out(s, p), 0);
+	assert_int_equal(p->nr_bad_free, 2); /* the refused free and the double free */
+	TU_ASSERT_OK(sp_pool_destroy(s, id));
+	TU_ASSERT_OK(sp_pool_destroy(s, other));
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1823,6 +1867,7 @@ int main(void)
 		cmocka_unit_test(kmalloc_dead_holder),
 		cmocka_unit_test(registry_scale),
 		cmocka_unit_test(two_processes_share),
+		cmocka_unit_test(kept_backing_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
