@@ -45,7 +45,7 @@ static const struct sp_cache *cache_snap(const shmp_cache *k)
 	return k->snap_ok ? &k->snap : NULL;
 }
 
-static int cache_desc(shmp_cache *k, struct sp_cache **out)
+sp_fast_inline int cache_desc(shmp_cache *k, struct sp_cache **out)
 {
 	struct sp_cache *d;
 	int rc;
@@ -271,7 +271,7 @@ int shmp_cache_free_bulk(shmp_cache *k, void *const *v, unsigned n)
 
 int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)
 {
-	struct sp_cache *d;
+	struct sp_cache *d = NULL; /* set when cache_desc() returns 0 */
 	uint64_t na, nf;
 	int rc = cache_desc(k, &d);
 

@@ -69,7 +69,7 @@ static const struct sp_cache *pool_snap(const shmp_pool *p)
 }
 
 /* The LIVE descriptor this handle names, or why not.  Does not sleep. */
-static int pool_desc(shmp_pool *p, struct sp_pool **out)
+sp_fast_inline int pool_desc(shmp_pool *p, struct sp_pool **out)
 {
 	struct sp_pool *d;
 	int rc;
@@ -196,7 +196,7 @@ int shmp_pool_resize(shmp_pool *p, unsigned new_min_nr)
 	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
 	Shmpool__PoolResize pr = SHMPOOL__POOL_RESIZE__INIT;
 	Shmpool__Response *resp;
-	struct sp_pool *d;
+	struct sp_pool *d = NULL; /* set when pool_desc() returns 0 */
 	int rc = pool_desc(p, &d);
 
 	if (rc)
@@ -225,7 +225,7 @@ void shmp_pool_close(shmp_pool *p)
 
 static void *pool_alloc(shmp_pool *p, int flags, int timeout_ms)
 {
-	struct sp_pool *d;
+	struct sp_pool *d = NULL; /* set when pool_desc() returns 0 */
 	sp_off_t off;
 	int rc = pool_desc(p, &d);
 
@@ -368,7 +368,7 @@ int shmp_pool_free_bulk(shmp_pool *p, void *const *v, unsigned n)
 
 int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)
 {
-	struct sp_pool *d;
+	struct sp_pool *d = NULL; /* set when pool_desc() returns 0 */
 	uint64_t na, nf;
 	int rc = pool_desc(p, &d);
 

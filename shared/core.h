@@ -301,8 +301,28 @@ int sp_cache_create(struct sp_seg *s, const char *name, uint64_t obj_size, uint6
 		    uint32_t flags, const void *tmpl, uint32_t *id);
 int sp_cache_lookup(struct sp_seg *s, const char *name, uint32_t *id);
 struct sp_cache *sp_cache_get(struct sp_seg *s, uint32_t id);
-int sp_cache_lock(struct sp_seg *s, struct sp_cache *c);
-void sp_cache_unlock(struct sp_cache *c);
+int sp_cache_lock_recover(struct sp_seg *s, struct sp_cache *c);
+
+/**
+ * sp_cache_lock() - lock a cache, recovering it if the owner died.
+ * @s: segment.  @c: cache.
+ *
+ * Inline: every locked alloc and free takes it (the recovery is out of
+ * line, sp_cache_lock_recover()).  May sleep.
+ * Return: 0 or a negative errno.
+ */
+static inline int sp_cache_lock(struct sp_seg *s, struct sp_cache *c)
+{
+	int rc = sp_lock(s, &c->lock);
+
+	return sp_unlikely(rc == SP_LOCK_RECOVER) ? sp_cache_lock_recover(s, c) : rc;
+}
+
+/* Unlock a cache locked with sp_cache_lock().  Does not sleep. */
+static inline void sp_cache_unlock(struct sp_cache *c)
+{
+	sp_unlock(&c->lock);
+}
 int sp_cache_alloc(struct sp_seg *s, struct sp_cache *c, uint16_t owner, sp_off_t *off);
 int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
 		       uint16_t owner, sp_off_t *off);
@@ -335,9 +355,20 @@ int sp_cache_geo_locked(const struct sp_seg *s, const struct sp_cache *c,
 int sp_cache_geo_locate(const struct sp_seg *s, const struct sp_cache *c,
 			const struct sp_cache *mine, struct sp_cache *buf, const struct sp_cache **g,
 			sp_off_t off, struct sp_slab **slab, uint32_t *idx);
-uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab);
+/* The owner tags of @slab in geometry @c (a checked snapshot when others
+ * may write the descriptor).  Does not sleep. */
+static inline uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
+{
+	return (uint16_t *)(slab->bitmap + c->bitmap_words);
+}
 uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx);
-struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);
+/* The slab header at page @pfn (checked by the caller).  Does not sleep. */
+static inline struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c,
+					 uint32_t pfn)
+{
+	(void)c;
+	return (struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
+}
 bool sp_slab_valid(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn);
 
 /* ---- kmalloc (kmalloc.c) ------------------------------------------------ */

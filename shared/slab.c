@@ -210,12 +210,9 @@ int sp_cache_geo_locked(const struct sp_seg *s, const struct sp_cache *c,
 	return sp_cache_snapshot(s, c, buf);
 }
 
-/* The slab helpers below take the geometry from @c: pass a snapshot
- * (sp_cache_snapshot()) when others may write the descriptor meanwhile. */
-uint16_t *sp_slab_owners(const struct sp_cache *c, struct sp_slab *slab)
-{
-	return (uint16_t *)(slab->bitmap + c->bitmap_words);
-}
+/* The slab helpers below (and sp_slab_owners(), sp_slab_at() in core.h)
+ * take the geometry from @c: pass a snapshot (sp_cache_snapshot()) when
+ * others may write the descriptor meanwhile. */
 
 /*
  * The colour of @slab, read once and kept to one of @c's colours: the
@@ -232,11 +229,6 @@ static uint32_t slab_colour(const struct sp_cache *c, const struct sp_slab *slab
 uint8_t *sp_slab_obj(const struct sp_cache *c, struct sp_slab *slab, uint32_t idx)
 {
 	return (uint8_t *)slab + c->obj_start + slab_colour(c, slab) + (uint64_t)idx * c->stride;
-}
-
-struct sp_slab *sp_slab_at(const struct sp_seg *s, const struct sp_cache *c, uint32_t pfn)
-{
-	return (struct sp_slab *)(s->base + sp_pfn_off(s, pfn));
 }
 
 /*
@@ -580,29 +572,19 @@ int sp_cache_recover_locked(struct sp_seg *s, struct sp_cache *c)
 }
 
 /**
- * sp_cache_lock() - lock a cache, recovering it if the owner died.
- * @s: segment.  @c: cache.
+ * sp_cache_lock_recover() - sp_cache_lock() when the lock's owner died.
+ * @s: segment.  @c: cache, just locked with SP_LOCK_RECOVER.
  *
- * May sleep.
- * Return: 0 or a negative errno.
+ * Rebuilds the cache, then declares the lock consistent.  A cache it cannot
+ * rebuild (a corrupted geometry) is refused by every path that would walk
+ * it: the lock itself stays usable.  May sleep (buddy lock).
+ * Return: 0.
  */
-int sp_cache_lock(struct sp_seg *s, struct sp_cache *c)
+int sp_cache_lock_recover(struct sp_seg *s, struct sp_cache *c)
 {
-	int rc = sp_lock(s, &c->lock);
-
-	if (sp_unlikely(rc == SP_LOCK_RECOVER)) {
-		/* one it cannot rebuild (a corrupted geometry) is refused by
-		 * every path that would walk it: the lock itself stays usable */
-		sp_cache_recover_locked(s, c);
-		sp_lock_consistent(&c->lock);
-		rc = 0;
-	}
-	return rc;
-}
-
-void sp_cache_unlock(struct sp_cache *c)
-{
-	sp_unlock(&c->lock);
+	sp_cache_recover_locked(s, c);
+	sp_lock_consistent(&c->lock);
+	return 0;
 }
 
 /* Bits of bitmap word @w that stand for objects: the last word's high bits
@@ -857,6 +839,22 @@ int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct
 	return 0;
 }
 
+/* sp_cache_alloc_geo_locked(), inlined into sp_cache_alloc_geo(), which
+ * took the lock itself. */
+static inline __attribute__((always_inline)) int
+alloc_geo_took_lock(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+		    uint16_t owner, sp_off_t *off)
+{
+	int rc;
+
+	sp_assert(sp_lock_held(&c->lock));
+	rc = alloc_one_geo_locked(s, c, mine, owner, off);
+	if (rc < 0)
+		return rc;
+	c->nr_alloc++;
+	return 0;
+}
+
 /**
  * sp_cache_alloc_locked() - allocate one object.
  * @s: segment.  @c: cache, locked.
@@ -920,7 +918,7 @@ int sp_cache_alloc_geo(struct sp_seg *s, struct sp_cache *c, const struct sp_cac
 
 	if (rc)
 		return rc;
-	rc = sp_cache_alloc_geo_locked(s, c, mine, owner, off);
+	rc = alloc_geo_took_lock(s, c, mine, owner, off);
 	sp_cache_unlock(c);
 	return rc;
 }
