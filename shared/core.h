@@ -13,6 +13,7 @@
 #ifndef SHMPOOL_CORE_H
 #define SHMPOOL_CORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,9 +180,7 @@ static inline uint32_t sp_cache_index(const struct sp_seg *s, const struct sp_ca
 #define SP_LOCK_RECOVER 1 /* sp_lock(): the owner died; repair, then consistent */
 
 int sp_lock_init(struct sp_lock *l, enum sp_lock_level level);
-int sp_lock(struct sp_seg *s, struct sp_lock *l);
 void sp_lock_consistent(struct sp_lock *l);
-void sp_unlock(struct sp_lock *l);
 void sp_lock_allow_same_level(bool on);
 
 /* The locks this thread holds, in the order taken (lock.c): only the first
@@ -192,6 +191,71 @@ extern _Thread_local const struct sp_lock *sp__held[SP_MAX_HELD]
 	__attribute__((tls_model("initial-exec"))) SP_HIDDEN;
 extern _Thread_local unsigned sp__nr_held __attribute__((tls_model("initial-exec"))) SP_HIDDEN;
 bool sp_lock_held_slow(const struct sp_lock *l);
+int sp_lock_slow(struct sp_seg *s, struct sp_lock *l, int rc) SP_HIDDEN;
+void sp_unlock_slow(struct sp_lock *l) SP_HIDDEN;
+void sp_lock_order_check(const struct sp_lock *l) SP_HIDDEN;
+
+/* Record @l as held by this thread, checking the lock order first when
+ * another lock is held (SP_DEBUG_LEVEL >= 1). */
+static inline __attribute__((always_inline)) void sp_lock_record(const struct sp_lock *l)
+{
+	unsigned n = sp__nr_held;
+
+#if SP_DEBUG_LEVEL >= 1
+	if (n)
+		sp_lock_order_check(l);
+#endif
+	if (sp_likely(n < SP_MAX_HELD))
+		sp__held[n] = l;
+	sp__nr_held = n + 1;
+}
+
+/**
+ * sp_lock() - take a shared lock, detecting a dead owner.
+ * @s: the segment (for its lock timeout).
+ * @l: the lock.
+ *
+ * Inline, the uncontended case only: one trylock, the held-lock record
+ * (lock.c's sp_lock_slow() spins, sleeps and reports).  May sleep.  With
+ * s->lock_timeout_ms > 0 (the daemon, which must not hang on a lock wedged
+ * by a corrupted segment) it gives up after that long.
+ * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
+ * caller now holds it and must repair, then call sp_lock_consistent());
+ * -ETIMEDOUT, -ENOTRECOVERABLE, -EINVAL (a corrupted mutex) or -EROFS (a
+ * read-only segment) on failure.
+ */
+static inline int sp_lock(struct sp_seg *s, struct sp_lock *l)
+{
+	int rc = EROFS; /* read-only: never a trylock */
+
+	if (sp_likely(!s->readonly)) {
+		rc = pthread_mutex_trylock(&l->mutex);
+		if (sp_likely(rc == 0)) {
+			sp_lock_record(l);
+			return 0;
+		}
+	}
+	return sp_lock_slow(s, l, rc);
+}
+
+/**
+ * sp_unlock() - release a lock taken with sp_lock().
+ * @l: the lock.
+ *
+ * Inline for the usual case, the lock taken last (on top of the record).
+ * Does not sleep.
+ */
+static inline void sp_unlock(struct sp_lock *l)
+{
+	unsigned n = sp__nr_held;
+
+	if (sp_likely(n - 1 < SP_MAX_HELD && sp__held[n - 1] == l)) {
+		sp__nr_held = n - 1;
+		pthread_mutex_unlock(&l->mutex);
+		return;
+	}
+	sp_unlock_slow(l);
+}
 
 /**
  * sp_lock_held() - does this thread hold @l?

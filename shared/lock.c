@@ -122,25 +122,43 @@ int sp_lock_init(struct sp_lock *l, enum sp_lock_level level)
 	return rc ? sp_err(-rc, "pthread_mutex_init: %s", strerror(rc)) : 0;
 }
 
-static inline __attribute__((always_inline)) void push_held(const struct sp_lock *l)
+/**
+ * sp_lock_order_check() - may this thread take @l now?
+ * @l: the lock about to be recorded as held; this thread holds others.
+ *
+ * The lock order (layout.h): every held lock's level must be below @l's
+ * (equal levels only in stop-the-world mode).  Called by sp_lock() (core.h)
+ * when SP_DEBUG_LEVEL >= 1 and a lock is already held; aborts with "lock
+ * order" otherwise.  Does not sleep.
+ */
+void sp_lock_order_check(const struct sp_lock *l)
 {
-#if SP_DEBUG_LEVEL >= 1
 	for (unsigned i = 0; i < sp__nr_held && i < SP_MAX_HELD; i++)
 		if (sp__held[i]->level > l->level ||
 		    (sp__held[i]->level == l->level && !world_stopped))
 			sp_assert_fail("lock order: level not above every held lock", __FILE__,
 				       __LINE__);
-#endif
-	if (sp__nr_held < SP_MAX_HELD)
-		sp__held[sp__nr_held] = l;
-	sp__nr_held++;
 }
 
-/* sp_lock() after a trylock that did not take @l at once (@rc): spin, then
- * sleep; a dead owner, a timeout or an unusable mutex.  Out of line, so
- * that the uncontended path sets up no frame for it. */
-static __attribute__((noinline)) int lock_slow(struct sp_seg *s, struct sp_lock *l, int rc)
+static inline __attribute__((always_inline)) void push_held(const struct sp_lock *l)
 {
+	sp_lock_record(l);
+}
+
+/**
+ * sp_lock_slow() - sp_lock() (core.h) after a trylock that did not take @l
+ * at once: spin, then sleep; a dead owner, a timeout or an unusable mutex.
+ * @s: segment.  @l: the lock.  @rc: the trylock's error, or EROFS when @s
+ *     is read-only (no trylock made).
+ *
+ * Out of line, so that the uncontended path sets up no frame for it.
+ * May sleep.
+ * Return: as sp_lock().
+ */
+int sp_lock_slow(struct sp_seg *s, struct sp_lock *l, int rc)
+{
+	if (rc == EROFS && s->readonly)
+		return sp_err(-EROFS, "cannot lock a read-only segment");
 	for (unsigned spin = 0; rc == EBUSY && spin < SP_LOCK_SPINS; spin++) {
 		sp_cpu_relax();
 		if (lock_word_free(l)) /* read, not write, the line while it is held */
@@ -178,31 +196,6 @@ static __attribute__((noinline)) int lock_slow(struct sp_seg *s, struct sp_lock 
 }
 
 /**
- * sp_lock() - take a shared lock, detecting a dead owner.
- * @s: the segment (for its lock timeout).
- * @l: the lock.
- *
- * May sleep.  With s->lock_timeout_ms > 0 (the daemon, which must not hang
- * on a lock wedged by a corrupted segment) it gives up after that long.
- * Return: 0; SP_LOCK_RECOVER when the previous owner died holding it (the
- * caller now holds it and must repair, then call sp_lock_consistent());
- * -ETIMEDOUT, -ENOTRECOVERABLE or -EINVAL (a corrupted mutex) on failure.
- */
-int sp_lock(struct sp_seg *s, struct sp_lock *l)
-{
-	int rc;
-
-	if (sp_unlikely(s->readonly))
-		return sp_err(-EROFS, "cannot lock a read-only segment");
-	rc = pthread_mutex_trylock(&l->mutex);
-	if (sp_likely(rc == 0)) {
-		push_held(l);
-		return 0;
-	}
-	return lock_slow(s, l, rc);
-}
-
-/**
  * sp_lock_consistent() - declare a recovered structure repaired.
  * @l: a lock sp_lock() returned SP_LOCK_RECOVER for, still held.
  *
@@ -215,20 +208,14 @@ void sp_lock_consistent(struct sp_lock *l)
 }
 
 /**
- * sp_unlock() - release a lock taken with sp_lock().
+ * sp_unlock_slow() - sp_unlock() (core.h) of a lock not on top of this
+ * thread's record of held locks.
  * @l: the lock.
  *
  * Does not sleep.
  */
-void sp_unlock(struct sp_lock *l)
+void sp_unlock_slow(struct sp_lock *l)
 {
-	unsigned n = sp__nr_held;
-
-	/* the usual case: the lock taken last, recorded on top */
-	if (sp_likely(n - 1 < SP_MAX_HELD && sp__held[n - 1] == l)) {
-		sp__nr_held = n - 1;
-		goto unlock;
-	}
 	for (unsigned i = sp__nr_held < SP_MAX_HELD ? sp__nr_held : SP_MAX_HELD; i-- > 0;) {
 		if (sp__held[i] == l) {
 			for (unsigned j = i; j + 1 < sp__nr_held && j + 1 < SP_MAX_HELD; j++)
