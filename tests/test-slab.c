@@ -5,7 +5,9 @@
  * alignment, init templates, destroy, name and size validation, the POISON
  * and REDZONE debug flags, refused frees (double, foreign, mid-object),
  * objects shared between processes, and a caller's kept snapshot of the
- * geometry (used only while the cache keeps its generation).
+ * geometry (used only while the cache keeps its generation); the
+ * single-object locked alloc (hint, corrupted lists) and the free's locate
+ * by buddy alignment.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -1026,6 +1028,78 @@ static void bad_frees(void **state)
 }
 
 /*
+ * One object at a time (sp_cache_alloc(): the single-object locked path):
+ * the first free bit from the slab's hint word, the hint kept where the
+ * last object was found; a scribbled hint out of range restarts at word 0;
+ * a slab list naming no slab of the cache, or a full slab on the partial
+ * list, is refused with -EFAULT and rebuilt, and the next alloc works.
+ */
+static void alloc_one_object(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20);
+	struct sp_cache *c = mkcache(s, "ones", 8, 0, 0, NULL);
+	sp_off_t o[200], x;
+	uint32_t head, pfn, idx, n = 0;
+	struct sp_slab *slab;
+	uint64_t fail;
+
+	(void)state;
+	assert_true(c->bitmap_words >= 3 && c->objperslab > 140);
+	for (n = 0; n < 140; n++) { /* words 0, 1 and part of 2, in order */
+		TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &o[n]));
+		locate(s, c, o[n], &pfn, &idx);
+		if (!n)
+			head = pfn;
+		assert_int_equal(pfn, head);
+		assert_int_equal(idx, n);
+		assert_int_equal(owner_of(s, c, o[n]), s->owner);
+	}
+	slab = sp_slab_at(s, c, head);
+	assert_int_equal(slab->hint, 2);
+	assert_int_equal(c->nr_alloc, 140);
+	/* a hole in word 0: the hint keeps the search in word 2 */
+	TU_ASSERT_OK(sp_cache_free(s, c, o[5]));
+	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &x));
+	locate(s, c, x, &pfn, &idx);
+	assert_int_equal(idx, 140);
+	o[n++] = x;
+	/* a hint out of range: from word 0, so the hole */
+	slab->hint = 1000;
+	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &o[5]));
+	locate(s, c, o[5], &pfn, &idx);
+	assert_int_equal(idx, 5);
+	assert_int_equal(slab->hint, 0);
+	tu_check_clean(s);
+
+	/* the partial list names a free page: refused, rebuilt */
+	fail = c->nr_fail;
+	c->list_head[SP_LIST_PARTIAL] = s->hdr->buddy.free_head[s->hdr->max_order];
+	assert_int_equal(sp_cache_alloc(s, c, s->owner, &x), -EFAULT);
+	assert_int_equal(c->nr_fail, fail + 1);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &o[n]));
+	locate(s, c, o[n++], &pfn, &idx);
+	assert_int_equal(idx, 141);
+
+	/* a slab claiming to be full on the partial list: refused, rebuilt */
+	slab->inuse = c->objperslab;
+	assert_int_equal(sp_cache_alloc(s, c, s->owner, &x), -EFAULT);
+	assert_int_equal(c->nr_fail, fail + 2);
+	tu_check_clean(s);
+	assert_int_equal(slab->inuse, n);
+	TU_ASSERT_OK(sp_cache_alloc(s, c, s->owner, &o[n]));
+	locate(s, c, o[n++], &pfn, &idx);
+	assert_int_equal(idx, 142);
+
+	for (uint32_t i = 0; i < n; i++)
+		TU_ASSERT_OK(sp_cache_free(s, c, o[i]));
+	assert_int_equal(c->active_objs, 0);
+	tu_check_clean(s);
+	TU_ASSERT_OK(sp_cache_destroy(s, c->id));
+	tu_seg_free(s);
+}
+
+/*
  * A free finds an object's slab by buddy alignment (its page with the low
  * order bits cleared), not through the tail page's record: an object in a
  * tail page whose record is scribbled is still found and freed, and the
@@ -1244,6 +1318,7 @@ int main(void)
 		cmocka_unit_test(poison),
 		cmocka_unit_test(redzone),
 		cmocka_unit_test(bad_frees),
+		cmocka_unit_test(alloc_one_object),
 		cmocka_unit_test(locate_by_alignment),
 		cmocka_unit_test(shared_between_processes),
 		cmocka_unit_test(kept_snapshot),
