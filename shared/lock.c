@@ -29,6 +29,13 @@
  * Lock order: each thread keeps a small stack of the locks it holds; taking
  * a lock whose level is not above every held level is a bug, caught by
  * sp_assert (see the numbered order in layout.h).
+ *
+ * The uncontended sp_lock() (one trylock, the record) and sp_unlock() of
+ * the lock on top of the record are inline in core.h, since every locked
+ * alloc and free takes one; everything else is here: spinning and
+ * sleeping, a dead owner, timeouts (sp_lock_slow()), an unlock out of
+ * order (sp_unlock_slow()) and the lock-order check (sp_lock_order_check(),
+ * called only while another lock is held).
  */
 #include <errno.h>
 #include <string.h>
