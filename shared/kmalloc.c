@@ -187,7 +187,7 @@ static int classify(struct sp_seg *s, sp_off_t off, struct sp_cache **c, uint32_
  */
 int sp_kfree(struct sp_seg *s, sp_off_t off)
 {
-	struct sp_cache *c;
+	struct sp_cache *c = NULL; /* set whenever classify() succeeds */
 	uint32_t head, info;
 	int rc = classify(s, off, &c, &head);
 
@@ -218,7 +218,7 @@ int sp_kfree(struct sp_seg *s, sp_off_t off)
  */
 int sp_ksize(struct sp_seg *s, sp_off_t off, uint64_t *size)
 {
-	struct sp_cache *c;
+	struct sp_cache *c = NULL; /* set whenever classify() succeeds */
 	uint32_t head;
 	int rc = classify(s, off, &c, &head);
 

@@ -444,7 +444,7 @@ static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag = NULL; /* set whenever lock_elem() succeeds */
 	uint32_t pfn, idx;
 	int rc = lock_elem(s, p, off, NULL, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
@@ -582,7 +582,7 @@ static int reclaim_entry(struct sp_seg *s, struct sp_pool *p, sp_off_t off)
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag = NULL; /* set whenever lock_elem() succeeds */
 	uint32_t pfn, idx;
 	int rc = lock_elem(s, p, off, NULL, &c, &buf, &g, &tag, &pfn, &slab, &idx);
 
@@ -607,7 +607,7 @@ static void recover_put_locked(struct sp_seg *s, struct sp_pool *p, sp_off_t *el
 	const struct sp_cache *g;
 	struct sp_cache *c, buf;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag = NULL; /* set whenever lock_elem() succeeds */
 	uint32_t pfn, idx;
 
 	sp_assert(sp_lock_held(&p->lock));
