@@ -196,7 +196,7 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 	req.hello = &h;
 	rc = shmp__wire_send(sock, &req);
 	if (!rc)
-		rc = shmp__wire_recv(sock, resp, fd);
+		rc = shmp__wire_recv(sock, &c->rbuf, resp, fd);
 	if (rc == -EPIPE || rc == -ECONNRESET)
 		return sp_err(-ENOTCONN, "the daemon closed the connection during Hello (%s)",
 			      sp_errmsg());
@@ -352,6 +352,7 @@ int shmp__session_open_locked(shmp_client *c, bool resume)
 	rc = dial(c, &sock);
 	if (rc)
 		return rc;
+	shmp__rbuf_reset(&c->rbuf); /* a new stream */
 	/*
 	 * A resuming Hello must not time out: closing its connection would
 	 * tell the daemon, once it gets to it, that this process died, and it
@@ -392,6 +393,7 @@ void shmp__session_break_locked(shmp_client *c)
 		close(c->sock);
 	c->sock = -1;
 	c->pending = 0;
+	shmp__rbuf_reset(&c->rbuf);
 }
 
 int shmp_connect(const char *socket_path, const char *client_name, shmp_client **out)
@@ -457,7 +459,7 @@ static void goodbye_locked(shmp_client *c)
 	if (shmp__wire_send(c->sock, &req))
 		return;
 	/* late replies to requests that timed out come first */
-	while (shmp__wire_recv(c->sock, &resp, NULL) == 0) {
+	while (shmp__wire_recv(c->sock, &c->rbuf, &resp, NULL) == 0) {
 		bool ours = resp->id == req.id;
 
 		shmpool__response__free_unpacked(resp, NULL);

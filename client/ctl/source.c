@@ -134,6 +134,9 @@ int ctl_src_open(struct ctl_src *src, const struct ctl_opts *o)
 	} else {
 		default_socket(src->socket_path, sizeof(src->socket_path));
 	}
+	src->rbuf = calloc(1, sizeof(*src->rbuf));
+	if (!src->rbuf)
+		return sp_err(-ENOMEM, "out of memory");
 	rc = connect_to(src);
 	if (rc == 0)
 		rc = hello(src);
@@ -164,6 +167,8 @@ void ctl_src_close(struct ctl_src *src)
 		close(src->sock);
 		src->sock = -1;
 	}
+	free(src->rbuf);
+	src->rbuf = NULL;
 	if (src->seg) {
 		sp_seg_detach(src->seg);
 		src->seg = NULL;
@@ -192,7 +197,7 @@ int ctl_call(struct ctl_src *src, Shmpool__Request *q, Shmpool__Response **out)
 		q->id = ++src->next_id;
 		rc = shmp__wire_send(src->sock, q);
 		if (rc == 0)
-			rc = shmp__wire_recv(src->sock, &r, NULL);
+			rc = shmp__wire_recv(src->sock, src->rbuf, &r, NULL);
 		if (rc == 0 && r->id != q->id) {
 			unsigned long long got = r->id;
 
