@@ -134,8 +134,12 @@ static int default_socket_path(char *buf, size_t n)
 	return 0;
 }
 
-/* Bound every send and receive on @sock to @ms milliseconds (<= 0: none). */
-static void set_timeouts(int sock, int ms)
+/*
+ * Bound every receive on @sock to @ms milliseconds (<= 0: none).  Sends
+ * take the bound as an argument (shmp__wire_send() waits in poll() only
+ * when the socket is full), which saves an SO_SNDTIMEO per connect.
+ */
+static void set_timeout(int sock, int ms)
 {
 	struct timeval tv = { 0 };
 
@@ -144,7 +148,6 @@ static void set_timeouts(int sock, int ms)
 		tv.tv_usec = (ms % 1000) * 1000;
 	}
 	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 static int dial(shmp_client *c, int *out)
@@ -159,7 +162,7 @@ static int dial(shmp_client *c, int *out)
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		return sp_err(-errno, "socket: %s", strerror(errno));
-	set_timeouts(sock, c->timeout_ms);
+	set_timeout(sock, c->timeout_ms);
 	while (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = errno;
 		if (err == EINTR)
@@ -194,7 +197,7 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 	req.id = ++c->next_id;
 	req.op_case = SHMPOOL__REQUEST__OP_HELLO;
 	req.hello = &h;
-	rc = shmp__wire_send(sock, &req);
+	rc = shmp__wire_send(sock, &req, resume ? 0 : c->timeout_ms);
 	if (!rc)
 		rc = shmp__wire_recv(sock, &c->rbuf, resp, fd);
 	if (rc == -EPIPE || rc == -ECONNRESET)
@@ -359,10 +362,10 @@ int shmp__session_open_locked(shmp_client *c, bool resume)
 	 * would orphan (or reclaim) what we hold.  Wait for the answer.
 	 */
 	if (resume)
-		set_timeouts(sock, 0);
+		set_timeout(sock, 0);
 	rc = hello(c, sock, resume, &resp, &fd);
 	if (resume)
-		set_timeouts(sock, c->timeout_ms);
+		set_timeout(sock, c->timeout_ms);
 	if (rc == -EPERM && resume) {
 		c->stale = true;
 		rc = sp_err(-ESTALE, "the daemon refused to resume slot %u (%s): "
@@ -456,7 +459,7 @@ static void goodbye_locked(shmp_client *c)
 	req.id = ++c->next_id;
 	req.op_case = SHMPOOL__REQUEST__OP_GOODBYE;
 	req.goodbye = &g;
-	if (shmp__wire_send(c->sock, &req))
+	if (shmp__wire_send(c->sock, &req, c->timeout_ms))
 		return;
 	/* late replies to requests that timed out come first */
 	while (shmp__wire_recv(c->sock, &c->rbuf, &resp, NULL) == 0) {

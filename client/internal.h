@@ -135,7 +135,7 @@ void shmp__client_get(shmp_client *c);
 void shmp__client_put(shmp_client *c);
 
 /* wire.c */
-int shmp__wire_send(int sock, const Shmpool__Request *req);
+int shmp__wire_send(int sock, const Shmpool__Request *req, int timeout_ms);
 int shmp__wire_recv(int sock, struct shmp__rbuf *rb, Shmpool__Response **resp, int *fd);
 
 /* rpc.c */

@@ -104,7 +104,7 @@ int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **
 			return rc;
 	}
 	req->id = ++c->next_id;
-	rc = shmp__wire_send(c->sock, req);
+	rc = shmp__wire_send(c->sock, req, c->timeout_ms);
 	if (rc == -EMSGSIZE || rc == -ENOMEM)
 		return rc; /* nothing was sent: the connection is still in step */
 	if (rc) {

@@ -4,9 +4,10 @@
  *
  * A frame is a 4-byte big-endian length followed by that many bytes of one
  * protobuf message, at most SHMP_FRAME_MAX.  The client writes one Request
- * frame and reads one Response frame; both calls block (the socket carries
- * SO_SNDTIMEO/SO_RCVTIMEO, see client.c, so a hung daemon turns into
- * -ETIMEDOUT).  The daemon
+ * frame and reads one Response frame; both calls block, bounded by the
+ * session's timeout (reads by the socket's SO_RCVTIMEO, see client.c; a
+ * send that would block waits in poll() for as long), so a hung daemon
+ * turns into -ETIMEDOUT.  The daemon
  * passes the segment's fd as SCM_RIGHTS ancillary data on the Response to
  * Hello; the kernel attaches it to the first byte of the frame, so every
  * read goes through recvmsg() with room for descriptors.
@@ -27,6 +28,7 @@
  * later.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -46,13 +48,18 @@ static int io_error(int err, const char *what)
 /**
  * shmp__wire_send() - write one Request frame.
  * @sock: connected control socket.  @req: the request.
+ * @timeout_ms: how long a send may wait for room in the socket (<= 0: no
+ *              limit).
  *
- * May sleep (blocking write, bounded by SO_SNDTIMEO).  SIGPIPE is never
+ * Sends without blocking: a request nearly always fits in the socket at
+ * once, and this costs no SO_SNDTIMEO on each new socket.  Only when the
+ * socket is full does it wait in poll(), as long as SO_SNDTIMEO would
+ * have (per wait, not for the whole frame).  May sleep.  SIGPIPE is never
  * raised.
  * Return: 0; -EMSGSIZE; -ENOMEM; -EPIPE/-ECONNRESET/-ETIMEDOUT or another
  * transport error.
  */
-int shmp__wire_send(int sock, const Shmpool__Request *req)
+int shmp__wire_send(int sock, const Shmpool__Request *req, int timeout_ms)
 {
 	size_t len = shmpool__request__get_packed_size(req), done = 0;
 	uint8_t *buf;
@@ -70,15 +77,29 @@ int shmp__wire_send(int sock, const Shmpool__Request *req)
 	buf[3] = (uint8_t)len;
 	shmpool__request__pack(req, buf + 4);
 	while (done < 4 + len) {
-		ssize_t n = send(sock, buf + done, 4 + len - done, MSG_NOSIGNAL);
+		ssize_t n = send(sock, buf + done, 4 + len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct pollfd pfd = { .fd = sock, .events = POLLOUT };
 
-		if (n < 0 && errno == EINTR)
+		if (n >= 0) {
+			done += (size_t)n;
 			continue;
-		if (n < 0) {
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
 			rc = io_error(errno, "send");
 			break;
 		}
-		done += (size_t)n;
+		n = poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1);
+		if (n < 0 && errno != EINTR) {
+			rc = io_error(errno, "poll");
+			break;
+		}
+		if (n == 0) {
+			rc = sp_err(-ETIMEDOUT, "the daemon took no request bytes within %d ms",
+				    timeout_ms);
+			break;
+		}
 	}
 	free(buf);
 	return rc;

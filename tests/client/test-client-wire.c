@@ -307,6 +307,14 @@ static void expect_error(struct fix *f, int code, bool want_fd)
 		assert_int_equal(fd, -1);
 }
 
+#define CL_SEND_OK(expr)                                                              \
+	do {                                                                          \
+		int rc_ = (expr);                                                     \
+		if (rc_)                                                              \
+			fail_msg("%s: %d (%s): %s", #expr, rc_, strerror(-rc_),       \
+				 sp_errmsg());                                        \
+	} while (0)
+
 /* ---- tests ------------------------------------------------------------------- */
 
 /*
@@ -503,6 +511,82 @@ static void test_eof(void **state)
 	free(fr.p);
 }
 
+/* ---- sending ------------------------------------------------------------------ */
+
+struct drain {
+	int sock;
+	pid_t sender;	/* tid of the thread whose send must be waiting */
+	size_t got;
+};
+
+/* Once the sender waits in poll(), read everything until EOF. */
+static void *drain_main(void *arg)
+{
+	struct drain *dr = arg;
+	char buf[65536];
+	ssize_t n;
+
+	for (int k = 0; k < 20000; k++) {
+		long sc = blocked_syscall(dr->sender);
+
+		if (sc == SYS_poll || sc == SYS_ppoll)
+			break;
+		usleep(500);
+	}
+	while ((n = read(dr->sock, buf, sizeof(buf))) > 0)
+		dr->got += (size_t)n;
+	return NULL;
+}
+
+/* A Request of about @bytes bytes. */
+static void big_request(Shmpool__Request *req, Shmpool__Hello *h, char *name, size_t bytes)
+{
+	memset(name, 'n', bytes);
+	name[bytes] = '\0';
+	h->client_name = name;
+	req->op_case = SHMPOOL__REQUEST__OP_HELLO;
+	req->hello = h;
+}
+
+/*
+ * A socket nobody reads fills up: the send that finds no room waits for
+ * the timeout it is given and fails with -ETIMEDOUT (the socket has no
+ * SO_SNDTIMEO: without the wait in poll() it would block for good).  When
+ * the peer reads, a send that waits goes on to the end of its frame.
+ */
+static void test_send_full_socket(void **state)
+{
+	struct fix *f = *state;
+	Shmpool__Request req = SHMPOOL__REQUEST__INIT;
+	Shmpool__Hello h = SHMPOOL__HELLO__INIT;
+	struct drain dr = { .sock = f->wr, .sender = f->sc.reader };
+	size_t sent = 0, one;
+	char *name = malloc(60001);
+	pthread_t th;
+	int rc = 0, i;
+
+	assert_non_null(name);
+	big_request(&req, &h, name, 60000);
+	one = 4 + shmpool__request__get_packed_size(&req);
+	for (i = 0; i < 1000 && rc == 0; i++) {
+		rc = shmp__wire_send(f->rd, &req, 50);
+		if (rc == 0)
+			sent += one;
+	}
+	if (rc != -ETIMEDOUT)
+		fail_msg("send to a full socket: %d (%s): %s", rc, strerror(-rc), sp_errmsg());
+	assert_true(i > 1);
+	/* that frame went out in part: read all, and a send that must wait
+	 * for the reader finishes */
+	assert_int_equal(pthread_create(&th, NULL, drain_main, &dr), 0);
+	for (i = 0; i < 8; i++)
+		CL_SEND_OK(shmp__wire_send(f->rd, &req, 0));
+	shutdown(f->rd, SHUT_WR);
+	pthread_join(th, NULL);
+	assert_true(dr.got >= sent + 8 * one);
+	free(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -514,6 +598,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_send_full_socket, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
