@@ -27,6 +27,8 @@
  * fork(): a pthread_atfork() child handler bumps shmp__fork_gen; a session
  * records the value at connect, so a child sees a different one and every
  * call on an inherited handle fails with -ECHILD.  The check is one load.
+ * The same handler forgets the process's cached pid (self_pid()), so
+ * connect asks the kernel once per process, not once per session.
  * shmp_disconnect() in such a child touches neither the socket's peer nor
  * the session lock (another parent thread may have held it at fork time).
  *
@@ -54,10 +56,32 @@ unsigned shmp__fork_gen;
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* getpid() of this process once asked, else 0; forgotten in a child */
+static pid_t cached_pid;
+
 static void on_fork_child(void)
 {
 	__atomic_fetch_add(&shmp__fork_gen, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED);
 	shmp__tc_fork_child();
+}
+
+/*
+ * This process's pid without a system call from the second time on.  Only
+ * after atfork_init() ran: a child made by fork() must ask again.  A child
+ * made without the atfork handlers (a raw clone()) inherits the parent's
+ * value, as it inherits fork_gen unchanged: libshmpool does not support
+ * it.  Does not sleep.
+ */
+static pid_t self_pid(void)
+{
+	pid_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+
+	if (!pid) {
+		pid = getpid();
+		__atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+	}
+	return pid;
 }
 
 static void atfork_init(void)
@@ -429,7 +453,7 @@ int shmp_connect_ex(const char *socket_path, const char *client_name,
 		return sp_err(-ENOMEM, "out of process memory");
 	}
 	c->fork_gen = __atomic_load_n(&shmp__fork_gen, __ATOMIC_RELAXED);
-	c->pid = getpid();
+	c->pid = self_pid(); /* atfork_init() ran: a child forgets it */
 	snprintf(c->name, sizeof(c->name), "%s",
 		 client_name ? client_name : program_invocation_short_name);
 	c->timeout_ms = !opts || !opts->timeout_ms ? SHMP_DEFAULT_TIMEOUT_MS : opts->timeout_ms;

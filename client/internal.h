@@ -66,7 +66,7 @@ static inline void shmp__rbuf_reset(struct shmp__rbuf *rb)
 struct shmp_client {
 	/* immutable after connect */
 	unsigned fork_gen;	/* shmp__fork_gen at connect: differs in a child */
-	pid_t pid;		/* getpid() at connect: ours while the session is usable */
+	pid_t pid;		/* our pid at connect: ours while the session is usable */
 	char *socket_path;
 	char name[SP_CLIENT_NAME_MAX + 1];
 	int timeout_ms;		/* per reply; < 0: none */
