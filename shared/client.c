@@ -61,7 +61,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -75,11 +74,12 @@ static void clear_filter(struct sp_client *cl)
 	__atomic_store_n(&cl->flags, 0, __ATOMIC_RELAXED);
 }
 
+/* A session token: 64 bits nobody can guess (a batch of getrandom() bytes). */
 static uint64_t random_token(void)
 {
 	uint64_t t = 0;
 
-	if (getrandom(&t, sizeof(t), 0) != sizeof(t))
+	if (sp_prim_random(&t, sizeof(t)))
 		t = sp_now_ms() ^ ((uint64_t)getpid() << 32);
 	return t ? t : 1;
 }

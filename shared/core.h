@@ -217,6 +217,7 @@ uint64_t sp_proc_start_time(int pid);
 int sp_proc_start_time_ex(int pid, uint64_t *start);
 uint64_t sp_now_ms(void);
 uint64_t sp_realtime_s(void);
+int sp_prim_random(void *buf, size_t len);
 
 /* ---- fault injection (fault.c) ----------------------------------------- */
 
