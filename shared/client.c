@@ -656,13 +656,51 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 	return 0;
 }
 
+/* Was any tag naming @slot ever announced (its filter, or a magazine set)? */
+static bool slot_noted(const struct sp_seg *s, uint32_t slot)
+{
+	const struct sp_client *cl = &sp_clients(s)[slot];
+
+	if (__atomic_load_n(&cl->flags, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&cl->mag_head, __ATOMIC_ACQUIRE))
+		return true;
+	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
+		if (__atomic_load_n(&cl->used[i], __ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
+/*
+ * Free a DEAD @slot at once if no tag naming it was ever announced.
+ * Return: 1 when freed, 0 when it may hold something (walk it), or a
+ * negative errno.
+ */
+static int free_unnoted(struct sp_seg *s, uint32_t slot)
+{
+	struct sp_client *cl = &sp_clients(s)[slot];
+	int rc = sp_registry_lock(s);
+
+	if (rc)
+		return rc;
+	rc = cl->state == SP_CLIENT_DEAD && !slot_noted(s, slot);
+	if (rc) {
+		cl->state = SP_CLIENT_FREE;
+		clear_filter(cl);
+	}
+	sp_registry_unlock(s);
+	return rc;
+}
+
 /**
  * sp_client_unregister() - a clean goodbye.
  * @s: segment.  @slot: the caller's slot.
  *
  * The slot is freed when it holds nothing; otherwise it becomes DEAD and
  * what it holds stays attributed to it.  What its magazines cached is
- * freed either way: it is nobody's.  May sleep.
+ * freed either way: it is nobody's.  A slot whose filter is empty (the
+ * usual client that connects, asks and leaves) is freed without a walk:
+ * every walk would visit nothing and free nothing, so neither is the
+ * kmalloc settle that guards those frees needed.  May sleep.
  * Return: 0 or a negative errno.
  */
 int sp_client_unregister(struct sp_seg *s, uint32_t slot)
@@ -672,13 +710,20 @@ int sp_client_unregister(struct sp_seg *s, uint32_t slot)
 
 	if (rc)
 		return rc;
-	rc = sp_slot_holdings(s, slot, &h);
-	if (rc)
+	rc = free_unnoted(s, slot);
+	if (rc < 0)
 		return rc;
-	if (!h.objects && !h.pages) /* also frees what its magazines cached */
-		rc = sp_slot_release(s, slot, false, NULL);
-	else if (h.cached || h.magsets)
-		rc = walk_slot(s, slot, false, false, true, &h);
+	if (rc == 0) { /* it may hold something: walk it */
+		rc = sp_slot_holdings(s, slot, &h);
+		if (rc)
+			return rc;
+		if (!h.objects && !h.pages) /* also frees what its magazines cached */
+			rc = sp_slot_release(s, slot, false, NULL);
+		else if (h.cached || h.magsets)
+			rc = walk_slot(s, slot, false, false, true, &h);
+	} else {
+		rc = 0;
+	}
 	if (s->slot == slot) {
 		s->slot = UINT32_MAX;
 		s->owner = SP_OWNER_NONE;

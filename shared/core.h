@@ -78,6 +78,7 @@ struct sp_seg {
 	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
 	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
 	uint64_t nr_walk_relocks; /* cache locks dropped between chunks of a walk */
+	uint64_t nr_settles;	/* sp_pool_kmalloc_settle() calls (tests read it) */
 	char name[256];
 };
 
