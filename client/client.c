@@ -255,17 +255,22 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 /*
  * Was @slot registered for this process (@pid)?  The daemon records the pid
  * it sees (SO_PEERCRED), which differs from ours across pid namespaces; the
- * process start time (clock ticks since boot) does not.
+ * process start time (clock ticks since boot) does not.  The daemon records
+ * that only after its reply (0 until then): in that short window a slot
+ * that carries the reply's @token is taken as ours.
  */
-static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid)
+static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid, uint64_t token)
 {
 	const struct sp_client *cl = &sp_clients(seg)[slot];
-	uint64_t start;
+	uint64_t start, known;
 
 	if (cl->pid == (uint32_t)pid)
 		return true;
+	known = __atomic_load_n(&cl->start_time, __ATOMIC_RELAXED);
+	if (!known)
+		return token && cl->token == token;
 	start = sp_proc_start_time((int)pid);
-	return start && cl->start_time == start;
+	return start && known == start;
 }
 
 /* First Hello: map the segment and take the slot. */
@@ -283,7 +288,7 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		rc = sp_err(-EPROTO, "daemon says the segment has %llu bytes, it has %llu",
 			    (unsigned long long)hr->segment_size, (unsigned long long)seg->size);
 	else if (hr->client_slot >= seg->geo.max_clients ||
-		 !slot_is_mine(seg, hr->client_slot, c->pid))
+		 !slot_is_mine(seg, hr->client_slot, c->pid, hr->session_token))
 		rc = sp_err(-EPROTO, "daemon gave slot %u, which is not registered to pid %d",
 			    hr->client_slot, (int)c->pid);
 	else

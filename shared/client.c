@@ -18,6 +18,20 @@
  * magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets are always
  * freed: they are nobody's (magazine.c).
  *
+ * The start time.  With the pid it names the process (a recycled pid has
+ * another start time): sp_client_reap() and a resume check it.  Reading it
+ * from /proc costs three system calls, so the daemon registers a slot with
+ * start time 0, "not recorded yet" (sp_client_register_ex()), answers the
+ * Hello, and then records it (sp_client_set_start_time()).  While it is 0
+ * the slot's connection is open, so nothing needs it; if the daemon died
+ * in between, sp_client_reap() fills it in from the live pid (or marks the
+ * slot DEAD when the pid is gone), and a resume fills it in from the
+ * connecting process, which proved itself with the pid and the token.
+ * The one case this gets wrong: the client dies while the daemon is down
+ * in that window and its pid is taken by another process before the
+ * daemon is back; the slot then stays ALIVE until that process exits,
+ * its holdings unreclaimed that long (never freed twice: no tag changes).
+ *
  * The slot filter.  Walking every cache and every page for each slot made
  * a disconnect cost time in proportion to the segment (10 M objects: about
  * 100 ms of the daemon's only thread, for a client that allocated
@@ -90,7 +104,8 @@ static uint64_t random_token(void)
  * @pid: the process.  @uid: @gid: its credentials.
  * @slot: the slot taken.
  *
- * Does not make @s use the slot: see sp_client_use_slot().
+ * Reads the process's start time from /proc first.  Does not make @s use
+ * the slot: see sp_client_use_slot().
  * May sleep.
  * Return: 0, or -ENFILE when the table is full (DEAD slots count until
  * released), -ESRCH when @pid does not exist.
@@ -106,7 +121,26 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	if (rc) /* e.g. -EMFILE: the caller is out of file descriptors */
 		return sp_err(rc, "cannot read /proc/%d/stat to identify the process: %s", pid,
 			      strerror(-rc));
-	rc = sp_registry_lock(s);
+	return sp_client_register_ex(s, name, pid, uid, gid, start, slot);
+}
+
+/**
+ * sp_client_register_ex() - take a free slot, the start time given.
+ * @s: segment.  @name: client name (truncated to 31 bytes; NULL ok).
+ * @pid: the process.  @uid: @gid: its credentials.
+ * @start_time: the process's start time (sp_proc_start_time_ex()), or 0
+ *              when not read yet: the caller records it with
+ *              sp_client_set_start_time() (see the top of this file).
+ * @slot: the slot taken.
+ *
+ * May sleep (the registry lock).
+ * Return: 0, or -ENFILE when the table is full.
+ */
+int sp_client_register_ex(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+			  uint64_t start_time, uint32_t *slot)
+{
+	int rc = sp_registry_lock(s);
+
 	if (rc)
 		return rc;
 	rc = -ENFILE;
@@ -116,7 +150,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		if (cl->state != SP_CLIENT_FREE)
 			continue;
 		cl->pid = (uint32_t)pid;
-		cl->start_time = start;
+		cl->start_time = start_time;
 		cl->uid = uid;
 		cl->gid = gid;
 		cl->token = random_token();
@@ -137,6 +171,37 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	if (rc)
 		sp_err(rc, "client table full (%u slots, dead ones count until released)",
 		       s->geo.max_clients);
+	return rc;
+}
+
+/**
+ * sp_client_set_start_time() - record the start time of an ALIVE slot's
+ * process, registered with none.
+ * @s: segment.  @slot: the slot.  @pid: its process (as registered).
+ * @start_time: from sp_proc_start_time_ex(), never 0.
+ *
+ * Only a slot still ALIVE for @pid with no start time is changed: one that
+ * died, was freed and taken again meanwhile, or already has one, is left.
+ * May sleep (the registry lock).
+ * Return: 0, -ESRCH (not such a slot now), or a negative errno.
+ */
+int sp_client_set_start_time(struct sp_seg *s, uint32_t slot, int pid, uint64_t start_time)
+{
+	struct sp_client *cl;
+	int rc;
+
+	if (slot >= s->geo.max_clients || !start_time)
+		return sp_err(-EINVAL, "no client slot %u, or no start time", slot);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	cl = &sp_clients(s)[slot];
+	if (cl->state == SP_CLIENT_ALIVE && cl->pid == (uint32_t)pid && !cl->start_time)
+		cl->start_time = start_time;
+	else
+		rc = sp_err(-ESRCH, "client slot %u is not pid %d's without a start time", slot,
+			    pid);
+	sp_registry_unlock(s);
 	return rc;
 }
 
@@ -194,7 +259,9 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
  *
  * A slot is gone when its pid no longer exists or now has another start
  * time (reused); one whose process cannot be looked up (/proc unreadable,
- * e.g. no file descriptor left) is left alone.  May sleep.
+ * e.g. no file descriptor left) is left alone.  A slot whose start time
+ * was not recorded (0: its daemon died between the Hello and recording
+ * it) gets the live pid's (see the top of this file).  May sleep.
  * Return: the number of slots marked, or a negative errno.
  */
 int sp_client_reap(struct sp_seg *s)
@@ -203,14 +270,17 @@ int sp_client_reap(struct sp_seg *s)
 
 	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
-		uint64_t start = 0;
+		uint64_t start = 0, known = cl->start_time;
 		int rc;
 
 		if (cl->state != SP_CLIENT_ALIVE)
 			continue;
 		rc = sp_proc_start_time_ex((int)cl->pid, &start);
-		if ((rc == -ESRCH || (rc == 0 && start != cl->start_time)) &&
-		    sp_client_mark_dead(s, i) == 0)
+		if (rc == 0 && !known) {
+			sp_client_set_start_time(s, i, (int)cl->pid, start);
+			continue;
+		}
+		if ((rc == -ESRCH || (rc == 0 && start != known)) && sp_client_mark_dead(s, i) == 0)
 			n++;
 	}
 	return n;

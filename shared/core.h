@@ -416,6 +416,9 @@ struct sp_holdings {
 
 int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
 		       uint32_t *slot);
+int sp_client_register_ex(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+			  uint64_t start_time, uint32_t *slot);
+int sp_client_set_start_time(struct sp_seg *s, uint32_t slot, int pid, uint64_t start_time);
 int sp_client_use_slot(struct sp_seg *s, uint32_t slot);
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot);
 int sp_client_unregister(struct sp_seg *s, uint32_t slot);

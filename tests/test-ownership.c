@@ -744,6 +744,51 @@ static void reap_detects_pid_reuse(void **state)
 	tu_seg_free(s);
 }
 
+/*
+ * A slot registered without a start time (the daemon records it after its
+ * reply): only sp_client_set_start_time() for the same live pid fills it;
+ * a reap fills it from a live pid and marks the slot dead when the pid is
+ * gone.
+ */
+static void reap_fills_unknown_start_time(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	uint64_t mine = sp_proc_start_time(getpid());
+	uint32_t a, b, c;
+	pid_t dead;
+
+	(void)state;
+	assert_true(mine != 0);
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	assert_int_equal(tu_wait(dead), 0);
+	TU_ASSERT_OK(sp_client_register_ex(s, "late", getpid(), getuid(), getgid(), 0, &a));
+	TU_ASSERT_OK(sp_client_register_ex(s, "gone", dead, getuid(), getgid(), 0, &b));
+	TU_ASSERT_OK(sp_client_register_ex(s, "known", getpid(), getuid(), getgid(), 0, &c));
+	assert_int_equal(sp_clients(s)[a].start_time, 0);
+	/* set: only for the slot's pid, only once */
+	assert_int_equal(sp_client_set_start_time(s, c, dead, 77), -ESRCH);
+	TU_ASSERT_OK(sp_client_set_start_time(s, c, getpid(), mine));
+	assert_int_equal(sp_client_set_start_time(s, c, getpid(), mine + 1), -ESRCH);
+	assert_int_equal(sp_clients(s)[c].start_time, mine);
+	/* reap: the live one is filled in, the gone one marked */
+	assert_int_equal(sp_client_reap(s), 1);
+	assert_int_equal(sp_clients(s)[a].state, SP_CLIENT_ALIVE);
+	assert_int_equal(sp_clients(s)[a].start_time, mine);
+	assert_int_equal(sp_clients(s)[b].state, SP_CLIENT_DEAD);
+	assert_int_equal(sp_clients(s)[c].state, SP_CLIENT_ALIVE);
+	assert_int_equal(sp_client_reap(s), 0);
+	TU_ASSERT_OK(sp_slot_release(s, b, false, NULL));
+	TU_ASSERT_OK(sp_client_mark_dead(s, a));
+	TU_ASSERT_OK(sp_client_mark_dead(s, c));
+	TU_ASSERT_OK(sp_slot_release(s, a, false, NULL));
+	TU_ASSERT_OK(sp_slot_release(s, c, false, NULL));
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
 /* ---- session tokens --------------------------------------------------------- */
 
 #define TOK_N 40
@@ -892,6 +937,7 @@ int main(void)
 		cmocka_unit_test(client_table_fills),
 		cmocka_unit_test(reap_detects_pid_reuse),
 		cmocka_unit_test(tokens_never_repeat),
+		cmocka_unit_test(reap_fills_unknown_start_time),
 		cmocka_unit_test(unregister),
 	};
 
