@@ -344,6 +344,7 @@ static void test_whole_frame_one_read(void **state)
 	expect_frame(f, 2, 10, &fd);
 	assert_int_equal(fd, -1);
 	assert_int_equal(f->rb.start, f->rb.end);
+	join_writer(f); /* before its pieces go */
 	free(all);
 	free(fr[0].p);
 	free(fr[1].p);
@@ -375,6 +376,7 @@ static void test_split_everywhere(void **state)
 	expect_frame(f, 8, 0, NULL);
 	assert_int_equal(queued(f), 0);
 	assert_int_equal(f->rb.start, f->rb.end);
+	join_writer(f); /* before its pieces go */
 	free(all);
 	free(fr[0].p);
 	free(fr[1].p);
@@ -408,6 +410,7 @@ static void test_large_frames(void **state)
 	expect_frame(f, 4, 1, NULL);
 	assert_int_equal(queued(f), 0);
 	assert_int_equal(f->rb.start, f->rb.end);
+	join_writer(f); /* before its pieces go */
 	free(all);
 	for (int i = 0; i < 4; i++)
 		free(fr[i].p);
@@ -431,6 +434,7 @@ static void test_many_frames_one_write(void **state)
 	for (unsigned i = 0; i < N; i++)
 		expect_frame(f, 100 + i, i * 7, NULL);
 	assert_int_equal(queued(f), 0);
+	join_writer(f); /* before its pieces go */
 	free(all);
 	for (unsigned i = 0; i < N; i++)
 		free(fr[i].p);
@@ -491,6 +495,7 @@ static void test_timeouts(void **state)
 	run(f);
 	join_writer(f);
 	expect_error(f, -EPROTO, false);
+	join_writer(f);
 	free(fr.p);
 }
 
@@ -508,6 +513,7 @@ static void test_eof(void **state)
 	expect_error(f, -ECONNRESET, false);
 	shmp__rbuf_reset(&f->rb);
 	expect_error(f, -ECONNRESET, false);
+	join_writer(f);
 	free(fr.p);
 }
 
