@@ -27,6 +27,8 @@
  * fork(): a pthread_atfork() child handler bumps shmp__fork_gen; a session
  * records the value at connect, so a child sees a different one and every
  * call on an inherited handle fails with -ECHILD.  The check is one load.
+ * The same handler forgets the process's cached pid (self_pid()), so
+ * connect asks the kernel once per process, not once per session.
  * shmp_disconnect() in such a child touches neither the socket's peer nor
  * the session lock (another parent thread may have held it at fork time).
  *
@@ -54,10 +56,32 @@ unsigned shmp__fork_gen;
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* getpid() of this process once asked, else 0; forgotten in a child */
+static pid_t cached_pid;
+
 static void on_fork_child(void)
 {
 	__atomic_fetch_add(&shmp__fork_gen, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED);
 	shmp__tc_fork_child();
+}
+
+/*
+ * This process's pid without a system call from the second time on.  Only
+ * after atfork_init() ran: a child made by fork() must ask again.  A child
+ * made without the atfork handlers (a raw clone()) inherits the parent's
+ * value, as it inherits fork_gen unchanged: libshmpool does not support
+ * it.  Does not sleep.
+ */
+static pid_t self_pid(void)
+{
+	pid_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+
+	if (!pid) {
+		pid = getpid();
+		__atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+	}
+	return pid;
 }
 
 static void atfork_init(void)
@@ -134,8 +158,12 @@ static int default_socket_path(char *buf, size_t n)
 	return 0;
 }
 
-/* Bound every send and receive on @sock to @ms milliseconds (<= 0: none). */
-static void set_timeouts(int sock, int ms)
+/*
+ * Bound every receive on @sock to @ms milliseconds (<= 0: none).  Sends
+ * take the bound as an argument (shmp__wire_send() waits in poll() only
+ * when the socket is full), which saves an SO_SNDTIMEO per connect.
+ */
+static void set_timeout(int sock, int ms)
 {
 	struct timeval tv = { 0 };
 
@@ -144,7 +172,6 @@ static void set_timeouts(int sock, int ms)
 		tv.tv_usec = (ms % 1000) * 1000;
 	}
 	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 static int dial(shmp_client *c, int *out)
@@ -159,7 +186,7 @@ static int dial(shmp_client *c, int *out)
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		return sp_err(-errno, "socket: %s", strerror(errno));
-	set_timeouts(sock, c->timeout_ms);
+	set_timeout(sock, c->timeout_ms);
 	while (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = errno;
 		if (err == EINTR)
@@ -194,9 +221,9 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 	req.id = ++c->next_id;
 	req.op_case = SHMPOOL__REQUEST__OP_HELLO;
 	req.hello = &h;
-	rc = shmp__wire_send(sock, &req);
+	rc = shmp__wire_send(sock, &req, resume ? 0 : c->timeout_ms);
 	if (!rc)
-		rc = shmp__wire_recv(sock, resp, fd);
+		rc = shmp__wire_recv(sock, &c->rbuf, resp, fd);
 	if (rc == -EPIPE || rc == -ECONNRESET)
 		return sp_err(-ENOTCONN, "the daemon closed the connection during Hello (%s)",
 			      sp_errmsg());
@@ -228,17 +255,22 @@ static int hello(shmp_client *c, int sock, bool resume, Shmpool__Response **resp
 /*
  * Was @slot registered for this process (@pid)?  The daemon records the pid
  * it sees (SO_PEERCRED), which differs from ours across pid namespaces; the
- * process start time (clock ticks since boot) does not.
+ * process start time (clock ticks since boot) does not.  The daemon records
+ * that only after its reply (0 until then): in that short window a slot
+ * that carries the reply's @token is taken as ours.
  */
-static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid)
+static bool slot_is_mine(struct sp_seg *seg, uint32_t slot, pid_t pid, uint64_t token)
 {
 	const struct sp_client *cl = &sp_clients(seg)[slot];
-	uint64_t start;
+	uint64_t start, known;
 
 	if (cl->pid == (uint32_t)pid)
 		return true;
+	known = __atomic_load_n(&cl->start_time, __ATOMIC_RELAXED);
+	if (!known)
+		return token && cl->token == token;
 	start = sp_proc_start_time((int)pid);
-	return start && cl->start_time == start;
+	return start && known == start;
 }
 
 /* First Hello: map the segment and take the slot. */
@@ -256,7 +288,7 @@ static int attach(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		rc = sp_err(-EPROTO, "daemon says the segment has %llu bytes, it has %llu",
 			    (unsigned long long)hr->segment_size, (unsigned long long)seg->size);
 	else if (hr->client_slot >= seg->geo.max_clients ||
-		 !slot_is_mine(seg, hr->client_slot, c->pid))
+		 !slot_is_mine(seg, hr->client_slot, c->pid, hr->session_token))
 		rc = sp_err(-EPROTO, "daemon gave slot %u, which is not registered to pid %d",
 			    hr->client_slot, (int)c->pid);
 	else
@@ -352,16 +384,17 @@ int shmp__session_open_locked(shmp_client *c, bool resume)
 	rc = dial(c, &sock);
 	if (rc)
 		return rc;
+	shmp__rbuf_reset(&c->rbuf); /* a new stream */
 	/*
 	 * A resuming Hello must not time out: closing its connection would
 	 * tell the daemon, once it gets to it, that this process died, and it
 	 * would orphan (or reclaim) what we hold.  Wait for the answer.
 	 */
 	if (resume)
-		set_timeouts(sock, 0);
+		set_timeout(sock, 0);
 	rc = hello(c, sock, resume, &resp, &fd);
 	if (resume)
-		set_timeouts(sock, c->timeout_ms);
+		set_timeout(sock, c->timeout_ms);
 	if (rc == -EPERM && resume) {
 		c->stale = true;
 		rc = sp_err(-ESTALE, "the daemon refused to resume slot %u (%s): "
@@ -392,6 +425,7 @@ void shmp__session_break_locked(shmp_client *c)
 		close(c->sock);
 	c->sock = -1;
 	c->pending = 0;
+	shmp__rbuf_reset(&c->rbuf);
 }
 
 int shmp_connect(const char *socket_path, const char *client_name, shmp_client **out)
@@ -424,7 +458,7 @@ int shmp_connect_ex(const char *socket_path, const char *client_name,
 		return sp_err(-ENOMEM, "out of process memory");
 	}
 	c->fork_gen = __atomic_load_n(&shmp__fork_gen, __ATOMIC_RELAXED);
-	c->pid = getpid();
+	c->pid = self_pid(); /* atfork_init() ran: a child forgets it */
 	snprintf(c->name, sizeof(c->name), "%s",
 		 client_name ? client_name : program_invocation_short_name);
 	c->timeout_ms = !opts || !opts->timeout_ms ? SHMP_DEFAULT_TIMEOUT_MS : opts->timeout_ms;
@@ -454,10 +488,10 @@ static void goodbye_locked(shmp_client *c)
 	req.id = ++c->next_id;
 	req.op_case = SHMPOOL__REQUEST__OP_GOODBYE;
 	req.goodbye = &g;
-	if (shmp__wire_send(c->sock, &req))
+	if (shmp__wire_send(c->sock, &req, c->timeout_ms))
 		return;
 	/* late replies to requests that timed out come first */
-	while (shmp__wire_recv(c->sock, &resp, NULL) == 0) {
+	while (shmp__wire_recv(c->sock, &c->rbuf, &resp, NULL) == 0) {
 		bool ours = resp->id == req.id;
 
 		shmpool__response__free_unpacked(resp, NULL);

@@ -42,6 +42,23 @@
 #define SHMP_PROTOCOL_VERSION	1u
 #define SHMP_FRAME_MAX		65536u	/* protobuf bytes per frame */
 #define SHMP_DEFAULT_TIMEOUT_MS	30000
+#define SHMP_RBUF_SIZE		1024u	/* holds every usual reply whole */
+
+/*
+ * struct shmp__rbuf - bytes read from a control socket and not used yet
+ * (wire.c).  Process-private, one per connection; emptied whenever the
+ * connection is made or dropped.  Invariant: start <= end <= SHMP_RBUF_SIZE.
+ */
+struct shmp__rbuf {
+	uint32_t start;		/* first unread byte */
+	uint32_t end;		/* one past the last */
+	uint8_t data[SHMP_RBUF_SIZE];
+};
+
+static inline void shmp__rbuf_reset(struct shmp__rbuf *rb)
+{
+	rb->start = rb->end = 0;
+}
 
 /*
  * struct shmp_client - one session.  Process-private.
@@ -49,7 +66,7 @@
 struct shmp_client {
 	/* immutable after connect */
 	unsigned fork_gen;	/* shmp__fork_gen at connect: differs in a child */
-	pid_t pid;		/* getpid() at connect: ours while the session is usable */
+	pid_t pid;		/* our pid at connect: ours while the session is usable */
 	char *socket_path;
 	char name[SP_CLIENT_NAME_MAX + 1];
 	int timeout_ms;		/* per reply; < 0: none */
@@ -67,6 +84,7 @@ struct shmp_client {
 	pthread_mutex_t lock;
 	int sock;		/* -1: broken; the next control call reconnects */
 	unsigned pending;	/* responses still due to requests that timed out */
+	struct shmp__rbuf rbuf;	/* what sock delivered beyond the frames read */
 	bool stale;		/* the daemon came back with another segment */
 	uint64_t next_id;	/* Request.id */
 	uint32_t slot;		/* client slot (also in seg->slot) */
@@ -117,8 +135,8 @@ void shmp__client_get(shmp_client *c);
 void shmp__client_put(shmp_client *c);
 
 /* wire.c */
-int shmp__wire_send(int sock, const Shmpool__Request *req);
-int shmp__wire_recv(int sock, Shmpool__Response **resp, int *fd);
+int shmp__wire_send(int sock, const Shmpool__Request *req, int timeout_ms);
+int shmp__wire_recv(int sock, struct shmp__rbuf *rb, Shmpool__Response **resp, int *fd);
 
 /* rpc.c */
 int shmp__rpc(shmp_client *c, Shmpool__Request *req, Shmpool__Response **resp);

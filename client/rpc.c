@@ -23,11 +23,16 @@
 
 #include "internal.h"
 
-/* Has the daemon closed this connection (or sent something unasked)? */
-static bool peer_gone(int sock)
+/*
+ * Has the daemon closed this connection (or sent something unasked)?  No
+ * response is due: bytes left in the receive buffer were unasked too.
+ */
+static bool peer_gone(shmp_client *c)
 {
-	struct pollfd pfd = { .fd = sock, .events = POLLIN | POLLRDHUP };
+	struct pollfd pfd = { .fd = c->sock, .events = POLLIN | POLLRDHUP };
 
+	if (c->rbuf.end != c->rbuf.start)
+		return true;
 	return poll(&pfd, 1, 0) > 0 && pfd.revents;
 }
 
@@ -38,7 +43,7 @@ static int drain_pending_locked(shmp_client *c)
 	int rc;
 
 	while (c->pending) {
-		rc = shmp__wire_recv(c->sock, &resp, NULL);
+		rc = shmp__wire_recv(c->sock, &c->rbuf, &resp, NULL);
 		if (rc == -ETIMEDOUT)
 			return sp_err(rc, "the daemon has not answered an earlier request yet");
 		if (rc) {
@@ -91,7 +96,7 @@ int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **
 		if (rc)
 			return rc;
 	}
-	if (c->sock >= 0 && peer_gone(c->sock))
+	if (c->sock >= 0 && peer_gone(c))
 		shmp__session_break_locked(c);
 	if (c->sock < 0) {
 		rc = shmp__session_open_locked(c, true);
@@ -99,7 +104,7 @@ int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **
 			return rc;
 	}
 	req->id = ++c->next_id;
-	rc = shmp__wire_send(c->sock, req);
+	rc = shmp__wire_send(c->sock, req, c->timeout_ms);
 	if (rc == -EMSGSIZE || rc == -ENOMEM)
 		return rc; /* nothing was sent: the connection is still in step */
 	if (rc) {
@@ -108,7 +113,7 @@ int shmp__rpc_locked(shmp_client *c, Shmpool__Request *req, Shmpool__Response **
 					 "call reconnects",
 			      sp_errmsg());
 	}
-	rc = shmp__wire_recv(c->sock, resp, NULL);
+	rc = shmp__wire_recv(c->sock, &c->rbuf, resp, NULL);
 	if (rc)
 		return transport_error(c, rc);
 	if ((*resp)->id != req->id) {

@@ -18,7 +18,9 @@
  * was down is marked dead (sp_client_reap()); one whose process still runs
  * stays ALIVE, waiting for the process to reconnect and resume it (rpc.c
  * checks pid, start time and token).  Such unconnected slots are reaped
- * every SPD_REAP_INTERVAL_MS until they resume or die.
+ * every SPD_REAP_INTERVAL_MS until they resume or die; so are slots whose
+ * start time could not be recorded after their Hello (rpc.c), which the
+ * reap records.
  *
  * A dead client: its slot is marked DEAD, the elements of pools created
  * with the reclaim-on-exit flag go back to their pools, and whatever else it
@@ -416,10 +418,12 @@ void spd_owner_close(struct spd_daemon *d)
 	unlock_segment(d);
 }
 
+/* Is a slot ALIVE without a connection, or without a recorded start time? */
 static bool unconnected_alive(struct spd_daemon *d)
 {
 	for (uint32_t i = 0; i < d->nr_by_slot; i++)
-		if (sp_clients(d->seg)[i].state == SP_CLIENT_ALIVE && !spd_slot_session(d, i))
+		if (sp_clients(d->seg)[i].state == SP_CLIENT_ALIVE &&
+		    (!spd_slot_session(d, i) || !sp_clients(d->seg)[i].start_time))
 			return true;
 	return false;
 }

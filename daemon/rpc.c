@@ -37,6 +37,8 @@ struct rpc {
 	struct spd_arena *a;
 	int pass_fd;		/* Hello: the segment fd, as SCM_RIGHTS */
 	bool then_close;
+	bool record_start;	/* Hello registered start_slot without a start time */
+	uint32_t start_slot;
 	char name[SP_NAME_MAX + 2]; /* the request's name, sanitized for the log */
 	char msg[600];
 };
@@ -147,7 +149,12 @@ static int destroy_named(struct rpc *x, const char *kind, uint32_t creator_uid, 
 
 /* ---- Hello and Goodbye ------------------------------------------------------ */
 
-/* May @ss take over @slot?  Same process (pid + start time), token matches. */
+/*
+ * May @ss take over @slot?  Same process (pid + start time), token matches.
+ * A slot whose start time was never recorded (its daemon died between the
+ * Hello and recording it, and no reap ran since) gets the connecting
+ * process's: it has the pid and the token.
+ */
 static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 {
 	struct sp_seg *s = x->s;
@@ -174,12 +181,14 @@ static int check_resume(struct rpc *x, const Shmpool__Hello *h)
 						       : "free");
 	if (cl.token != h->session_token)
 		return fail(x, -EPERM, "cannot resume slot %u: wrong session token", slot);
-	if ((int)cl.pid != x->ss->pid || !start || cl.start_time != start)
+	if ((int)cl.pid != x->ss->pid || !start || (cl.start_time && cl.start_time != start))
 		return fail(x, -EPERM, "cannot resume slot %u: it belongs to pid %u, not to the "
 				       "connecting process %d", slot, cl.pid, x->ss->pid);
 	if (spd_slot_session(x->d, slot))
 		return fail(x, -EBUSY, "cannot resume slot %u: connection %llu holds it", slot,
 			    (unsigned long long)spd_slot_session(x->d, slot)->conn_id);
+	if (!cl.start_time)
+		sp_client_set_start_time(s, slot, x->ss->pid, start);
 	return 0;
 }
 
@@ -205,7 +214,8 @@ static int op_hello(struct rpc *x, const Shmpool__Hello *h)
 			return rc;
 		slot = h->resume_slot;
 	} else {
-		rc = sp_client_register(s, ss->name, ss->pid, ss->uid, ss->gid, &slot);
+		/* the start time is read once the reply is out (record_start_time()) */
+		rc = sp_client_register_ex(s, ss->name, ss->pid, ss->uid, ss->gid, 0, &slot);
 		if (rc == -ENFILE)
 			return fail(x, rc, "client table full: all %u slots are taken (a dead "
 				    "client's slot stays taken until its holdings are reclaimed)",
@@ -219,6 +229,8 @@ static int op_hello(struct rpc *x, const Shmpool__Hello *h)
 				    "slots it had when the daemon attached it: its header was "
 				    "overwritten", x->d->nr_by_slot);
 		}
+		x->record_start = true;
+		x->start_slot = slot;
 	}
 	spd_session_bind(ss, slot);
 	r = spd_arena_alloc(x->a, sizeof(*r));
@@ -585,6 +597,30 @@ void spd_rpc_reply_error(struct spd_session *ss, uint64_t id, int status, bool t
 	spd_session_send(ss, &r, -1, then_close);
 }
 
+/*
+ * Record the start time of the process a Hello just registered, after its
+ * reply went out: reading /proc is three system calls and the kernel's
+ * formatting of the whole stat line, which the client need not wait for.
+ * Nothing reads the start time of a slot whose connection is open (see
+ * shared/client.c for the daemon dying before this).  A process already
+ * gone is left to its connection's close; one that cannot be looked up
+ * now (no file descriptor left) is recorded by the reaper.
+ */
+static void record_start_time(struct rpc *x, int pid)
+{
+	uint64_t start;
+	int rc = sp_proc_start_time_ex(pid, &start);
+
+	if (rc == -ESRCH)
+		return;
+	if (rc) {
+		spd_warn("slot %u (pid %d): cannot read /proc/%d/stat now (%s): its start time "
+			 "is recorded later", x->start_slot, pid, pid, strerror(-rc));
+		return;
+	}
+	sp_client_set_start_time(x->s, x->start_slot, pid, start); /* -ESRCH: died meanwhile */
+}
+
 /**
  * spd_rpc_handle() - handle one frame's payload and send its Response.
  * @ss: the session.  @data: @len: the protobuf bytes (untrusted).
@@ -633,6 +669,8 @@ void spd_rpc_handle(struct spd_session *ss, const uint8_t *data, size_t len)
 			x.name[0] ? " " : "", sp_err_name(rc), rc ? ": " : "", rc ? x.msg : "");
 	}
 	spd_session_send(ss, &resp, x.pass_fd, x.then_close);
+	if (x.record_start) /* whatever the reply: the slot is registered */
+		record_start_time(&x, ss->pid);
 	spd_arena_free(&a);
 	shmpool__request__free_unpacked(q, NULL);
 }

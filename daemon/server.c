@@ -211,6 +211,8 @@ static void on_connection(uv_stream_t *listener, int status)
 			  ss->pid, ss->uid, ss->gid);
 	if (spd_session_start(ss))
 		spd_session_close(ss, "cannot read");
+	else
+		spd_session_read_now(ss); /* the Hello is most often there already */
 }
 
 /* Serve on the socket systemd bound; learn its path for the log and Stats. */

@@ -449,6 +449,41 @@ void spd_session_input(struct spd_session *ss, const uint8_t *data, size_t len)
 }
 
 /**
+ * spd_session_read_now() - read what the peer sent already, now.
+ * @ss: a session just started (spd_session_start()).
+ *
+ * A client sends its Hello right after connect(), most often before the
+ * daemon accepted the connection; libuv would read it only on the next
+ * turn of the loop, after an epoll_ctl() and an epoll_wait().  One
+ * recv(MSG_DONTWAIT) here handles it in this turn, and the Hello reply
+ * goes out before the loop looks at anything else.  Nothing there yet
+ * (EAGAIN) costs that one call; libuv's watcher reads it when it comes
+ * (epoll is level-triggered: nothing is missed).  The bytes go where
+ * on_read() would put them, and on_read() handles them (EOF and errors
+ * included).  May sleep (as spd_rpc_handle()).
+ */
+void spd_session_read_now(struct spd_session *ss)
+{
+	uv_os_fd_t fd;
+	uv_buf_t room;
+	ssize_t n;
+
+	if (ss->closing || ss->sink || !ss->reading ||
+	    uv_fileno((uv_handle_t *)&ss->pipe, &fd) < 0)
+		return;
+	on_alloc((uv_handle_t *)&ss->pipe, 0, &room);
+	if (!room.len)
+		return;
+	do
+		n = recv(fd, room.base, room.len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	/* libuv's codes are negative errnos; 0 is EOF */
+	on_read((uv_stream_t *)&ss->pipe, n < 0 ? -errno : n ? n : UV_EOF, &room);
+}
+
+/**
  * spd_session_start() - start reading requests.
  * @ss: an accepted session.
  *

@@ -198,6 +198,7 @@ struct spd_session {
 
 struct spd_session *spd_session_create(struct spd_daemon *d);
 int spd_session_start(struct spd_session *ss);
+void spd_session_read_now(struct spd_session *ss);
 int spd_session_send(struct spd_session *ss, const Shmpool__Response *resp, int pass_fd,
 		     bool then_close);
 void spd_session_close(struct spd_session *ss, const char *why);

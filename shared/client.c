@@ -18,6 +18,20 @@
  * magazines (tag SP_OWNER_MAG(slot + 1)) and its magazine sets are always
  * freed: they are nobody's (magazine.c).
  *
+ * The start time.  With the pid it names the process (a recycled pid has
+ * another start time): sp_client_reap() and a resume check it.  Reading it
+ * from /proc costs three system calls, so the daemon registers a slot with
+ * start time 0, "not recorded yet" (sp_client_register_ex()), answers the
+ * Hello, and then records it (sp_client_set_start_time()).  While it is 0
+ * the slot's connection is open, so nothing needs it; if the daemon died
+ * in between, sp_client_reap() fills it in from the live pid (or marks the
+ * slot DEAD when the pid is gone), and a resume fills it in from the
+ * connecting process, which proved itself with the pid and the token.
+ * The one case this gets wrong: the client dies while the daemon is down
+ * in that window and its pid is taken by another process before the
+ * daemon is back; the slot then stays ALIVE until that process exits,
+ * its holdings unreclaimed that long (never freed twice: no tag changes).
+ *
  * The slot filter.  Walking every cache and every page for each slot made
  * a disconnect cost time in proportion to the segment (10 M objects: about
  * 100 ms of the daemon's only thread, for a client that allocated
@@ -61,7 +75,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -75,11 +88,12 @@ static void clear_filter(struct sp_client *cl)
 	__atomic_store_n(&cl->flags, 0, __ATOMIC_RELAXED);
 }
 
+/* A session token: 64 bits nobody can guess (a batch of getrandom() bytes). */
 static uint64_t random_token(void)
 {
 	uint64_t t = 0;
 
-	if (getrandom(&t, sizeof(t), 0) != sizeof(t))
+	if (sp_prim_random(&t, sizeof(t)))
 		t = sp_now_ms() ^ ((uint64_t)getpid() << 32);
 	return t ? t : 1;
 }
@@ -90,7 +104,8 @@ static uint64_t random_token(void)
  * @pid: the process.  @uid: @gid: its credentials.
  * @slot: the slot taken.
  *
- * Does not make @s use the slot: see sp_client_use_slot().
+ * Reads the process's start time from /proc first.  Does not make @s use
+ * the slot: see sp_client_use_slot().
  * May sleep.
  * Return: 0, or -ENFILE when the table is full (DEAD slots count until
  * released), -ESRCH when @pid does not exist.
@@ -106,7 +121,26 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	if (rc) /* e.g. -EMFILE: the caller is out of file descriptors */
 		return sp_err(rc, "cannot read /proc/%d/stat to identify the process: %s", pid,
 			      strerror(-rc));
-	rc = sp_registry_lock(s);
+	return sp_client_register_ex(s, name, pid, uid, gid, start, slot);
+}
+
+/**
+ * sp_client_register_ex() - take a free slot, the start time given.
+ * @s: segment.  @name: client name (truncated to 31 bytes; NULL ok).
+ * @pid: the process.  @uid: @gid: its credentials.
+ * @start_time: the process's start time (sp_proc_start_time_ex()), or 0
+ *              when not read yet: the caller records it with
+ *              sp_client_set_start_time() (see the top of this file).
+ * @slot: the slot taken.
+ *
+ * May sleep (the registry lock).
+ * Return: 0, or -ENFILE when the table is full.
+ */
+int sp_client_register_ex(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+			  uint64_t start_time, uint32_t *slot)
+{
+	int rc = sp_registry_lock(s);
+
 	if (rc)
 		return rc;
 	rc = -ENFILE;
@@ -116,7 +150,7 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 		if (cl->state != SP_CLIENT_FREE)
 			continue;
 		cl->pid = (uint32_t)pid;
-		cl->start_time = start;
+		cl->start_time = start_time;
 		cl->uid = uid;
 		cl->gid = gid;
 		cl->token = random_token();
@@ -137,6 +171,37 @@ int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid
 	if (rc)
 		sp_err(rc, "client table full (%u slots, dead ones count until released)",
 		       s->geo.max_clients);
+	return rc;
+}
+
+/**
+ * sp_client_set_start_time() - record the start time of an ALIVE slot's
+ * process, registered with none.
+ * @s: segment.  @slot: the slot.  @pid: its process (as registered).
+ * @start_time: from sp_proc_start_time_ex(), never 0.
+ *
+ * Only a slot still ALIVE for @pid with no start time is changed: one that
+ * died, was freed and taken again meanwhile, or already has one, is left.
+ * May sleep (the registry lock).
+ * Return: 0, -ESRCH (not such a slot now), or a negative errno.
+ */
+int sp_client_set_start_time(struct sp_seg *s, uint32_t slot, int pid, uint64_t start_time)
+{
+	struct sp_client *cl;
+	int rc;
+
+	if (slot >= s->geo.max_clients || !start_time)
+		return sp_err(-EINVAL, "no client slot %u, or no start time", slot);
+	rc = sp_registry_lock(s);
+	if (rc)
+		return rc;
+	cl = &sp_clients(s)[slot];
+	if (cl->state == SP_CLIENT_ALIVE && cl->pid == (uint32_t)pid && !cl->start_time)
+		cl->start_time = start_time;
+	else
+		rc = sp_err(-ESRCH, "client slot %u is not pid %d's without a start time", slot,
+			    pid);
+	sp_registry_unlock(s);
 	return rc;
 }
 
@@ -206,7 +271,9 @@ int sp_client_mark_dead(struct sp_seg *s, uint32_t slot)
  *
  * A slot is gone when its pid no longer exists or now has another start
  * time (reused); one whose process cannot be looked up (/proc unreadable,
- * e.g. no file descriptor left) is left alone.  May sleep.
+ * e.g. no file descriptor left) is left alone.  A slot whose start time
+ * was not recorded (0: its daemon died between the Hello and recording
+ * it) gets the live pid's (see the top of this file).  May sleep.
  * Return: the number of slots marked, or a negative errno.
  */
 int sp_client_reap(struct sp_seg *s)
@@ -215,14 +282,17 @@ int sp_client_reap(struct sp_seg *s)
 
 	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
 		struct sp_client *cl = &sp_clients(s)[i];
-		uint64_t start = 0;
+		uint64_t start = 0, known = cl->start_time;
 		int rc;
 
 		if (cl->state != SP_CLIENT_ALIVE)
 			continue;
 		rc = sp_proc_start_time_ex((int)cl->pid, &start);
-		if ((rc == -ESRCH || (rc == 0 && start != cl->start_time)) &&
-		    sp_client_mark_dead(s, i) == 0)
+		if (rc == 0 && !known) {
+			sp_client_set_start_time(s, i, (int)cl->pid, start);
+			continue;
+		}
+		if ((rc == -ESRCH || (rc == 0 && start != known)) && sp_client_mark_dead(s, i) == 0)
 			n++;
 	}
 	return n;
@@ -668,13 +738,51 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim,
 	return 0;
 }
 
+/* Was any tag naming @slot ever announced (its filter, or a magazine set)? */
+static bool slot_noted(const struct sp_seg *s, uint32_t slot)
+{
+	const struct sp_client *cl = &sp_clients(s)[slot];
+
+	if (__atomic_load_n(&cl->flags, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&cl->mag_head, __ATOMIC_ACQUIRE))
+		return true;
+	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
+		if (__atomic_load_n(&cl->used[i], __ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
+/*
+ * Free a DEAD @slot at once if no tag naming it was ever announced.
+ * Return: 1 when freed, 0 when it may hold something (walk it), or a
+ * negative errno.
+ */
+static int free_unnoted(struct sp_seg *s, uint32_t slot)
+{
+	struct sp_client *cl = &sp_clients(s)[slot];
+	int rc = sp_registry_lock(s);
+
+	if (rc)
+		return rc;
+	rc = cl->state == SP_CLIENT_DEAD && !slot_noted(s, slot);
+	if (rc) {
+		cl->state = SP_CLIENT_FREE;
+		clear_filter(cl);
+	}
+	sp_registry_unlock(s);
+	return rc;
+}
+
 /**
  * sp_client_unregister() - a clean goodbye.
  * @s: segment.  @slot: the caller's slot.
  *
  * The slot is freed when it holds nothing; otherwise it becomes DEAD and
  * what it holds stays attributed to it.  What its magazines cached is
- * freed either way: it is nobody's.  May sleep.
+ * freed either way: it is nobody's.  A slot whose filter is empty (the
+ * usual client that connects, asks and leaves) is freed without a walk:
+ * every walk would visit nothing and free nothing, so neither is the
+ * kmalloc settle that guards those frees needed.  May sleep.
  * Return: 0 or a negative errno.
  */
 int sp_client_unregister(struct sp_seg *s, uint32_t slot)
@@ -684,13 +792,20 @@ int sp_client_unregister(struct sp_seg *s, uint32_t slot)
 
 	if (rc)
 		return rc;
-	rc = sp_slot_holdings(s, slot, &h);
-	if (rc)
+	rc = free_unnoted(s, slot);
+	if (rc < 0)
 		return rc;
-	if (!h.objects && !h.pages) /* also frees what its magazines cached */
-		rc = sp_slot_release(s, slot, false, NULL);
-	else if (h.cached || h.magsets)
-		rc = walk_slot(s, slot, false, false, true, &h);
+	if (rc == 0) { /* it may hold something: walk it */
+		rc = sp_slot_holdings(s, slot, &h);
+		if (rc)
+			return rc;
+		if (!h.objects && !h.pages) /* also frees what its magazines cached */
+			rc = sp_slot_release(s, slot, false, NULL);
+		else if (h.cached || h.magsets)
+			rc = walk_slot(s, slot, false, false, true, &h);
+	} else {
+		rc = 0;
+	}
 	if (s->slot == slot)
 		sp_seg_set_owner(s, UINT32_MAX);
 	return rc;

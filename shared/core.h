@@ -82,6 +82,7 @@ struct sp_seg {
 	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
 	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
 	uint64_t nr_walk_relocks; /* cache locks dropped between chunks of a walk */
+	uint64_t nr_settles;	/* sp_pool_kmalloc_settle() calls (tests read it) */
 	char name[256];
 };
 
@@ -284,6 +285,7 @@ uint64_t sp_proc_start_time(int pid);
 int sp_proc_start_time_ex(int pid, uint64_t *start);
 uint64_t sp_now_ms(void);
 uint64_t sp_realtime_s(void);
+int sp_prim_random(void *buf, size_t len);
 
 /* ---- fault injection (fault.c) ----------------------------------------- */
 
@@ -558,6 +560,9 @@ struct sp_holdings {
 
 int sp_client_register(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
 		       uint32_t *slot);
+int sp_client_register_ex(struct sp_seg *s, const char *name, int pid, uint32_t uid, uint32_t gid,
+			  uint64_t start_time, uint32_t *slot);
+int sp_client_set_start_time(struct sp_seg *s, uint32_t slot, int pid, uint64_t start_time);
 int sp_client_use_slot(struct sp_seg *s, uint32_t slot);
 void sp_seg_set_owner(struct sp_seg *s, uint32_t slot);
 int sp_client_mark_dead(struct sp_seg *s, uint32_t slot);

@@ -344,7 +344,8 @@ enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
 struct sp_client {
 	uint32_t state;		/* enum sp_client_state */
 	uint32_t pid;
-	uint64_t start_time;	/* /proc/pid/stat field 22: pid reuse guard */
+	uint64_t start_time;	/* /proc/pid/stat field 22: pid reuse guard;
+				 * 0 while ALIVE: not recorded yet (client.c) */
 	uint32_t uid;
 	uint32_t gid;
 	uint64_t token;		/* session token for reconnects */

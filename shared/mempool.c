@@ -796,6 +796,7 @@ static void class_clamp_locked(struct sp_seg *s, struct sp_pool *p, struct sp_ca
  */
 void sp_pool_kmalloc_settle(struct sp_seg *s, bool clamp)
 {
+	s->nr_settles++;
 	for (uint32_t i = 0; i < s->geo.max_pools; i++) {
 		struct sp_pool *p = &sp_pools(s)[i];
 		struct sp_cache *c;

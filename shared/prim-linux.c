@@ -2,14 +2,17 @@
 /*
  * prim-linux.c - the operating-system primitives the core needs, in one
  * place: backing-store reservation, futexes on shared words, process start
- * times and clocks.  Everything returns 0 or a negative errno.
+ * times, clocks and random bytes.  Everything returns 0 or a negative errno.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,4 +159,91 @@ uint64_t sp_now_ms(void)
 uint64_t sp_realtime_s(void)
 {
 	return (uint64_t)time(NULL);
+}
+
+/*
+ * Random bytes for session tokens, a batch at a time (sp_prim_random()).
+ * Process-private, in a page of its own marked MADV_WIPEONFORK: a child
+ * of any kind of fork starts with it all zero (busy clear, nothing left)
+ * instead of a copy that would hand out the parent's next bytes again.
+ * Invariant: bytes[0, SP_RANDOM_BATCH - left) were handed out and zeroed;
+ * bytes[SP_RANDOM_BATCH - left, SP_RANDOM_BATCH) were never read.
+ */
+#define SP_RANDOM_BATCH 256u /* getrandom() fills up to 256 bytes whole, never interrupted */
+
+struct sp_random_pool {
+	uint32_t busy;		/* atomic: a thread is taking bytes */
+	uint32_t left;		/* bytes not handed out yet, at the end of bytes[] */
+	uint8_t bytes[SP_RANDOM_BATCH];
+};
+
+static struct sp_random_pool *random_pool; /* NULL: no page, ask getrandom() each time */
+static pthread_once_t random_once = PTHREAD_ONCE_INIT;
+
+static void random_pool_init(void)
+{
+#ifdef MADV_WIPEONFORK
+	void *p = mmap(NULL, sizeof(struct sp_random_pool), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	/* without it (Linux < 4.14) a child would repeat its parent's bytes */
+	if (madvise(p, sizeof(struct sp_random_pool), MADV_WIPEONFORK) < 0) {
+		munmap(p, sizeof(struct sp_random_pool));
+		return;
+	}
+	random_pool = p;
+#endif
+}
+
+static int getrandom_all(void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = getrandom(buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EAGAIN;
+}
+
+/**
+ * sp_prim_random() - unpredictable bytes (the kernel's CSPRNG).
+ * @buf: where they go.  @len: how many, at most 64.
+ *
+ * Taken from a batch of SP_RANDOM_BATCH bytes that one getrandom() fills,
+ * so the daemon makes a system call for one session token in 32, not for
+ * each.  Every byte is handed out once and then zeroed; a forked child
+ * never sees its parent's batch (MADV_WIPEONFORK).  Thread-safe without
+ * blocking: a thread that finds another taking bytes, or a process with no
+ * pool page, calls getrandom() itself.  Does not sleep (getrandom() blocks
+ * only before the kernel's pool was first initialised at boot).
+ * Return: 0, or a negative errno from getrandom() (@buf is then undefined).
+ */
+int sp_prim_random(void *buf, size_t len)
+{
+	struct sp_random_pool *rp;
+	int rc = 0;
+
+	if (len > 64)
+		return -EINVAL;
+	pthread_once(&random_once, random_pool_init);
+	rp = random_pool;
+	if (!rp || __atomic_exchange_n(&rp->busy, 1, __ATOMIC_ACQUIRE))
+		return getrandom_all(buf, len);
+	if (rp->left < len) {
+		rc = getrandom_all(rp->bytes, sizeof(rp->bytes));
+		rp->left = rc ? 0 : sizeof(rp->bytes);
+	}
+	if (!rc) {
+		uint8_t *p = rp->bytes + sizeof(rp->bytes) - rp->left;
+
+		memcpy(buf, p, len);
+		memset(p, 0, len); /* handed out: never again, and not left lying about */
+		rp->left -= (uint32_t)len;
+	}
+	__atomic_store_n(&rp->busy, 0, __ATOMIC_RELEASE);
+	return rc;
 }

@@ -744,6 +744,135 @@ static void reap_detects_pid_reuse(void **state)
 	tu_seg_free(s);
 }
 
+/*
+ * A slot registered without a start time (the daemon records it after its
+ * reply): only sp_client_set_start_time() for the same live pid fills it;
+ * a reap fills it from a live pid and marks the slot dead when the pid is
+ * gone.
+ */
+static void reap_fills_unknown_start_time(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	uint64_t mine = sp_proc_start_time(getpid());
+	uint32_t a, b, c;
+	pid_t dead;
+
+	(void)state;
+	assert_true(mine != 0);
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	assert_int_equal(tu_wait(dead), 0);
+	TU_ASSERT_OK(sp_client_register_ex(s, "late", getpid(), getuid(), getgid(), 0, &a));
+	TU_ASSERT_OK(sp_client_register_ex(s, "gone", dead, getuid(), getgid(), 0, &b));
+	TU_ASSERT_OK(sp_client_register_ex(s, "known", getpid(), getuid(), getgid(), 0, &c));
+	assert_int_equal(sp_clients(s)[a].start_time, 0);
+	/* set: only for the slot's pid, only once */
+	assert_int_equal(sp_client_set_start_time(s, c, dead, 77), -ESRCH);
+	TU_ASSERT_OK(sp_client_set_start_time(s, c, getpid(), mine));
+	assert_int_equal(sp_client_set_start_time(s, c, getpid(), mine + 1), -ESRCH);
+	assert_int_equal(sp_clients(s)[c].start_time, mine);
+	/* reap: the live one is filled in, the gone one marked */
+	assert_int_equal(sp_client_reap(s), 1);
+	assert_int_equal(sp_clients(s)[a].state, SP_CLIENT_ALIVE);
+	assert_int_equal(sp_clients(s)[a].start_time, mine);
+	assert_int_equal(sp_clients(s)[b].state, SP_CLIENT_DEAD);
+	assert_int_equal(sp_clients(s)[c].state, SP_CLIENT_ALIVE);
+	assert_int_equal(sp_client_reap(s), 0);
+	TU_ASSERT_OK(sp_slot_release(s, b, false, NULL));
+	TU_ASSERT_OK(sp_client_mark_dead(s, a));
+	TU_ASSERT_OK(sp_client_mark_dead(s, c));
+	TU_ASSERT_OK(sp_slot_release(s, a, false, NULL));
+	TU_ASSERT_OK(sp_slot_release(s, c, false, NULL));
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
+/* ---- session tokens --------------------------------------------------------- */
+
+#define TOK_N 40
+
+struct tok_child {
+	int pipe_wr;
+};
+
+static int tok_child_main(void *arg)
+{
+	struct tok_child *tc = arg;
+	uint64_t v[TOK_N];
+
+	for (int i = 0; i < TOK_N; i++)
+		if (sp_prim_random(&v[i], sizeof(v[i])))
+			return 1;
+	return write(tc->pipe_wr, v, sizeof(v)) == (ssize_t)sizeof(v) ? 0 : 2;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Are the @n values of @v all different? */
+static bool all_distinct(uint64_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	for (size_t i = 1; i < n; i++)
+		if (v[i] == v[i - 1])
+			return false;
+	return true;
+}
+
+/*
+ * Tokens come from a batch of random bytes (sp_prim_random()): no byte is
+ * handed out twice, within a process or across fork().  A child forked
+ * while the parent's batch is half used starts with none of it: were it
+ * to inherit the batch, its values would be the parent's next ones.
+ */
+static void tokens_never_repeat(void **state)
+{
+	struct sp_seg *s = tu_seg_new(8u << 20);
+	enum { SEQ = 2000 };
+	uint64_t *v = calloc(SEQ + 2 * TOK_N, sizeof(*v));
+	struct tok_child tc;
+	uint32_t a, b;
+	int fds[2];
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(v);
+	/* a long run in one process wraps the batch many times */
+	for (int i = 0; i < SEQ; i++)
+		TU_ASSERT_OK(sp_prim_random(&v[i], sizeof(v[i])));
+	assert_true(all_distinct(v, SEQ));
+	/* the parent's batch is partly used now: the child must not repeat it */
+	TU_ASSERT_OK(sp_prim_random(&v[0], sizeof(v[0])));
+	assert_int_equal(pipe(fds), 0);
+	tc.pipe_wr = fds[1];
+	pid = tu_fork(tok_child_main, &tc);
+	close(fds[1]);
+	for (int i = 0; i < TOK_N; i++)
+		TU_ASSERT_OK(sp_prim_random(&v[i], sizeof(v[i])));
+	assert_int_equal(read(fds[0], v + TOK_N, TOK_N * sizeof(*v)), TOK_N * sizeof(*v));
+	close(fds[0]);
+	assert_int_equal(tu_wait(pid), 0);
+	assert_true(all_distinct(v, 2 * TOK_N));
+	/* and slots get such tokens: different, never 0 */
+	TU_ASSERT_OK(sp_client_register(s, "tok-a", getpid(), getuid(), getgid(), &a));
+	TU_ASSERT_OK(sp_client_register(s, "tok-b", getpid(), getuid(), getgid(), &b));
+	assert_true(sp_clients(s)[a].token && sp_clients(s)[b].token);
+	assert_true(sp_clients(s)[a].token != sp_clients(s)[b].token);
+	TU_ASSERT_OK(sp_client_mark_dead(s, a));
+	TU_ASSERT_OK(sp_client_mark_dead(s, b));
+	TU_ASSERT_OK(sp_slot_release(s, a, false, NULL));
+	TU_ASSERT_OK(sp_slot_release(s, b, false, NULL));
+	free(v);
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
 static void unregister(void **state)
 {
 	struct sp_seg *s = tu_seg_new(16u << 20), *t, *u;
@@ -807,6 +936,8 @@ int main(void)
 		cmocka_unit_test(reclaim_frees_slot_when_nothing_left),
 		cmocka_unit_test(client_table_fills),
 		cmocka_unit_test(reap_detects_pid_reuse),
+		cmocka_unit_test(tokens_never_repeat),
+		cmocka_unit_test(reap_fills_unknown_start_time),
 		cmocka_unit_test(unregister),
 	};
 

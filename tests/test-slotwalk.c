@@ -226,6 +226,46 @@ static void walk_skips_unmarked_caches(void **state)
 }
 
 /*
+ * Goodbye of a slot that announced nothing (the client that connects, asks
+ * and leaves): the slot is freed without the kmalloc settle that guards a
+ * release's frees, there being none.  One that took and gave back a
+ * kmalloc object (its filter names the class) is still released the long
+ * way, settle included, and is freed as well.
+ */
+static void unregister_unnoted_is_short(void **state)
+{
+	struct sp_seg *s = tu_seg_new(16u << 20), *t;
+	uint64_t n0, c0, b0;
+	sp_off_t off;
+	uint32_t slot;
+
+	(void)state;
+	t = tu_seg_reattach(s, "nothing");
+	slot = t->slot;
+	n0 = s->nr_settles;
+	c0 = s->nr_walk_caches;
+	b0 = s->nr_walk_blocks;
+	TU_ASSERT_OK(sp_client_unregister(s, slot));
+	assert_int_equal(sp_clients(s)[slot].state, SP_CLIENT_FREE);
+	assert_int_equal(s->nr_settles - n0, 0);
+	assert_int_equal(s->nr_walk_caches - c0, 0);
+	assert_int_equal(s->nr_walk_blocks - b0, 0);
+	sp_seg_detach(t);
+
+	t = tu_seg_reattach(s, "one kmalloc");
+	slot = t->slot;
+	TU_ASSERT_OK(sp_kmalloc(t, 100, &off));
+	TU_ASSERT_OK(sp_kfree(t, off));
+	n0 = s->nr_settles;
+	TU_ASSERT_OK(sp_client_unregister(s, slot));
+	assert_int_equal(sp_clients(s)[slot].state, SP_CLIENT_FREE);
+	assert_true(s->nr_settles - n0 >= 1);
+	sp_seg_detach(t);
+	tu_check_clean(s);
+	tu_seg_free(s);
+}
+
+/*
  * A cache whose descriptor is scribbled cannot be walked (skipped_caches),
  * and a DEAD slot that may hold objects there stays.  One the slot never
  * touched is no reason to keep it: before the filter, every cache was walked
@@ -539,6 +579,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(filter_set_on_every_path),
 		cmocka_unit_test(walk_skips_unmarked_caches),
+		cmocka_unit_test(unregister_unnoted_is_short),
 		cmocka_unit_test(scribbled_untouched_cache_not_visited),
 		cmocka_unit_test(checker_reports_missing_bit),
 		cmocka_unit_test(note_memo),

@@ -79,6 +79,7 @@ struct ctl_src {
 	bool offline;
 	char socket_path[108];	/* the socket tried (daemon) */
 	int sock;
+	struct shmp__rbuf *rbuf; /* what sock delivered beyond the frames read */
 	uint32_t slot;		/* our client slot (daemon), else UINT32_MAX */
 	uint64_t next_id;
 	struct sp_seg *seg;	/* offline */

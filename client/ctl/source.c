@@ -64,8 +64,7 @@ static int connect_to(struct ctl_src *src)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return sp_err(-errno, "socket(): %s", strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* sends: ctl_call() */
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", src->socket_path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = errno;
@@ -134,6 +133,9 @@ int ctl_src_open(struct ctl_src *src, const struct ctl_opts *o)
 	} else {
 		default_socket(src->socket_path, sizeof(src->socket_path));
 	}
+	src->rbuf = calloc(1, sizeof(*src->rbuf));
+	if (!src->rbuf)
+		return sp_err(-ENOMEM, "out of memory");
 	rc = connect_to(src);
 	if (rc == 0)
 		rc = hello(src);
@@ -164,6 +166,8 @@ void ctl_src_close(struct ctl_src *src)
 		close(src->sock);
 		src->sock = -1;
 	}
+	free(src->rbuf);
+	src->rbuf = NULL;
 	if (src->seg) {
 		sp_seg_detach(src->seg);
 		src->seg = NULL;
@@ -190,9 +194,9 @@ int ctl_call(struct ctl_src *src, Shmpool__Request *q, Shmpool__Response **out)
 		rc = ctl_offline_call(src->seg, q, &r);
 	} else {
 		q->id = ++src->next_id;
-		rc = shmp__wire_send(src->sock, q);
+		rc = shmp__wire_send(src->sock, q, CTL_TIMEOUT_MS);
 		if (rc == 0)
-			rc = shmp__wire_recv(src->sock, &r, NULL);
+			rc = shmp__wire_recv(src->sock, src->rbuf, &r, NULL);
 		if (rc == 0 && r->id != q->id) {
 			unsigned long long got = r->id;
 

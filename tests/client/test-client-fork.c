@@ -23,7 +23,18 @@ struct fork_arg {
 	void *elem;		/* allocated by the parent */
 	void *mem;		/* shmp_malloc'd by the parent */
 	uint32_t parent_slot;
+	pid_t owner;		/* the process that connected c */
 };
+
+/* Does the last error say that the handle was connected in pid @pid? */
+static bool connected_in(pid_t pid)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), "connected in pid %d, this is pid %d", (int)pid,
+		 (int)getpid());
+	return strstr(shmp_errmsg(), want) != NULL;
+}
 
 static int child(void *arg)
 {
@@ -38,6 +49,7 @@ static int child(void *arg)
 	errno = 0;
 	CHILD_CHECK(shmp_pool_alloc(a->p, 0) == NULL && errno == ECHILD);
 	CHILD_CHECK(strstr(shmp_errmsg(), "inherited across fork"));
+	CHILD_CHECK(connected_in(a->owner));
 	CHILD_CHECK(strstr(shmp_errmsg(), "shmp_connect in the child"));
 	errno = 0;
 	CHILD_CHECK(shmp_pool_alloc_timeout(a->p, 10) == NULL && errno == ECHILD);
@@ -89,6 +101,8 @@ static int grandchild_main(void *arg)
 
 	errno = 0;
 	CHILD_CHECK(shmp_pool_alloc(a->p, 0) == NULL && errno == ECHILD);
+	/* the session knew its process: the middle one, not the first parent */
+	CHILD_CHECK(connected_in(a->owner));
 	CHILD_CHECK(shmp_connect(a->d->sock, "grandchild", &c) == 0);
 	CHILD_CHECK(shmp_pool_open(c, "fork.pool", &p) == 0);
 	CHILD_CHECK((e = shmp_pool_alloc(p, 0)) != NULL);
@@ -106,6 +120,7 @@ static int child_forks(void *arg)
 	pid_t pid;
 
 	CHILD_CHECK(shmp_connect(a->d->sock, "middle", &b.c) == 0);
+	b.owner = getpid();
 	CHILD_CHECK(shmp_pool_open(b.c, "fork.pool", &b.p) == 0);
 	pid = cl_fork(grandchild_main, &b);
 	CHILD_CHECK(tu_wait(pid) == 0);
@@ -125,6 +140,7 @@ static void test_fork(void **state)
 	pid_t pid;
 
 	a.c = cl_connect(d, "fork-parent");
+	a.owner = getpid();
 	CL_OK(shmp_segment_stats(a.c, &st));
 	a.parent_slot = st.slot;
 	CL_OK(shmp_pool_create(a.c, "fork.pool", 32, 2, &a.p));

@@ -5,8 +5,11 @@
  * version mismatch, a second Hello and bad resumes are clear errors.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon-util.h"
@@ -177,12 +180,108 @@ static void hello_sanitizes_name(void **state)
 	td_cleanup(&d);
 }
 
+/* Has process @pid stopped (SIGSTOP taken)? */
+static bool is_stopped(pid_t pid)
+{
+	char path[64], buf[512] = "", *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	p = strrchr(buf, ')');
+	return p && (p[2] == 'T' || p[2] == 't');
+}
+
+/*
+ * Requests that are in the socket before the daemon accepts the
+ * connection (it reads them right after accept, in the same turn of its
+ * loop): a Hello and a Goodbye sent together are answered in order; a
+ * connection closed before it is accepted, or in the middle of a frame,
+ * or after a frame that is not a Request, is closed without harm.  The
+ * daemon is stopped while the clients write, so every byte is there
+ * before the accept.
+ */
+static void requests_before_accept(void **state)
+{
+	static const uint8_t partial[6] = { 0, 0, 0, 20, 1, 2 };
+	static const uint8_t junk[7] = { 0, 0, 0, 3, 0xff, 0xff, 0xff };
+	Shmpool__Request q = SHMPOOL__REQUEST__INIT;
+	Shmpool__Hello h = SHMPOOL__HELLO__INIT;
+	Shmpool__Goodbye g = SHMPOOL__GOODBYE__INIT;
+	Shmpool__Response *r;
+	struct td_daemon d;
+	int fd, gone, half, bad, segfd = -1;
+
+	(void)state;
+	td_init(&d);
+	td_start(&d, NULL);
+	kill(d.pid, SIGSTOP);
+	for (int i = 0; i < 20000 && !is_stopped(d.pid); i++)
+		td_nap();
+	assert_true(is_stopped(d.pid));
+	fd = td_connect(d.sock);
+	h.protocol_version = TD_PROTOCOL_VERSION;
+	h.client_name = "early";
+	q.id = 1;
+	q.op_case = SHMPOOL__REQUEST__OP_HELLO;
+	q.hello = &h;
+	td_send_request(fd, &q);
+	q.id = 2;
+	q.op_case = SHMPOOL__REQUEST__OP_GOODBYE;
+	q.goodbye = &g;
+	td_send_request(fd, &q);
+	gone = td_connect(d.sock);
+	close(gone);
+	half = td_connect(d.sock);
+	td_send_raw(half, partial, sizeof(partial));
+	shutdown(half, SHUT_WR);
+	bad = td_connect(d.sock);
+	td_send_raw(bad, junk, sizeof(junk));
+	kill(d.pid, SIGCONT);
+
+	r = td_recv(fd, &segfd);
+	TD_EXPECT(r, 0);
+	assert_int_equal(r->id, 1);
+	assert_int_equal(r->payload_case, SHMPOOL__RESPONSE__PAYLOAD_HELLO);
+	assert_true(segfd >= 0);
+	close(segfd);
+	td_free(r);
+	r = td_recv(fd, NULL);
+	TD_EXPECT(r, 0);
+	assert_int_equal(r->id, 2);
+	td_free(r);
+	assert_true(td_closed_by_peer(fd));
+	assert_true(td_closed_by_peer(half));
+	r = td_recv(bad, NULL);
+	TD_EXPECT(r, -EPROTO);
+	td_free(r);
+	assert_true(td_closed_by_peer(bad));
+	close(fd);
+	close(half);
+	close(bad);
+	/* the daemon is fine: a new client gets in, and the slot was freed */
+	fd = td_connect(d.sock);
+	TD_EXPECT_FREE(td_hello(fd, "after", &segfd), 0);
+	close(segfd);
+	td_check_clean(fd);
+	TD_EXPECT_FREE(td_simple(fd, SHMPOOL__REQUEST__OP_GOODBYE), 0);
+	close(fd);
+	assert_true(td_log_contains(&d, "closed in the middle of a frame"));
+	td_cleanup(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(hello_passes_usable_fd),
 		cmocka_unit_test(hello_errors),
 		cmocka_unit_test(hello_sanitizes_name),
+		cmocka_unit_test(requests_before_accept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon-util.h"
@@ -46,6 +47,61 @@ static void resume(struct td_client *c, const struct td_daemon *d)
 	assert_true(segfd >= 0);
 	close(segfd); /* the mapping we have is still good */
 	td_free(r);
+}
+
+/* The start time of @slot once the daemon recorded it (bounded wait), or 0. */
+static uint64_t recorded_start(struct sp_seg *s, uint32_t slot)
+{
+	uint64_t t = 0;
+
+	for (int i = 0; i < 20000 && !(t = __atomic_load_n(&sp_clients(s)[slot].start_time,
+							      __ATOMIC_ACQUIRE)); i++)
+		td_nap();
+	return t;
+}
+
+/*
+ * The daemon answers Hello before it reads the client's start time from
+ * /proc, then records it.  Killed in between, it leaves an ALIVE slot
+ * with no start time: the next daemon takes it from the live process (the
+ * client then resumes), or marks the slot dead when the pid is gone.
+ */
+static void start_time_recorded_after_hello(void **state)
+{
+	struct td_daemon d;
+	struct td_client a;
+	uint32_t ghost;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	td_init(&d);
+	td_start(&d, NULL);
+	td_client_open(&a, &d, "late-start");
+	assert_int_equal(recorded_start(a.seg, a.slot), sp_proc_start_time(getpid()));
+
+	/* a daemon killed between its reply and the record */
+	td_kill9(&d);
+	assert_true(td_closed_by_peer(a.fd));
+	sp_clients(a.seg)[a.slot].start_time = 0;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(sp_client_register_ex(a.seg, "ghost", pid, getuid(), getgid(), 0,
+					       &ghost), 0);
+
+	td_start(&d, NULL);
+	/* reaped, and freed at once: it held nothing */
+	assert_int_equal(sp_clients(a.seg)[ghost].state, SP_CLIENT_FREE);
+	assert_int_equal(sp_clients(a.seg)[a.slot].state, SP_CLIENT_ALIVE);
+	assert_int_equal(sp_clients(a.seg)[a.slot].start_time, sp_proc_start_time(getpid()));
+	resume(&a, &d);
+	td_check_clean(a.fd);
+	td_client_close(&a, true);
+	td_cleanup(&d);
 }
 
 static void kill9_restart_resume(void **state)
@@ -363,6 +419,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(kill9_restart_resume),
+		cmocka_unit_test(start_time_recorded_after_hello),
 		cmocka_unit_test(clients_dying_around_a_restart),
 		cmocka_unit_test(sigterm_keeps_segment_and_slots),
 		cmocka_unit_test(reset_wipes),

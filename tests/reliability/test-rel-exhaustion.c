@@ -13,11 +13,12 @@
  *
  * The daemon's file descriptor limit: RLIMIT_NOFILE of the running daemon
  * is lowered (prlimit) to a few fds above what it uses.  New connections
- * then fail at once with a clean error: -EMFILE from Hello when the daemon
- * could accept the connection but cannot read /proc to identify the peer,
- * a connection closed at once when it cannot even accept it (libuv accepts
- * and closes it on a reserve fd, without telling the daemon) - never a hang, never
- * a misleading "process does not exist".  The sessions already open keep
+ * then fail at once with a clean error: a connection closed at once when
+ * the daemon cannot accept it (libuv accepts and closes it on a reserve
+ * fd, without telling the daemon) - never a hang, never a misleading
+ * "process does not exist".  (One it accepts gets its Hello answered even
+ * if /proc cannot be read then: the start time is recorded later, and the
+ * daemon logs why.)  The sessions already open keep
  * working; once some of them close, new ones connect again.
  */
 #include <errno.h>
