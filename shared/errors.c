@@ -90,14 +90,18 @@ static _Thread_local char errmsg[512];
  */
 int sp_err(int code, const char *fmt, ...)
 {
+	char msg[sizeof(errmsg)];
 	va_list ap;
 	int n;
 
+	/* into a copy first: an argument may be sp_errmsg() itself, and
+	 * vsnprintf() must not write the buffer it reads */
 	va_start(ap, fmt);
-	n = vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		errmsg[0] = '\0';
+		msg[0] = '\0';
+	memcpy(errmsg, msg, strlen(msg) + 1);
 	return code;
 }
 

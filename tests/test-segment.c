@@ -356,6 +356,21 @@ static void error_table(void **state)
 	assert_string_equal(sp_err_name(-9999), "EUNKNOWN");
 }
 
+/* A message may wrap the one before it: sp_err("... (%s)", sp_errmsg()). */
+static void error_message_wraps_previous(void **state)
+{
+	char inner[300];
+
+	(void)state;
+	memset(inner, 'x', sizeof(inner) - 1);
+	inner[sizeof(inner) - 1] = '\0';
+	assert_int_equal(sp_err(-EINVAL, "inner %s", inner), -EINVAL);
+	assert_int_equal(sp_err(-EIO, "outer (%s)", sp_errmsg()), -EIO);
+	assert_int_equal(strncmp(sp_errmsg(), "outer (inner xxx", 16), 0);
+	assert_int_equal(strlen(sp_errmsg()), strlen("outer (inner ") + 299 + 1);
+	assert_int_equal(sp_errmsg()[strlen(sp_errmsg()) - 1], ')');
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +382,7 @@ int main(void)
 		cmocka_unit_test(readonly_attach_never_writes),
 		cmocka_unit_test(memfd_segment),
 		cmocka_unit_test(error_table),
+		cmocka_unit_test(error_message_wraps_previous),
 		cmocka_unit_test(locks_are_robust_pi),
 		cmocka_unit_test(lock_order_asserted),
 	};
