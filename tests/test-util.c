@@ -204,3 +204,20 @@ bool tu_file_contains(const char *path, const char *needle)
 	buf[n] = '\0';
 	return strstr(buf, needle) != NULL;
 }
+
+/* Is @pid stopped (state T or t in /proc/PID/stat)? */
+bool tu_process_stopped(pid_t pid)
+{
+	char path[64], buf[512] = "", *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	p = strrchr(buf, ')');
+	return p && (p[2] == 'T' || p[2] == 't');
+}

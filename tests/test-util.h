@@ -58,6 +58,8 @@ uint64_t tu_rand(uint64_t *state);
 long tu_env_long(const char *name, long def);
 /* Does the file at @path (its first MiB: a daemon's log) hold @needle? */
 bool tu_file_contains(const char *path, const char *needle);
+/* Is @pid stopped (SIGSTOP, or traced)?  From /proc/PID/stat. */
+bool tu_process_stopped(pid_t pid);
 
 #define TU_ASSERT_OK(expr)                                                           \
 	do {                                                                         \

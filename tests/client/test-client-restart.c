@@ -234,22 +234,6 @@ static bool in_recvmsg(pid_t tid)
 	return cl_blocked_syscall(tid) == SYS_recvmsg;
 }
 
-static bool stopped(pid_t pid)
-{
-	char path[64], buf[512] = "", *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	p = strrchr(buf, ')');
-	return p && (p[2] == 'T' || p[2] == 't');
-}
-
 static void test_dies_in_flight(void **state)
 {
 	struct cl_daemon *d = *state;
@@ -257,7 +241,7 @@ static void test_dies_in_flight(void **state)
 	pthread_t th;
 
 	kill(d->pid, SIGSTOP);
-	if (!CL_POLL(stopped(d->pid), 10000))
+	if (!CL_POLL(tu_process_stopped(d->pid), 10000))
 		CL_FAIL("the daemon did not stop");
 	assert_int_equal(pthread_create(&th, NULL, inflight_main, &t), 0);
 	if (!CL_POLL(t.tid && in_recvmsg(t.tid), 10000))
@@ -285,7 +269,7 @@ static void test_slow_daemon(void **state)
 	CL_OK(rc);
 	CL_OK(shmp_segment_stats(c, &seg0));
 	kill(d->pid, SIGSTOP);
-	if (!CL_POLL(stopped(d->pid), 10000))
+	if (!CL_POLL(tu_process_stopped(d->pid), 10000))
 		CL_FAIL("the daemon did not stop");
 	CL_ERR(shmp_check(c, &n), -ETIMEDOUT);
 	CL_ERR(shmp_check(c, &n), -ETIMEDOUT); /* still waiting for the first reply */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon-util.h"
+#include "test-util.h"
 
 static void hello_passes_usable_fd(void **state)
 {
@@ -180,23 +181,6 @@ static void hello_sanitizes_name(void **state)
 	td_cleanup(&d);
 }
 
-/* Has process @pid stopped (SIGSTOP taken)? */
-static bool is_stopped(pid_t pid)
-{
-	char path[64], buf[512] = "", *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	p = strrchr(buf, ')');
-	return p && (p[2] == 'T' || p[2] == 't');
-}
-
 /*
  * Requests that are in the socket before the daemon accepts the
  * connection (it reads them right after accept, in the same turn of its
@@ -221,9 +205,9 @@ static void requests_before_accept(void **state)
 	td_init(&d);
 	td_start(&d, NULL);
 	kill(d.pid, SIGSTOP);
-	for (int i = 0; i < 20000 && !is_stopped(d.pid); i++)
+	for (int i = 0; i < 20000 && !tu_process_stopped(d.pid); i++)
 		td_nap();
-	assert_true(is_stopped(d.pid));
+	assert_true(tu_process_stopped(d.pid));
 	fd = td_connect(d.sock);
 	h.protocol_version = TD_PROTOCOL_VERSION;
 	h.client_name = "early";
