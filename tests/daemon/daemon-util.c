@@ -252,6 +252,16 @@ bool td_log_contains(const struct td_daemon *d, const char *needle)
 	return tu_file_contains(d->log, needle);
 }
 
+bool td_log_wait(const struct td_daemon *d, const char *needle)
+{
+	for (int waited = 0; waited <= TD_WAIT_MS; waited += TD_NAP_US / 1000) {
+		if (tu_file_contains(d->log, needle))
+			return true;
+		td_nap();
+	}
+	return false;
+}
+
 int td_run(const char *const *args, char *out, size_t size)
 {
 	const char *argv[64];

@@ -64,6 +64,9 @@ int td_wait_exit(struct td_daemon *d);
 void td_cleanup(struct td_daemon *d);
 /* Does the daemon's log hold @needle? */
 bool td_log_contains(const struct td_daemon *d, const char *needle);
+/* The same, waiting (bounded) for a line the daemon writes after it began
+ * to listen, such as "ready" (td_start() returns once it listens). */
+bool td_log_wait(const struct td_daemon *d, const char *needle);
 /* Run shmpoold with exactly @argv (after argv[0]) to completion; its output
  * (stdout + stderr) goes to @out (size @size).  Returns the exit status. */
 int td_run(const char *const *argv, char *out, size_t size);
