@@ -596,6 +596,27 @@ static uint64_t obj_bits(const struct sp_cache *g, uint32_t w)
 	return left >= 64 ? ~0ull : (1ull << left) - 1;
 }
 
+/* The bitmap word to start @slab's search at: its hint, read once (shared)
+ * and kept inside the bitmap. */
+static inline __attribute__((always_inline)) uint32_t
+slab_hint(const struct sp_cache *g, const struct sp_slab *slab)
+{
+	uint32_t w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED);
+
+	return w < g->bitmap_words ? w : 0;
+}
+
+/* The first word from @w on (wrapping) with a free object bit; @w itself
+ * when there is none, which the caller finds by its obj_bits(). */
+static inline __attribute__((always_inline)) uint32_t
+free_word_from(const struct sp_cache *g, const struct sp_slab *slab, uint32_t w)
+{
+	for (uint32_t i = 0; i < g->bitmap_words; i++, w = (w + 1 == g->bitmap_words ? 0 : w + 1))
+		if (~slab->bitmap[w] & obj_bits(g, w))
+			break;
+	return w;
+}
+
 /* @size: from the snapshot, never re-read from @c */
 static void check_poison(struct sp_cache *c, uint32_t size, const uint8_t *obj)
 {
@@ -667,9 +688,7 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 		owners = sp_slab_owners(g, slab);
 		/* sp_slab_obj() with the colour checked once, above */
 		objs = (uint8_t *)slab + g->obj_start + colour;
-		w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
-		if (w >= g->bitmap_words)
-			w = 0;
+		w = slab_hint(g, slab);
 		if (sp_unlikely(slab->inuse >= g->objperslab)) { /* a full slab on a free list */
 			sp_cache_recover_locked(s, c);
 			if (got)
@@ -681,11 +700,9 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 		while (got < n && slab->inuse < g->objperslab &&
 		       (!c->max_objs || c->active_objs < c->max_objs)) {
 			uint64_t word, bits;
-			uint32_t bit, idx, i;
+			uint32_t bit, idx;
 
-			for (i = 0; i < g->bitmap_words; i++, w = (w + 1 == g->bitmap_words ? 0 : w + 1))
-				if (~slab->bitmap[w] & obj_bits(g, w))
-					break;
+			w = free_word_from(g, slab, w);
 			word = slab->bitmap[w];
 			bits = ~word & obj_bits(g, w);
 			bit = bits ? (uint32_t)__builtin_ctzll(bits) : 64;
@@ -740,7 +757,7 @@ alloc_one_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache
 	struct sp_cache buf;
 	struct sp_slab *slab;
 	uint64_t word, bits;
-	uint32_t pfn, w, i, bit, idx, colour = 0; /* set by alloc_slab_locked() when it succeeds */
+	uint32_t pfn, w, bit, idx, colour = 0; /* set by alloc_slab_locked() when it succeeds */
 	uint8_t *obj;
 	int rc;
 
@@ -762,12 +779,7 @@ alloc_one_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache
 	slab = sp_slab_at(s, g, pfn);
 	if (sp_unlikely(slab->inuse >= g->objperslab))
 		goto bulk;
-	w = __atomic_load_n(&slab->hint, __ATOMIC_RELAXED); /* shared: read once */
-	if (w >= g->bitmap_words)
-		w = 0;
-	for (i = 0; i < g->bitmap_words; i++, w = (w + 1 == g->bitmap_words ? 0 : w + 1))
-		if (~slab->bitmap[w] & obj_bits(g, w))
-			break;
+	w = free_word_from(g, slab, slab_hint(g, slab));
 	word = slab->bitmap[w];
 	bits = ~word & obj_bits(g, w); /* obj_bits(): idx below objperslab */
 	if (sp_unlikely(!bits))
@@ -818,29 +830,8 @@ int sp_cache_alloc_bulk_locked(struct sp_seg *s, struct sp_cache *c, uint16_t ow
 	return alloc_bulk_geo_locked(s, c, NULL, owner, v, n);
 }
 
-/**
- * sp_cache_alloc_geo_locked() - allocate one object with a kept snapshot.
- * @s: segment.  @c: cache, locked.  @mine: NULL or the caller's snapshot
- * of @c (sp_cache_geo_locked()).  @owner: @off: as sp_cache_alloc_locked().
- *
- * May sleep (growing takes the buddy lock and may fallocate).
- * Return: as sp_cache_alloc_locked().
- */
-int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
-			      uint16_t owner, sp_off_t *off)
-{
-	int rc;
-
-	sp_assert(sp_lock_held(&c->lock));
-	rc = alloc_one_geo_locked(s, c, mine, owner, off);
-	if (rc < 0)
-		return rc;
-	c->nr_alloc++;
-	return 0;
-}
-
-/* sp_cache_alloc_geo_locked(), inlined into sp_cache_alloc_geo(), which
- * took the lock itself. */
+/* sp_cache_alloc_geo_locked(), inline: also the body of sp_cache_alloc_geo(),
+ * which took the lock itself. */
 static inline __attribute__((always_inline)) int
 alloc_geo_took_lock(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
 		    uint16_t owner, sp_off_t *off)
@@ -853,6 +844,20 @@ alloc_geo_took_lock(struct sp_seg *s, struct sp_cache *c, const struct sp_cache 
 		return rc;
 	c->nr_alloc++;
 	return 0;
+}
+
+/**
+ * sp_cache_alloc_geo_locked() - allocate one object with a kept snapshot.
+ * @s: segment.  @c: cache, locked.  @mine: NULL or the caller's snapshot
+ * of @c (sp_cache_geo_locked()).  @owner: @off: as sp_cache_alloc_locked().
+ *
+ * May sleep (growing takes the buddy lock and may fallocate).
+ * Return: as sp_cache_alloc_locked().
+ */
+int sp_cache_alloc_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *mine,
+			      uint16_t owner, sp_off_t *off)
+{
+	return alloc_geo_took_lock(s, c, mine, owner, off);
 }
 
 /**
