@@ -509,6 +509,7 @@ void shmp_disconnect(shmp_client *c)
 		if (c->sock >= 0)
 			close(c->sock);
 		c->sock = -1;
+		c->sid = SHMP_SID_GONE; /* no fast path matches it (shmp__fast_mag()) */
 		sp_seg_detach(c->seg);
 		c->seg = NULL;
 		shmp__client_put(c);
@@ -516,6 +517,7 @@ void shmp_disconnect(shmp_client *c)
 	}
 	shmp__tc_forget(c); /* this thread's magazines; the daemon frees the others' */
 	shmp__live_del(c);
+	c->sid = SHMP_SID_GONE; /* before the unmap: no fast path matches it any more */
 	pthread_mutex_lock(&c->lock);
 	if (c->seg) {
 		/* only over a live connection: no reconnect just to say goodbye */

@@ -70,7 +70,8 @@ struct shmp_client {
 	char *socket_path;
 	char name[SP_CLIENT_NAME_MAX + 1];
 	int timeout_ms;		/* per reply; < 0: none */
-	uint64_t sid;		/* unique in this process: thread caches key on it */
+	uint64_t sid;		/* unique in this process: thread caches key on it;
+				 * SHMP_SID_GONE once disconnected */
 	bool magazines;		/* per-thread magazines on */
 	/* the kmalloc classes, taken at the first shmp_malloc or shmp_free,
 	 * not at connect (shmp__kgeo_take()); immutable once published */
@@ -179,25 +180,34 @@ void shmp__tc_fork_child(void);
 void shmp__live_add(shmp_client *c);
 void shmp__live_del(shmp_client *c);
 
+/* A disconnected session's sid: no thread cache entry ever carries it. */
+#define SHMP_SID_GONE UINT64_MAX
+
 /*
  * shmp__fast_mag() - the calling thread's magazine for the cache @g
  * describes, when it is already bound to it: the only lookup of the fast
  * paths.  *@sp: the segment.  Does not sleep.
+ *
+ * The sid alone names the session: sids are never reused in a process
+ * (and a handle holds @c, so it is the session the entry was made for),
+ * an entry is made only for a connected session, and shmp_disconnect()
+ * retires the sid before it unmaps.  So a match means @c is mapped and
+ * the entry's set is its own.
  * Return: the magazine, or NULL (no set yet, another session last, not
  * bound, @c disconnected): take the slow path, which says or mends.
  */
 sp_fast_inline struct sp_mag *shmp__fast_mag(const shmp_client *c, const struct sp_mag_geo *g,
 					     struct sp_seg **sp)
 {
-	struct sp_seg *s = c->seg;
 	struct sp_mag *m;
 
-	if (sp_unlikely(!s || shmp__tc_hot.c != c || shmp__tc_hot.sid != c->sid))
+	if (sp_unlikely(shmp__tc_hot.sid != c->sid))
 		return NULL;
+	sp_assert_expensive(shmp__tc_hot.c == c && c->seg);
 	m = &shmp__tc_hot.set->mag[g->mag_index];
 	if (sp_unlikely(!sp_mag_geo_bound(m, g)))
 		return NULL;
-	*sp = s;
+	*sp = c->seg;
 	return m;
 }
 

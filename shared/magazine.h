@@ -18,6 +18,7 @@
 #ifndef SHMPOOL_MAGAZINE_H
 #define SHMPOOL_MAGAZINE_H
 
+#include <stddef.h>
 #include <string.h>
 
 #include "core.h"
@@ -94,10 +95,19 @@ sp_fast_inline uint16_t *sp_mag_geo_tag(const struct sp_mag_geo *g, struct sp_sl
 	return (uint16_t *)((uint8_t *)slab + g->owners_off) + idx;
 }
 
+_Static_assert(offsetof(struct sp_mag, cache_gen) == offsetof(struct sp_mag, cache_id) + 4 &&
+		       offsetof(struct sp_mag_geo, gen) == offsetof(struct sp_mag_geo, bound_id) + 4,
+	       "id and generation side by side: one compare");
+
 /* Is @m bound to the cache @g describes, in @g's generation? */
 sp_fast_inline bool sp_mag_geo_bound(const struct sp_mag *m, const struct sp_mag_geo *g)
 {
-	return m->cache_id == g->bound_id && m->cache_gen == g->gen;
+	uint64_t bound, want;
+
+	/* id and gen at once, from the structs (not a member: 8 bytes span two) */
+	memcpy(&bound, (const uint8_t *)m + offsetof(struct sp_mag, cache_id), sizeof(bound));
+	memcpy(&want, (const uint8_t *)g + offsetof(struct sp_mag_geo, bound_id), sizeof(want));
+	return bound == want;
 }
 
 enum sp_mag_take_result {

@@ -566,6 +566,71 @@ static void test_disconnect_with_idle_thread(void **state)
 	shmp_disconnect(other);
 }
 
+/*
+ * A thread whose magazine served the session, still holding handles (which
+ * keep the session object alive) after another thread disconnected it:
+ * its next data calls must fail with -ENOTCONN through the slow path, not
+ * run the fast path on a set in a mapping that is gone.  (The fast path
+ * recognises the session by its sid alone; the disconnect retires it.)
+ */
+struct after {
+	struct work w;
+	void *e, *o;		/* one element and one object it holds */
+};
+
+static void *after_main(void *arg)
+{
+	struct after *a = arg;
+	struct work *w = &a->w;
+	void *x;
+
+	/* one pair each through the magazine, then hold one of each */
+	if (!(x = shmp_pool_alloc(w->p, 0)) || shmp_pool_free(w->p, x) ||
+	    !(x = shmp_cache_alloc(w->k, 0)) || shmp_cache_free(w->k, x) ||
+	    !(a->e = shmp_pool_alloc(w->p, 0)) || !(a->o = shmp_cache_alloc(w->k, 0)))
+		work_fail(w, "after: before the disconnect");
+	set_stage(w, 1);
+	wait_stage(w, 3);
+	errno = 0;
+	if (shmp_pool_alloc(w->p, SHMP_NOWAIT) || errno != ENOTCONN)
+		work_fail(w, "after: pool alloc did not say ENOTCONN");
+	if (shmp_pool_free(w->p, a->e) != -ENOTCONN)
+		work_fail(w, "after: pool free did not say ENOTCONN");
+	errno = 0;
+	if (shmp_cache_alloc(w->k, 0) || errno != ENOTCONN)
+		work_fail(w, "after: cache alloc did not say ENOTCONN");
+	if (shmp_cache_free(w->k, a->o) != -ENOTCONN)
+		work_fail(w, "after: cache free did not say ENOTCONN");
+	set_stage(w, 4);
+	return NULL;
+}
+
+static void test_handles_after_disconnect(void **state)
+{
+	struct cl_daemon *d = *state;
+	struct after a = { .w = { .mu = PTHREAD_MUTEX_INITIALIZER,
+				  .cv = PTHREAD_COND_INITIALIZER } };
+	shmp_client *other = cl_connect(d, "mag-after-observer");
+	pthread_t th;
+
+	a.w.c = cl_connect(d, "mag-after");
+	CL_OK(shmp_pool_create(a.w.c, "after.pool", 64, 2, &a.w.p));
+	CL_OK(shmp_cache_create(a.w.c, "after.cache", 64, 0, NULL, &a.w.k));
+	assert_int_equal(pthread_create(&th, NULL, after_main, &a), 0);
+	wait_stage(&a.w, 1);
+	assert_int_equal(ro_magsets(d, my_slot(a.w.c)), 1);
+	shmp_disconnect(a.w.c); /* the handles stay open */
+	set_stage(&a.w, 3);
+	wait_stage(&a.w, 4);
+	pthread_join(th, NULL);
+	if (a.w.failed)
+		CL_FAIL("thread B: %s", a.w.msg);
+	shmp_pool_close(a.w.p);
+	shmp_cache_close(a.w.k);
+	cl_check(other);
+	shmp_disconnect(other);
+}
+
 /* ---- magazines off ---------------------------------------------------------- */
 
 /* One session's work; @magazines: whether it should have used magazines. */
@@ -1061,6 +1126,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_handle_bound_magazine, cl_setup,
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_with_idle_thread, cl_setup,
+						cl_teardown),
+		cmocka_unit_test_setup_teardown(test_handles_after_disconnect, cl_setup,
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_magazines_off, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_locked_kept_geometry, cl_setup, cl_teardown),
