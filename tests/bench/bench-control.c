@@ -10,6 +10,11 @@
  *   stats     Stats requests per second with 1, 16 and 256 concurrent
  *             clients: that many connections (each said Hello), one request
  *             in flight on each, driven from this one process with poll()
+ *   release   shmp_disconnect() (Goodbye: the daemon releases the slot) of
+ *             a client that allocated and freed one object of a cache in
+ *             which another client holds many (1 M; quick: 100 k), and of
+ *             one that used nothing: what a release costs the daemon's
+ *             only thread when it may have to look through a big cache
  *   geometry  slab space efficiency, object bytes / slab bytes, from the
  *             geometry the daemon reports (CacheInfo objperslab and
  *             pagesperslab) for a 64 B named cache, a 64 B pool's cache and
@@ -360,6 +365,75 @@ static void part_stats(void)
 	}
 }
 
+/* ---- release: the disconnect of a client that used a big cache ------------------- */
+
+/* One short session's disconnect, in µs; @cname: use that cache first. */
+static double timed_disconnect(const char *cname)
+{
+	shmp_client *c;
+	shmp_cache *k;
+	uint64_t t0;
+	void *o;
+	int rc = shmp_connect(opts.socket, "bench-release", &c);
+
+	if (!rc && cname) {
+		rc = shmp_cache_open(c, cname, &k);
+		if (!rc) {
+			o = shmp_cache_alloc(k, 0);
+			rc = o ? shmp_cache_free(k, o) : -errno;
+			shmp_cache_close(k);
+		}
+	}
+	if (rc)
+		bench_die("release: %s: %s", shmp_strerror(rc), shmp_errmsg());
+	t0 = bench_now_ns();
+	shmp_disconnect(c);
+	return (double)(bench_now_ns() - t0) / 1e3;
+}
+
+static void part_release(void)
+{
+	unsigned reps = opts.quick ? 5 : 21;
+	size_t held = opts.quick ? 100000 : 1000000;
+	double *used = calloc(reps, sizeof(*used)), *idle = calloc(reps, sizeof(*idle));
+	void **v = calloc(held, sizeof(*v));
+	shmp_client *h;
+	shmp_cache *k;
+	char cname[64];
+	int rc;
+
+	if (!used || !idle || !v)
+		bench_die("out of memory");
+	snprintf(cname, sizeof(cname), "bench.release.%d", (int)getpid());
+	rc = shmp_connect(opts.socket, "bench-release-holder", &h);
+	if (!rc)
+		rc = shmp_cache_create(h, cname, 64, 0, NULL, &k);
+	for (size_t i = 0; !rc && i < held; i++)
+		rc = (v[i] = shmp_cache_alloc(k, 0)) ? 0 : -errno;
+	if (rc)
+		bench_die("release: the holder: %s: %s", shmp_strerror(rc), shmp_errmsg());
+	for (unsigned r = 0; r < reps; r++) { /* interleaved */
+		used[r] = timed_disconnect(cname);
+		idle[r] = timed_disconnect(NULL);
+	}
+	bench_result("release", "shmpool",
+		     ", \"case\": \"used the cache\", \"held\": %zu, \"value\": %.2f, "
+		     "\"unit\": \"us\"", held, median(used, reps));
+	bench_result("release", "shmpool",
+		     ", \"case\": \"used nothing\", \"held\": %zu, \"value\": %.2f, "
+		     "\"unit\": \"us\"", held, median(idle, reps));
+	for (size_t i = 0; i < held; i++)
+		if (shmp_cache_free(k, v[i]))
+			bench_die("release: free: %s", shmp_errmsg());
+	shmp_cache_close(k);
+	if (shmp_cache_destroy(h, cname))
+		bench_die("release: destroy: %s", shmp_errmsg());
+	shmp_disconnect(h);
+	free(v);
+	free(used);
+	free(idle);
+}
+
 /* ---- slab geometry ------------------------------------------------------------------ */
 
 static void part_geometry(void)
@@ -428,5 +502,7 @@ int main(int argc, char **argv)
 		part_connect();
 	if (bench_part(&opts, "stats"))
 		part_stats();
+	if (bench_part(&opts, "release"))
+		part_release();
 	return 0;
 }

@@ -85,7 +85,7 @@ PROGRAMS = [
     Program("shmpool-locked", "bench-shmpool", "shmpool", True, "pair,scale", 22,
             args=["--locked"]),
     Program("shmpool-trace", "bench-shmpool", "shmpool", True, "trace", 1),
-    Program("control", "bench-control", "shmpool", True, None, 11),
+    Program("control", "bench-control", "shmpool", True, None, 13),
     Program("lockedlist", "bench-lockedlist", "lockedlist", False, None, 10),
     # the same list under a robust priority-inheritance mutex, shmpool's kind
     Program("lockedlist-pi", "bench-lockedlist", "lockedlist", False, "pair,mutex", 7,
@@ -228,7 +228,7 @@ def run_program(prog, path, args, daemon_bin, tmp, timeout):
 def key_of(r):
     """What identifies a measurement across runs."""
     return tuple((k, r[k]) for k in ("part", "alloc", "case", "size", "batch", "procs",
-                                     "clients") if k in r)
+                                     "clients", "held") if k in r)
 
 
 def callgrind_ir(path, args, tmp):
@@ -439,6 +439,14 @@ def build_table(t, cg):
     for n in (1, 16, 256):
         t.add("5 control", "Stats, %d concurrent client%s" % (n, "s" if n > 1 else ""),
               "shmpool", "requests/s", ref, part="stats", clients=n)
+    ref = t.median(part="release", alloc="shmpool", case="used nothing")
+    held = [dict(key)["held"] for key in t.data if isinstance(key[0], tuple) and
+            ("part", "release") in key and "held" in dict(key)]
+    t.add("5 control", "disconnect after one alloc+free in a cache of %s held objects" % (
+        "{:,}".format(int(held[0])) if held else "many"), "shmpool", "µs", ref,
+          part="release", case="used the cache")
+    t.add("5 control", "disconnect, nothing used", "shmpool", "µs", ref,
+          part="release", case="used nothing")
     # geometry
     for case in ("named cache", "pool cache", "kmalloc-64", "kmalloc-256", "kmalloc-4096"):
         vals = t.values(part="geometry", alloc="shmpool", case=case)
