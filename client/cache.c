@@ -259,14 +259,56 @@ static int bulk_free(void *h, void *obj)
 	return shmp_cache_free(h, obj);
 }
 
+/* shmp_cache_alloc()'s fast path over many: see pool.c. */
+static unsigned take_run(void *h, int flags, void **v, unsigned n)
+{
+	shmp_cache *k = h;
+	struct sp_mag_geo g;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	sp_off_t off;
+	unsigned i = 0;
+
+	if (!k || !k->fast || (flags & ~SHMP_NOWAIT) || !(m = shmp__fast_mag(k->c, &k->geo, &s)))
+		return 0;
+	g = k->geo; /* in registers: the pops' stores cannot touch it */
+	while (i < n && sp_mag_take(s, &g, m, &off) == SP_MAG_TAKEN)
+		v[i++] = g.base + off;
+	return i;
+}
+
+static unsigned put_run(void *h, void *const *v, unsigned n)
+{
+	shmp_cache *k = h;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	unsigned i = 0;
+
+	if (!k || !k->fast || !(m = shmp__fast_mag(k->c, &k->geo, &s)) ||
+	    __atomic_load_n(&k->desc->gen, __ATOMIC_RELAXED) != k->gen)
+		return 0;
+	while (i < n &&
+	       sp_mag_put(s, &k->geo, m, (uintptr_t)v[i] - (uintptr_t)k->geo.base) == SP_MAG_PUSHED)
+		i++;
+	return i;
+}
+
+static const struct shmp__bulk_ops bulk_ops = {
+	.noun = "object",
+	.alloc = bulk_alloc,
+	.free_one = bulk_free,
+	.take_run = take_run,
+	.put_run = put_run,
+};
+
 int shmp_cache_alloc_bulk(shmp_cache *k, int flags, void **v, unsigned n)
 {
-	return shmp__alloc_bulk(k, bulk_alloc, bulk_free, "object", flags, v, n);
+	return shmp__alloc_bulk(k, &bulk_ops, flags, v, n);
 }
 
 int shmp_cache_free_bulk(shmp_cache *k, void *const *v, unsigned n)
 {
-	return shmp__free_bulk(k, bulk_free, "object", v, n);
+	return shmp__free_bulk(k, &bulk_ops, v, n);
 }
 
 int shmp_cache_stats(shmp_cache *k, struct shmp_cache_stats *st)

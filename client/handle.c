@@ -80,41 +80,48 @@ int shmp__obj_off(struct sp_seg *seg, void *obj, const char *noun, const char *k
 	return 0;
 }
 
-int shmp__alloc_bulk(void *h, void *(*alloc)(void *h, int flags),
-		     int (*free_one)(void *h, void *obj), const char *noun, int flags, void **v,
-		     unsigned n)
+int shmp__alloc_bulk(void *h, const struct shmp__bulk_ops *ops, int flags, void **v, unsigned n)
 {
-	unsigned i;
+	unsigned i = 0;
 
 	if (!v && n)
-		return sp_err(-EINVAL, "NULL %s array", noun);
+		return sp_err(-EINVAL, "NULL %s array", ops->noun);
 	if (n > INT_MAX)
 		return sp_err(-EINVAL, "bulk count %u is too large", n);
-	for (i = 0; i < n; i++) {
-		v[i] = alloc(h, flags);
+	while (i < n) {
+		/* what the magazine holds at once; one full call where it stops */
+		i += ops->take_run(h, flags, v + i, n - i);
+		if (i == n)
+			break;
+		v[i] = ops->alloc(h, flags);
 		if (!v[i]) {
 			int rc = -errno;
 			char msg[512];
 
 			snprintf(msg, sizeof(msg), "%s", sp_errmsg());
 			while (i--)
-				free_one(h, v[i]);
+				ops->free_one(h, v[i]);
 			return sp_err(rc, "%s", msg);
 		}
+		i++;
 	}
 	return (int)n;
 }
 
-int shmp__free_bulk(void *h, int (*free_one)(void *h, void *obj), const char *noun, void *const *v,
-		    unsigned n)
+int shmp__free_bulk(void *h, const struct shmp__bulk_ops *ops, void *const *v, unsigned n)
 {
+	unsigned i = 0;
 	int first = 0;
 
 	if (!v && n)
-		return sp_err(-EINVAL, "NULL %s array", noun);
-	for (unsigned i = 0; i < n; i++) {
-		int rc = free_one(h, v[i]);
+		return sp_err(-EINVAL, "NULL %s array", ops->noun);
+	while (i < n) {
+		int rc;
 
+		i += ops->put_run(h, v + i, n - i);
+		if (i == n)
+			break;
+		rc = ops->free_one(h, v[i++]); /* flushes, refuses, or takes the lock */
 		if (rc && !first)
 			first = rc;
 	}

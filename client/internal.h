@@ -158,13 +158,23 @@ int shmp__name_request(shmp_client *c, const char *name, const char *kind,
 /* The offset of @obj, to be freed to the handle @name, or -EINVAL. */
 int shmp__obj_off(struct sp_seg *seg, void *obj, const char *noun, const char *kind,
 		  const char *name, sp_off_t *off);
-/* n calls of alloc(h, flags), all or none (the rest freed again): n or < 0. */
-int shmp__alloc_bulk(void *h, void *(*alloc)(void *h, int flags),
-		     int (*free_one)(void *h, void *obj), const char *noun, int flags, void **v,
-		     unsigned n);
-/* n calls of free_one(h, v[i]): 0 or the first error. */
-int shmp__free_bulk(void *h, int (*free_one)(void *h, void *obj), const char *noun,
-		    void *const *v, unsigned n);
+/*
+ * The bulk calls of a handle kind (pool.c, cache.c): runs of lock-free
+ * magazine pops and pushes, one full single call wherever a run stops
+ * (bind, refill, flush, the locked path, or the error it explains).
+ */
+struct shmp__bulk_ops {
+	const char *noun;	/* "element", "object": for messages */
+	void *(*alloc)(void *h, int flags);
+	int (*free_one)(void *h, void *obj);
+	/* as many as the thread's bound magazine serves now, from v[0]: 0..n */
+	unsigned (*take_run)(void *h, int flags, void **v, unsigned n);
+	unsigned (*put_run)(void *h, void *const *v, unsigned n);
+};
+/* n allocations, all or none (the rest freed again): n or < 0. */
+int shmp__alloc_bulk(void *h, const struct shmp__bulk_ops *ops, int flags, void **v, unsigned n);
+/* n frees, every one tried: 0 or the first error. */
+int shmp__free_bulk(void *h, const struct shmp__bulk_ops *ops, void *const *v, unsigned n);
 
 /* tcache.c: the calling thread's magazine set for a session */
 struct shmp__tc_ent {

@@ -356,14 +356,59 @@ static int bulk_free(void *h, void *elem)
 	return shmp_pool_free(h, elem);
 }
 
+/* shmp_pool_alloc()'s fast path over many: the checks of the handle and
+ * the thread cache once, each pop as in a single call. */
+static unsigned take_run(void *h, int flags, void **v, unsigned n)
+{
+	shmp_pool *p = h;
+	struct sp_mag_geo g;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	sp_off_t off;
+	unsigned i = 0;
+
+	if (!p || !p->fast || (flags & ~SHMP_NOWAIT) || !(m = shmp__fast_mag(p->c, &p->geo, &s)))
+		return 0;
+	g = p->geo; /* in registers: the pops' stores cannot touch it */
+	while (i < n && sp_mag_take(s, &g, m, &off) == SP_MAG_TAKEN)
+		v[i++] = g.base + off;
+	return i;
+}
+
+/* shmp_pool_free()'s, the same way; the reserve and waiters are looked at
+ * before every push, as a single free does. */
+static unsigned put_run(void *h, void *const *v, unsigned n)
+{
+	shmp_pool *p = h;
+	struct sp_seg *s;
+	struct sp_mag *m;
+	unsigned i = 0;
+
+	if (!p || !p->fast || !(m = shmp__fast_mag(p->c, &p->geo, &s)) ||
+	    __atomic_load_n(&p->desc->gen, __ATOMIC_RELAXED) != p->gen)
+		return 0;
+	while (i < n && pool_content(p->desc) &&
+	       sp_mag_put(s, &p->geo, m, (uintptr_t)v[i] - (uintptr_t)p->geo.base) == SP_MAG_PUSHED)
+		i++;
+	return i;
+}
+
+static const struct shmp__bulk_ops bulk_ops = {
+	.noun = "element",
+	.alloc = bulk_alloc,
+	.free_one = bulk_free,
+	.take_run = take_run,
+	.put_run = put_run,
+};
+
 int shmp_pool_alloc_bulk(shmp_pool *p, int flags, void **v, unsigned n)
 {
-	return shmp__alloc_bulk(p, bulk_alloc, bulk_free, "element", flags, v, n);
+	return shmp__alloc_bulk(p, &bulk_ops, flags, v, n);
 }
 
 int shmp_pool_free_bulk(shmp_pool *p, void *const *v, unsigned n)
 {
-	return shmp__free_bulk(p, bulk_free, "element", v, n);
+	return shmp__free_bulk(p, &bulk_ops, v, n);
 }
 
 int shmp_pool_stats(shmp_pool *p, struct shmp_pool_stats *st)

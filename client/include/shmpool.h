@@ -369,6 +369,8 @@ int shmp_pool_free(shmp_pool *p, void *elem);
  * @p: pool handle.  @flags: 0 or SHMP_NOWAIT.  @v: receives @n elements.
  * @n: how many.
  *
+ * With magazines, the elements the calling thread has cached come out in
+ * one run (the handle checked once), cheaper than @n single calls.
  * May sleep unless SHMP_NOWAIT.
  * Return: @n; or a negative code as for shmp_pool_alloc() with nothing
  * allocated.
@@ -518,6 +520,7 @@ int shmp_cache_free(shmp_cache *k, void *obj);
  * @k: cache handle.  @flags: 0 or SHMP_NOWAIT.  @v: receives @n objects.
  * @n: how many.
  *
+ * As shmp_pool_alloc_bulk(): cached objects come out in one run.
  * Does not sleep except on locks.
  * Return: @n; or a negative code as for shmp_cache_alloc() with nothing
  * allocated.

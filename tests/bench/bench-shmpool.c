@@ -310,8 +310,12 @@ int main(int argc, char **argv)
 			cache_pairs(make_cache(client, "one", z), z, opts.one_batch, opts.one_n);
 		else if (!strcmp(opts.one_alloc, "malloc"))
 			kmalloc_pairs(client, z, opts.one_batch, opts.one_n);
+		else if (!strcmp(opts.one_alloc, "pool-bulk")) /* batch: always 256 */
+			bulk_pairs(make_pool(client, "one", z), NULL, opts.one_n);
+		else if (!strcmp(opts.one_alloc, "cache-bulk"))
+			bulk_pairs(NULL, make_cache(client, "one", z), opts.one_n);
 		else
-			bench_die("--one: pool, cache or malloc");
+			bench_die("--one: pool, cache, malloc, pool-bulk or cache-bulk");
 		return 0;
 	}
 	if (bench_part(&opts, "trace")) {

@@ -631,6 +631,91 @@ static void test_handles_after_disconnect(void **state)
 	shmp_disconnect(other);
 }
 
+/* ---- bulk calls: runs of pops and pushes ------------------------------------ */
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* @n pointers, none NULL, all different. */
+static void all_distinct(void **v, unsigned n)
+{
+	void **w = malloc(n * sizeof(*w));
+
+	assert_non_null(w);
+	memcpy(w, v, n * sizeof(*w));
+	qsort(w, n, sizeof(*w), cmp_ptr);
+	for (unsigned i = 0; i < n; i++) {
+		assert_non_null(w[i]);
+		if (i && w[i] == w[i - 1])
+			CL_FAIL("bulk alloc handed out %p twice", w[i]);
+	}
+	free(w);
+}
+
+/*
+ * The bulk calls pop and push runs straight from the magazine and make one
+ * full call where a run stops: more than a magazine holds (refills and
+ * flushes in between), every object once, and a bad pointer in the middle
+ * of a free run reported while every other one is freed.
+ */
+static void test_bulk_runs(void **state)
+{
+	struct cl_daemon *d = *state;
+	shmp_client *c = cl_connect(d, "mag-bulk");
+	enum { N = 1200 }; /* over two magazines' worth of 64 B objects */
+	void **v = calloc(N, sizeof(*v)), **w = calloc(N, sizeof(*w)), *x, *bad[3];
+	shmp_pool *p;
+	shmp_cache *k;
+
+	assert_true(v && w);
+	CL_OK(shmp_pool_create(c, "bulk.pool", 64, 4, &p));
+	CL_OK(shmp_cache_create(c, "bulk.cache", 64, 0, NULL, &k));
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(shmp_pool_alloc_bulk(p, 0, v, N), N);
+		assert_int_equal(shmp_cache_alloc_bulk(k, 0, w, N), N);
+		assert_int_equal(pool_stats(p).nr_out, N);
+		assert_int_equal(cache_stats(k).active_objs, N);
+		all_distinct(v, N);
+		all_distinct(w, N);
+		for (unsigned i = 0; i < N; i++) /* each is usable, and its own */
+			memset(v[i], round, 64), memset(w[i], round + 1, 64);
+		for (unsigned i = 0; i < N; i++)
+			if (((unsigned char *)v[i])[63] != round ||
+			    ((unsigned char *)w[i])[63] != round + 1)
+				CL_FAIL("object %u was written by another", i);
+		/* a bad pointer in the middle: reported, the rest freed */
+		x = v[N / 2];
+		v[N / 2] = w[0];
+		CL_ERR(shmp_pool_free_bulk(p, v, N), -EINVAL);
+		assert_int_equal(pool_stats(p).nr_out, 1);
+		CL_OK(shmp_pool_free(p, x));
+		CL_OK(shmp_cache_free_bulk(k, w, N));
+		assert_int_equal(pool_stats(p).nr_out, 0);
+		assert_int_equal(cache_stats(k).active_objs, 0);
+	}
+	/* a double free inside one call: the first goes, the second is refused */
+	assert_int_equal(shmp_cache_alloc_bulk(k, 0, bad, 1), 1);
+	bad[1] = bad[0];
+	bad[2] = (char *)bad[0] + 8;
+	CL_ERR(shmp_cache_free_bulk(k, bad, 3), -EINVAL);
+	assert_int_equal(cache_stats(k).active_objs, 0);
+	/* unknown flags: nothing taken */
+	CL_ERR(shmp_pool_alloc_bulk(p, 0x40, v, 8), -EINVAL);
+	assert_int_equal(pool_stats(p).nr_out, 0);
+	cl_check(c);
+	shmp_pool_close(p);
+	shmp_cache_close(k);
+	CL_OK(shmp_pool_destroy(c, "bulk.pool"));
+	CL_OK(shmp_cache_destroy(c, "bulk.cache"));
+	shmp_disconnect(c);
+	free(v);
+	free(w);
+}
+
 /* ---- magazines off ---------------------------------------------------------- */
 
 /* One session's work; @magazines: whether it should have used magazines. */
@@ -1129,6 +1214,7 @@ int main(void)
 						cl_teardown),
 		cmocka_unit_test_setup_teardown(test_handles_after_disconnect, cl_setup,
 						cl_teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_runs, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_magazines_off, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_locked_kept_geometry, cl_setup, cl_teardown),
 		cmocka_unit_test_setup_teardown(test_double_and_wrong_frees, cl_setup,
