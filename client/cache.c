@@ -259,38 +259,22 @@ static int bulk_free(void *h, void *obj)
 	return shmp_cache_free(h, obj);
 }
 
-/* shmp_cache_alloc()'s fast path over many: see pool.c. */
 static unsigned take_run(void *h, int flags, void **v, unsigned n)
 {
 	shmp_cache *k = h;
-	struct sp_mag_geo g;
-	struct sp_seg *s;
-	struct sp_mag *m;
-	sp_off_t off;
-	unsigned i = 0;
 
-	if (!k || !k->fast || (flags & ~SHMP_NOWAIT) || !(m = shmp__fast_mag(k->c, &k->geo, &s)))
+	if (!k || !k->fast || (flags & ~SHMP_NOWAIT))
 		return 0;
-	g = k->geo; /* in registers: the pops' stores cannot touch it */
-	while (i < n && sp_mag_take(s, &g, m, &off) == SP_MAG_TAKEN)
-		v[i++] = g.base + off;
-	return i;
+	return shmp__take_run(k->c, &k->geo, v, n);
 }
 
 static unsigned put_run(void *h, void *const *v, unsigned n)
 {
 	shmp_cache *k = h;
-	struct sp_seg *s;
-	struct sp_mag *m;
-	unsigned i = 0;
 
-	if (!k || !k->fast || !(m = shmp__fast_mag(k->c, &k->geo, &s)) ||
-	    __atomic_load_n(&k->desc->gen, __ATOMIC_RELAXED) != k->gen)
+	if (!k || !k->fast)
 		return 0;
-	while (i < n &&
-	       sp_mag_put(s, &k->geo, m, (uintptr_t)v[i] - (uintptr_t)k->geo.base) == SP_MAG_PUSHED)
-		i++;
-	return i;
+	return shmp__put_run(k->c, &k->geo, &k->desc->gen, k->gen, NULL, v, n);
 }
 
 static const struct shmp__bulk_ops bulk_ops = {

@@ -303,14 +303,6 @@ void *shmp_pool_alloc_timeout(shmp_pool *p, int timeout_ms)
 	return pool_alloc_fast(p, 0, timeout_ms < 0 ? -1 : timeout_ms);
 }
 
-/* May a free skip the pool lock?  Not with a short reserve or a waiter:
- * the locked path refills or wakes. */
-sp_fast_inline bool pool_content(const struct sp_pool *d)
-{
-	return __atomic_load_n(&d->curr_nr, __ATOMIC_RELAXED) >= d->min_nr &&
-	       !__atomic_load_n(&d->nr_waiters, __ATOMIC_RELAXED);
-}
-
 static __attribute__((noinline)) int pool_free_slow(shmp_pool *p, void *elem)
 {
 	struct sp_pool *d = mag_desc(p);
@@ -318,7 +310,7 @@ static __attribute__((noinline)) int pool_free_slow(shmp_pool *p, void *elem)
 	int rc;
 
 	/* a pointer outside the segment wraps to an offset the magazine refuses */
-	if (d && pool_content(d) &&
+	if (d && shmp__pool_content(d) &&
 	    shmp__mag_free(p->c, p->cache, (uintptr_t)elem - (uintptr_t)p->c->seg->base) == 0)
 		return 0;
 	rc = pool_desc(p, &d);
@@ -339,7 +331,7 @@ int shmp_pool_free(shmp_pool *p, void *elem)
 	 * of a destroyed pool must not push into a recreated one */
 	if (sp_likely(p && p->fast) && (m = shmp__fast_mag(p->c, &p->geo, &s)) &&
 	    sp_likely(__atomic_load_n(&p->desc->gen, __ATOMIC_RELAXED) == p->gen &&
-		      pool_content(p->desc) &&
+		      shmp__pool_content(p->desc) &&
 		      sp_mag_put(s, &p->geo, m, (uintptr_t)elem - (uintptr_t)p->geo.base) ==
 			      SP_MAG_PUSHED))
 		return 0;
@@ -356,41 +348,22 @@ static int bulk_free(void *h, void *elem)
 	return shmp_pool_free(h, elem);
 }
 
-/* shmp_pool_alloc()'s fast path over many: the checks of the handle and
- * the thread cache once, each pop as in a single call. */
 static unsigned take_run(void *h, int flags, void **v, unsigned n)
 {
 	shmp_pool *p = h;
-	struct sp_mag_geo g;
-	struct sp_seg *s;
-	struct sp_mag *m;
-	sp_off_t off;
-	unsigned i = 0;
 
-	if (!p || !p->fast || (flags & ~SHMP_NOWAIT) || !(m = shmp__fast_mag(p->c, &p->geo, &s)))
+	if (!p || !p->fast || (flags & ~SHMP_NOWAIT))
 		return 0;
-	g = p->geo; /* in registers: the pops' stores cannot touch it */
-	while (i < n && sp_mag_take(s, &g, m, &off) == SP_MAG_TAKEN)
-		v[i++] = g.base + off;
-	return i;
+	return shmp__take_run(p->c, &p->geo, v, n);
 }
 
-/* shmp_pool_free()'s, the same way; the reserve and waiters are looked at
- * before every push, as a single free does. */
 static unsigned put_run(void *h, void *const *v, unsigned n)
 {
 	shmp_pool *p = h;
-	struct sp_seg *s;
-	struct sp_mag *m;
-	unsigned i = 0;
 
-	if (!p || !p->fast || !(m = shmp__fast_mag(p->c, &p->geo, &s)) ||
-	    __atomic_load_n(&p->desc->gen, __ATOMIC_RELAXED) != p->gen)
+	if (!p || !p->fast)
 		return 0;
-	while (i < n && pool_content(p->desc) &&
-	       sp_mag_put(s, &p->geo, m, (uintptr_t)v[i] - (uintptr_t)p->geo.base) == SP_MAG_PUSHED)
-		i++;
-	return i;
+	return shmp__put_run(p->c, &p->geo, &p->desc->gen, p->gen, p->desc, v, n);
 }
 
 static const struct shmp__bulk_ops bulk_ops = {
