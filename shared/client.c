@@ -79,13 +79,14 @@
 
 #include "core.h"
 
-/* Forget where a slot held things; registry locked, the slot FREE (it holds
- * nothing) or being taken from FREE. */
+/* Forget where a slot held things and its held bound; registry locked, the
+ * slot FREE (it holds nothing) or being taken from FREE. */
 static void clear_filter(struct sp_client *cl)
 {
 	for (unsigned i = 0; i < SP_SLOT_FILTER_BITS / 64; i++)
 		__atomic_store_n(&cl->used[i], 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&cl->flags, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&cl->held, 0, __ATOMIC_RELAXED); /* and nothing it holds */
 }
 
 /* A session token: 64 bits nobody can guess (a batch of getrandom() bytes). */
@@ -603,6 +604,27 @@ next:
 }
 
 /*
+ * May the walks of a slot that is not ALIVE skip every cache its magazines
+ * list nothing of?  Yes when its held bound (layout.h) is <= 0: no object
+ * there carries its user tag, nor its magazine tag unlisted.  @lists: the
+ * caches its magazines list objects of (sp_slot_held_sum()).  Read under
+ * the registry lock, before the sets are released, so the list of sets is
+ * the one the bound is about.  Return: true to skip.
+ */
+static bool held_none(struct sp_seg *s, uint32_t slot, uint64_t *lists)
+{
+	int64_t sum = 1;
+	bool none;
+
+	if (sp_registry_lock(s))
+		return false;
+	none = sp_clients(s)[slot].state != SP_CLIENT_ALIVE &&
+	       sp_slot_held_sum(s, slot, &sum, lists) == 0 && sum <= 0;
+	sp_registry_unlock(s);
+	return none;
+}
+
+/*
  * Count what @slot holds into @h; with @release free its objects (only
  * reclaim-on-exit pools' with @only_reclaim), with @release_cached what its
  * magazines cache and their sets.
@@ -611,11 +633,15 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 		     bool release_cached, struct sp_holdings *h)
 {
 	uint16_t tag = (uint16_t)(slot + 1);
+	uint64_t lists[SP_SLOT_FILTER_BITS / 64];
+	bool none;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
 	if (slot >= s->geo.max_clients)
 		return sp_err(-ESRCH, "no client slot %u", slot);
+	/* a live slot's counters move under its threads: never trusted */
+	none = sp_clients(s)[slot].state != SP_CLIENT_ALIVE && held_none(s, slot, lists);
 	/* a live slot's magazines are in use by its threads: never touched */
 	release_cached = release_cached && sp_clients(s)[slot].state != SP_CLIENT_ALIVE;
 	if (release_cached) {
@@ -629,6 +655,10 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 
 		if (!sp_slot_may_hold(s, slot, id)) /* no tag naming it was ever written */
 			continue;
+		if (none && !(lists[id % SP_SLOT_FILTER_BITS / 64] >> (id % 64) & 1)) {
+			s->nr_walk_skips++; /* the held bound: nothing of it there */
+			continue;
+		}
 		c = sp_cache_get(s, id);
 		if (!c)
 			continue;

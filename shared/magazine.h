@@ -7,8 +7,13 @@
  *
  * These functions run with no lock and touch only the calling thread's
  * magazine and the owner tag of one object, with plain stores: a pop
- * retags MAG -> user then lowers nr; a push retags user -> MAG then raises
- * nr.  A kill -9 between the two stores leaves an object whose tag tells
+ * raises the magazine's held count, retags MAG -> user, then lowers nr; a
+ * push retags user -> MAG, raises nr, then lowers held (raising it first
+ * for another slot's object).  The held counts keep the slot's held bound
+ * (layout.h) >= what a walk of its caches could find, at every
+ * instruction: each increment is stored before the tag it announces and
+ * each decrement after the nr commit, with a compiler barrier
+ * (SP_CRASH_POINT()) between.  A kill -9 between the two stores leaves an object whose tag tells
  * the daemon what to do with it (see magazine.c), so nothing is lost or
  * handed out twice.  Two threads freeing the same object at the same
  * moment is a double free that a plain store cannot catch (an atomic
@@ -142,6 +147,8 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
 			*tag != SP_OWNER_MAG(s->owner)))
 		return SP_MAG_BAD;
+	m->held++; /* before the tag: a held object counts (layout.h) */
+	SP_CRASH_POINT("mag.pop.held");
 	*tag = s->owner;
 	SP_CRASH_POINT("mag.pop");
 	m->nr = n - 1;
@@ -169,19 +176,26 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 {
 	uint32_t n = m->nr, idx;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag, t;
 
 	if (sp_unlikely(!sp_mag_geo_locate(g, off, &slab, &idx)))
 		return SP_MAG_REFUSED;
 	tag = sp_mag_geo_tag(g, slab, idx);
-	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || !sp_owner_is_user(*tag)))
+	t = *tag;
+	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || !sp_owner_is_user(t)))
 		return SP_MAG_REFUSED;
 	if (sp_unlikely(n >= g->mag_cap))
 		return SP_MAG_FULL;
+	if (sp_unlikely(t != s->owner)) { /* another slot's: not in our bound yet */
+		m->held++; /* before the tag: it is ours, unlisted, until nr below */
+		__asm__ __volatile__("" ::: "memory"); /* a death here over-counts */
+	}
 	*tag = SP_OWNER_MAG(s->owner);
 	SP_CRASH_POINT("mag.push");
 	m->objs[n] = off;
 	m->nr = n + 1;
+	SP_CRASH_POINT("mag.push.held"); /* listed: it no longer counts */
+	m->held--; /* after the commit (own object: -1 net; another's: 0 net) */
 	m->nr_free++;
 	return SP_MAG_PUSHED;
 }
