@@ -464,22 +464,38 @@ int sp_mag_flush_all(struct sp_seg *s, struct sp_magset *set)
 }
 
 /*
- * @set stops being one of @slot's sets: what its magazines count (held)
- * and list (their entries become unlisted) moves to the slot's count,
- * before the magazines' counts are zeroed (a death in between counts
- * twice: an over-count, safe).  Registry locked, the set committed.
+ * @set is about to stop being one of @slot's sets (uncommitted): what its
+ * magazines count (held) and list (their entries become unlisted) moves
+ * to the slot's count, in two halves, so that a death at any point only
+ * over-counts: the positive terms now, while the set still counts, and
+ * the negative ones - returned, for the caller to add with
+ * fold_held_rest() - only once the set is uncommitted (a magazine's
+ * held is negative when another thread of the slot took what it freed).
+ * Registry locked, the set committed.
  */
-static void fold_held_locked(struct sp_seg *s, struct sp_magset *set, uint32_t slot)
+static int64_t fold_held_locked(struct sp_seg *s, struct sp_magset *set, uint32_t slot)
 {
-	uint64_t sum = 0;
+	uint64_t pos = 0, neg = 0;
 
 	sp_assert(sp_lock_held(&s->hdr->registry_lock));
-	for (unsigned j = 0; j < SP_MAGSET_MAGS; j++)
-		sum += (uint64_t)set->mag[j].held + listed(&set->mag[j]);
-	__atomic_fetch_add(&sp_clients(s)[slot].held, (int64_t)sum, __ATOMIC_SEQ_CST);
-	SP_CRASH_POINT("mag.set.fold");
-	for (unsigned j = 0; j < SP_MAGSET_MAGS; j++)
-		set->mag[j].held = 0;
+	for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+		int64_t h = set->mag[j].held;
+
+		if (h < 0)
+			neg += (uint64_t)h;
+		else
+			pos += (uint64_t)h;
+		pos += listed(&set->mag[j]);
+	}
+	__atomic_fetch_add(&sp_clients(s)[slot].held, (int64_t)pos, __ATOMIC_SEQ_CST);
+	SP_CRASH_POINT("mag.set.fold"); /* counted twice until uncommitted: over */
+	return (int64_t)neg;
+}
+
+/* The negative half of fold_held_locked(), the set uncommitted. */
+static void fold_held_rest(struct sp_seg *s, uint32_t slot, int64_t neg)
+{
+	__atomic_fetch_add(&sp_clients(s)[slot].held, neg, __ATOMIC_SEQ_CST);
 }
 
 /**
@@ -496,9 +512,11 @@ void sp_magset_destroy(struct sp_seg *s, struct sp_magset *set)
 	if (sp_registry_lock(s))
 		return;
 	if (sp_magset_valid(s, pfn) && set->slot == s->slot) {
-		fold_held_locked(s, set, set->slot);
+		int64_t neg = fold_held_locked(s, set, set->slot);
+
 		sp_plist_del(s, &sp_clients(s)[set->slot].mag_head, pfn);
-		set->magic = 0;
+		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE);
+		fold_held_rest(s, s->slot, neg); /* after: it no longer counts */
 		if (sp_buddy_lock(s) == 0) {
 			sp_buddy_free_locked(s, pfn);
 			sp_buddy_unlock(s);
@@ -701,6 +719,7 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 	}
 	while ((pfn = sp_clients(s)[slot].mag_head) != 0) {
 		struct sp_magset *set;
+		int64_t neg;
 
 		if (!sp_magset_valid(s, pfn - 1) ||
 		    ((struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1)))->slot != slot) {
@@ -719,10 +738,11 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 				sp_cache_unlock(c);
 			}
 		}
-		fold_held_locked(s, set, slot); /* its entries go by their tags now */
+		neg = fold_held_locked(s, set, slot); /* its entries go by their tags now */
 		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE); /* now it goes by its tag */
 		SP_CRASH_POINT("mag.release"); /* listed, uncommitted: recovery unlinks it */
 		sp_plist_del(s, &sp_clients(s)[slot].mag_head, pfn - 1);
+		fold_held_rest(s, slot, neg);
 	}
 	sp_registry_unlock(s);
 	return 0;

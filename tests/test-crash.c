@@ -676,7 +676,7 @@ static const struct scenario scenarios[] = {
 	{ "mag.flush.held", W_MAG_POOL_SHORT, 1 },
 	{ "mag.flush.held", W_MAG_POOL_SHORT, 3 },
 	{ "mag.flush.freed", W_MAG_POOL_SHORT, 1 },
-	{ "mag.flush.freed", W_MAG_POOL_SHORT, 6 },
+	{ "mag.flush.freed", W_MAG_POOL_SHORT, 2 },
 	{ "mag.forget", W_MAG_CACHE, 1 },
 	{ "mag.forget", W_MAG_POOL, 2 },
 	{ "mag.set.fold", W_MAG_CACHE, 1 },
