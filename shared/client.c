@@ -63,6 +63,28 @@
  * names a slot in use whose filter lacks its cache or the blocks flag, and
  * sp_holdings_all() (Stats, orphans) ignores the filters and walks all.
  *
+ * The held bound.  The filter cannot forget: a client that took and gave
+ * back one object of a cache another client fills with 10 M objects still
+ * cost its disconnect a walk of them all (115 ms).  So each slot also
+ * keeps an upper bound of what a walk could find (layout.h, "The held
+ * bound"): sp_client.held, counted by the locked paths, plus sp_mag.held
+ * of each magazine of its listed sets, counted by the fast paths
+ * (magazine.h), >= the objects tagged with its user tag, or with its
+ * magazine tag while no magazine lists them.  walk_slot() reads it under
+ * the registry lock, before the sets are released, for a slot that is not
+ * ALIVE (a live slot's counters move under its threads, and are not one
+ * instant's); when it is <= 0 the caches are skipped, except those the
+ * slot's magazines still list objects of (their cached objects are freed
+ * by tag as before).  The page walk and the release of sets are
+ * unchanged.  Only a slot's own frees count down: another slot freeing its
+ * object (producer/consumer) keeps the bound above 0, and the walk happens
+ * as before - correct, only slower.  Like the filter, the counters are
+ * untrusted: a low one hides the slot's own objects from its release (a
+ * leak, reported by the checker for slots that are not ALIVE), never a
+ * double free: a skip frees nothing.  The counts that views report stay
+ * exact: a bound of 0 means there is nothing to count.  A slot's held is
+ * reset with its filter (clear_filter()).
+ *
  * Locking: the client table is changed under the registry lock, except the
  * filter, set by atomic OR under whatever lock the tag it announces is
  * written under (none for a bind).  Walking a cache's objects takes that

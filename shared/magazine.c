@@ -39,6 +39,18 @@
  * Counters: pops and pushes count in the magazine and are folded into the
  * cache's (and pool's) nr_alloc/nr_free at each refill and flush.
  *
+ * The held bound (layout.h): each magazine's held is its share of its
+ * slot's bound of what a walk could find.  A pop raises it before its
+ * retag, a push lowers it after its nr commit (raising it before its
+ * retag for another slot's object), a refill adds what it asks for before
+ * the bulk alloc tags them and takes it off after nr lists them, a flush
+ * into a pool's reserve covers the entry it drops until the element is
+ * freed, and emptying a magazine without freeing (forget(): its cache
+ * went, or nr was scribbled) adds what it listed.  When a set goes
+ * (sp_magset_destroy(), sp_mag_release_slot()) its counts and what it
+ * lists move to the slot's held, the positive terms before the set is
+ * uncommitted and the negative ones after: a death anywhere over-counts.
+ *
  * Locking: a magazine is written only by its thread.  Refill and flush take
  * the cache lock (3); the pool lock (2) is taken before it, never inside.
  * Creating and destroying a set takes the registry lock (1), which protects
