@@ -254,6 +254,7 @@ void sp_seg_set_owner(struct sp_seg *s, uint32_t slot)
 	memset(s->noted, 0, sizeof(s->noted));
 	s->slot = slot;
 	s->owner = slot == UINT32_MAX ? SP_OWNER_NONE : (uint16_t)(slot + 1);
+	s->held = slot == UINT32_MAX ? NULL : &sp_clients(s)[slot].held;
 }
 
 /**

@@ -75,6 +75,7 @@ struct sp_seg {
 	uint8_t *data;		/* page 0 of the buddy area */
 	uint16_t owner;		/* this process's owner tag: slot + 1 */
 	uint32_t slot;		/* client slot, or UINT32_MAX before registration */
+	int64_t *held;		/* &sp_clients(s)[slot].held, NULL without a slot */
 	/* the slot filter bits (sp_slot_note()) this handle found set for
 	 * owner, cleared whenever owner changes (sp_seg_set_owner()) */
 	uint64_t noted[SP_SLOT_FILTER_BITS / 64];
@@ -660,9 +661,12 @@ sp_fast_inline void sp_slot_held_add(struct sp_seg *s, uint16_t owner, int64_t n
 {
 	uint32_t slot = (uint32_t)owner - 1u;
 
-	if (sp_owner_is_user(owner) && slot < s->geo.max_clients)
+	if (owner == s->owner && s->held) /* the common case: its own, one add */
+		__atomic_fetch_add(s->held, n, __ATOMIC_SEQ_CST);
+	else if (sp_owner_is_user(owner) && slot < s->geo.max_clients)
 		__atomic_fetch_add(&sp_clients(s)[slot].held, n, __ATOMIC_SEQ_CST);
-	__asm__ __volatile__("" ::: "memory");
+	else
+		__asm__ __volatile__("" ::: "memory"); /* ordered all the same */
 }
 
 /* May @slot hold something in cache @id (SP_NOTE_BLOCKS: blocks)?  Reads

@@ -128,6 +128,7 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 						  struct sp_mag *m, sp_off_t *off)
 {
 	uint32_t n = m->nr;
+	uint16_t owner = s->owner; /* a register across the barriers */
 	sp_off_t o;
 	uint64_t rel, slab_rel, orel, i;
 	struct sp_slab *sl;
@@ -145,11 +146,11 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
 	tag = sp_mag_geo_tag(g, sl, (uint32_t)i); /* read only once i is checked */
 	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
-			*tag != SP_OWNER_MAG(s->owner)))
+			*tag != SP_OWNER_MAG(owner)))
 		return SP_MAG_BAD;
 	m->held++; /* before the tag: a held object counts (layout.h) */
 	SP_CRASH_POINT("mag.pop.held");
-	*tag = s->owner;
+	*tag = owner;
 	SP_CRASH_POINT("mag.pop");
 	m->nr = n - 1;
 	m->nr_alloc++;
@@ -182,13 +183,19 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 		return SP_MAG_REFUSED;
 	tag = sp_mag_geo_tag(g, slab, idx);
 	t = *tag;
-	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || !sp_owner_is_user(t)))
+	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1)))
 		return SP_MAG_REFUSED;
-	if (sp_unlikely(n >= g->mag_cap))
-		return SP_MAG_FULL;
-	if (sp_unlikely(t != s->owner)) { /* another slot's: not in our bound yet */
-		m->held++; /* before the tag: it is ours, unlisted, until nr below */
+	if (sp_unlikely(t != s->owner)) { /* ours is a user tag: no need to test that */
+		/* read again: keeping t would cost the common case a register */
+		if (!sp_owner_is_user(__atomic_load_n(tag, __ATOMIC_RELAXED)))
+			return SP_MAG_REFUSED;
+		if (n >= g->mag_cap)
+			return SP_MAG_FULL;
+		/* another slot's: not in our bound yet, and ours once retagged */
+		m->held++; /* before the tag: counted while unlisted */
 		__asm__ __volatile__("" ::: "memory"); /* a death here over-counts */
+	} else if (sp_unlikely(n >= g->mag_cap)) {
+		return SP_MAG_FULL;
 	}
 	*tag = SP_OWNER_MAG(s->owner);
 	SP_CRASH_POINT("mag.push");
