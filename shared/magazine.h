@@ -13,9 +13,10 @@
  * (layout.h) >= what a walk of its caches could find, at every
  * instruction: each increment is stored before the tag it announces and
  * each decrement after the nr commit, with a compiler barrier
- * (SP_CRASH_POINT()) between.  A kill -9 between the two stores leaves an object whose tag tells
- * the daemon what to do with it (see magazine.c), so nothing is lost or
- * handed out twice.  Two threads freeing the same object at the same
+ * (SP_CRASH_POINT()) between.  A kill -9 between two of these stores
+ * leaves an object whose tag tells the daemon what to do with it (see
+ * magazine.c), so nothing is lost or handed out twice, and the held bound
+ * at worst too high.  Two threads freeing the same object at the same
  * moment is a double free that a plain store cannot catch (an atomic
  * compare-and-swap would, at 6 ns, as much as the whole pair); sequential
  * double frees are caught: the second sees a magazine tag.
