@@ -250,6 +250,9 @@ static Shmpool__SegmentInfo *segment_info(struct spd_arena *a, struct spd_daemon
 	v->daemon_pid = (int32_t)getpid();
 	v->socket_path = spd_arena_str(a, d->cfg.socket_path, strlen(d->cfg.socket_path));
 	v->protocol_version = SPD_PROTOCOL_VERSION;
+	v->nr_walk_caches = d->seg->nr_walk_caches;
+	v->nr_walk_skips = d->seg->nr_walk_skips;
+	v->nr_walk_blocks = d->seg->nr_walk_blocks;
 	return v->name && v->daemon_version && v->socket_path ? v : NULL;
 }
 

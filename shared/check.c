@@ -15,6 +15,15 @@
  * in ascending table order; nobody else ever holds two of one level) and
  * the buddy lock, recovering any whose owner died.  With SP_CHECK_NOLOCK (a
  * read-only mapping, or a quiescent segment) it reads without locks.
+ *
+ * The held bound (layout.h) is the one invariant the locks do not freeze:
+ * magazine pops and pushes take no lock, so a live slot's threads move its
+ * counters and tags while the world is stopped, and a count of its tags
+ * taken during the walk may exceed counters read after a push committed.
+ * So the bound is checked for slots that are not ALIVE (no thread of
+ * theirs runs: their counters and magazines are still, and the locks
+ * freeze their tags), and for ALIVE ones only with SP_CHECK_QUIESCENT,
+ * the caller's word that no magazine fast path runs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +35,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "magazine.h"
 
 void sp_report_add(struct sp_report *r, const char *fmt, ...)
 {
@@ -54,6 +64,8 @@ struct ctx {
 	uint32_t *slabs_per_cache; /* SLAB heads seen in page metadata, by cache id */
 	uint64_t *reserve_pages;   /* RESERVE-tagged page elements, by pool id */
 	uint32_t *magsets_per_slot; /* committed magazine sets, by slot */
+	uint64_t *tagged_per_slot; /* allocated cache objects tagged with its user
+				    * or magazine tag, by slot (the held bound) */
 };
 
 /* Is @tag a valid owner of memory of this kind? */
@@ -275,6 +287,8 @@ static void check_slab(struct ctx *x, const struct sp_cache *c, uint32_t id, uin
 
 		if (used) {
 			cnt++;
+			if (sp_owner_slot(own[i]) < s->geo.max_clients)
+				x->tagged_per_slot[sp_owner_slot(own[i])]++;
 			if (sp_owner_is_mag(own[i])) { /* free, cached by a slot in use */
 				if (!tag_ok(x, own[i] & 0x7fffu, false, false))
 					V("cache %.63s: object %u of slab %u cached by invalid slot tag %u",
@@ -955,10 +969,101 @@ static int lock_all(struct sp_seg *s, struct sp_report *r, struct world *w)
 	return rc;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Distinct objects the magazines of @slot's listed sets list that are
+ * allocated and carry its magazine tag: those the held bound leaves out.
+ * Bounded like sp_slot_held_sum(); -1 when the list cannot be walked.
+ */
+static int64_t mag_listed(struct ctx *x, uint32_t slot)
+{
+	struct sp_seg *s = x->s;
+	uint32_t pfn = sp_clients(s)[slot].mag_head, steps = (s->geo.nr_pages >> SP_MAGSET_ORDER) + 1;
+	uint64_t *v = NULL, n = 0, cap = 0, distinct = 0;
+
+	for (; pfn; pfn = s->pages[pfn - 1].next) {
+		struct sp_magset *set;
+
+		if (!steps-- || !sp_magset_valid(s, pfn - 1)) {
+			free(v);
+			return -1;
+		}
+		set = (struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+		for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+			struct sp_mag *m = &set->mag[j];
+			uint32_t nr = m->nr <= SP_MAG_OBJS ? m->nr : SP_MAG_OBJS;
+			struct sp_cache *c = m->cache_id ? sp_cache_get(s, m->cache_id - 1) : NULL;
+			struct sp_mag_geo g;
+
+			if (!c || c->gen != m->cache_gen || !sp_mag_geo_init(s, c, &g))
+				continue;
+			for (uint32_t k = 0; k < nr; k++) {
+				struct sp_slab *slab;
+				uint32_t idx;
+
+				if (!sp_mag_geo_locate(&g, m->objs[k], &slab, &idx) ||
+				    !(slab->bitmap[idx / 64] >> (idx % 64) & 1) ||
+				    *sp_mag_geo_tag(&g, slab, idx) != SP_OWNER_MAG(slot + 1))
+					continue;
+				if (n == cap) {
+					uint64_t *nv = realloc(v, (cap ? 2 * cap : 256) * sizeof(*v));
+
+					if (!nv) {
+						free(v);
+						return -1;
+					}
+					v = nv;
+					cap = cap ? 2 * cap : 256;
+				}
+				v[n++] = m->objs[k];
+			}
+		}
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	for (uint64_t i = 0; i < n; i++)
+		distinct += !i || v[i] != v[i - 1];
+	free(v);
+	return (int64_t)distinct;
+}
+
+/* Every slot's held bound covers what a walk of its caches would find
+ * beyond what its magazines list (layout.h); see the top of this file for
+ * which slots.  Run after the caches were checked (tagged_per_slot). */
+static void check_held(struct ctx *x, bool quiescent)
+{
+	struct sp_seg *s = x->s;
+	struct sp_report *r = x->r;
+
+	for (uint32_t i = 0; i < s->geo.max_clients; i++) {
+		uint32_t state = sp_clients(s)[i].state;
+		int64_t sum, listed, found;
+
+		if (state == SP_CLIENT_FREE || (state == SP_CLIENT_ALIVE && !quiescent))
+			continue;
+		/* a list that cannot be walked: reported by check_maglists(), and
+		 * the bound is unknown there, so a release walks everything */
+		if (sp_slot_held_sum(s, i, &sum, NULL) || (listed = mag_listed(x, i)) < 0)
+			continue;
+		found = (int64_t)x->tagged_per_slot[i] - listed;
+		if (found > sum)
+			V("client slot %u: %lld objects carry its tags outside its magazines, but its "
+			  "held bound is %lld: its release would skip them", i, (long long)found,
+			  (long long)sum);
+	}
+}
+
 /**
  * sp_check() - verify every invariant of a segment.
  * @s: segment (possibly read-only, possibly corrupted).
- * @flags: SP_CHECK_NOLOCK to read without locking.
+ * @flags: SP_CHECK_NOLOCK to read without locking; SP_CHECK_QUIESCENT when
+ *         no magazine fast path runs (also check live slots' held bounds).
  * @r: the report; the caller sets r->cap and r->v (or leaves them 0 to only
  *     count), and frees r->v.
  *
@@ -976,11 +1081,14 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 	x.slabs_per_cache = calloc(sp_nr_cache_slots(s), sizeof(*x.slabs_per_cache));
 	x.reserve_pages = calloc(s->geo.max_pools + 1, sizeof(*x.reserve_pages));
 	x.magsets_per_slot = calloc(s->geo.max_clients + 1, sizeof(*x.magsets_per_slot));
+	x.tagged_per_slot = calloc(s->geo.max_clients + 1, sizeof(*x.tagged_per_slot));
 	w.mine = locked ? calloc(sp_nr_cache_slots(s) + s->geo.max_pools + 1, 1) : NULL;
-	if (!x.slabs_per_cache || !x.reserve_pages || !x.magsets_per_slot || (locked && !w.mine)) {
+	if (!x.slabs_per_cache || !x.reserve_pages || !x.magsets_per_slot || !x.tagged_per_slot ||
+	    (locked && !w.mine)) {
 		free(x.slabs_per_cache);
 		free(x.reserve_pages);
 		free(x.magsets_per_slot);
+		free(x.tagged_per_slot);
 		free(w.mine);
 		return sp_err(-ENOMEM, "out of process memory");
 	}
@@ -999,6 +1107,7 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 		if (sp_pools(s)[i].state != SP_DESC_FREE)
 			check_pool(&x, &sp_pools(s)[i], i);
 	check_class_reserves(&x);
+	check_held(&x, flags & SP_CHECK_QUIESCENT);
 	check_registry(&x);
 	check_pool_pages(&x);
 	check_internal(&x);
@@ -1007,6 +1116,7 @@ int sp_check(struct sp_seg *s, int flags, struct sp_report *r)
 	free(x.slabs_per_cache);
 	free(x.reserve_pages);
 	free(x.magsets_per_slot);
+	free(x.tagged_per_slot);
 	free(w.mine);
 	return (int)r->nr;
 }

@@ -75,6 +75,7 @@ struct sp_seg {
 	uint8_t *data;		/* page 0 of the buddy area */
 	uint16_t owner;		/* this process's owner tag: slot + 1 */
 	uint32_t slot;		/* client slot, or UINT32_MAX before registration */
+	int64_t *held;		/* &sp_clients(s)[slot].held, NULL without a slot */
 	/* the slot filter bits (sp_slot_note()) this handle found set for
 	 * owner, cleared whenever owner changes (sp_seg_set_owner()) */
 	uint64_t noted[SP_SLOT_FILTER_BITS / 64];
@@ -82,6 +83,7 @@ struct sp_seg {
 	uint64_t nr_walk_caches; /* caches and page tables this process walked for */
 	uint64_t nr_walk_blocks; /* one slot (client.c; tests read them) */
 	uint64_t nr_walk_relocks; /* cache locks dropped between chunks of a walk */
+	uint64_t nr_walk_skips;	/* caches a slot's held bound let its walk skip */
 	uint64_t nr_settles;	/* sp_pool_kmalloc_settle() calls (tests read it) */
 	char name[256];
 };
@@ -534,6 +536,7 @@ void sp_cache_counters(struct sp_seg *s, const struct sp_cache *c, uint64_t *nr_
 void sp_pool_counters(struct sp_seg *s, const struct sp_pool *p, uint64_t *nr_alloc,
 		      uint64_t *nr_free);
 int sp_mag_release_slot(struct sp_seg *s, uint32_t slot);
+int sp_slot_held_sum(const struct sp_seg *s, uint32_t slot, int64_t *sum, uint64_t *listed);
 void sp_mag_relink_locked(struct sp_seg *s);
 bool sp_magset_valid(const struct sp_seg *s, uint32_t pfn);
 
@@ -643,6 +646,29 @@ sp_fast_inline void sp_slot_note(struct sp_seg *s, uint16_t owner, uint32_t id)
 	SP_CRASH_POINT("slot.note"); /* the bit without the tag: harmless */
 }
 
+/**
+ * sp_slot_held_add() - add @n to the held bound of the slot @owner names.
+ * @s: segment.  @owner: a tag: only a user tag (slot + 1) is counted.
+ * @n: +1 before that tag is written on an object of a cache, -1 after the
+ *     caller's own tag was taken off one (layout.h, "The held bound").
+ *
+ * An atomic add (a slot's threads share the counter), sequentially
+ * consistent: also a compiler barrier, so it is stored before the tag
+ * store that follows it and after the untag that precedes it, which is
+ * what a process killed in between needs.  Does not sleep.
+ */
+sp_fast_inline void sp_slot_held_add(struct sp_seg *s, uint16_t owner, int64_t n)
+{
+	uint32_t slot = (uint32_t)owner - 1u;
+
+	if (owner == s->owner && s->held) /* the common case: its own, one add */
+		__atomic_fetch_add(s->held, n, __ATOMIC_SEQ_CST);
+	else if (sp_owner_is_user(owner) && slot < s->geo.max_clients)
+		__atomic_fetch_add(&sp_clients(s)[slot].held, n, __ATOMIC_SEQ_CST);
+	else
+		__asm__ __volatile__("" ::: "memory"); /* ordered all the same */
+}
+
 /* May @slot hold something in cache @id (SP_NOTE_BLOCKS: blocks)?  Reads
  * the untrusted filter.  Does not sleep. */
 static inline bool sp_slot_may_hold(const struct sp_seg *s, uint32_t slot, uint32_t id)
@@ -675,6 +701,7 @@ struct sp_report {
 };
 
 #define SP_CHECK_NOLOCK 0x1 /* do not take locks (read-only or quiescent) */
+#define SP_CHECK_QUIESCENT 0x2 /* no magazine fast path runs: check live slots' held bounds */
 
 int sp_check(struct sp_seg *s, int flags, struct sp_report *r);
 void sp_report_free(struct sp_report *r);

@@ -47,6 +47,15 @@ const char *const sp_crash_points[] = {
 	"mag.pop",		 /* object retagged to the user, nr not lowered */
 	"mag.push",		 /* object tagged cached, not yet in the magazine */
 	"slot.note",		 /* slot filter bit set, the tag naming it not written */
+	/* the held bound (layout.h): a death at each only over-counts */
+	"mag.pop.held",		 /* magazine's held raised, object still cached */
+	"mag.push.held",	 /* object listed, magazine's held not lowered */
+	"mag.refill.held",	 /* held raised by the refill, nothing tagged yet */
+	"mag.refill.listed",	 /* refill listed, its held not lowered */
+	"mag.flush.held",	 /* held raised, entry not yet dropped for the pool */
+	"mag.flush.freed",	 /* entry freed into the pool, held not lowered */
+	"mag.forget",		 /* entries counted as held, nr not zeroed */
+	"mag.set.fold",		 /* set's counts added to the slot's, not zeroed */
 };
 const unsigned sp_nr_crash_points = sizeof(sp_crash_points) / sizeof(sp_crash_points[0]);
 

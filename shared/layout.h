@@ -68,7 +68,7 @@
 #include <stdint.h>
 
 #define SP_MAGIC		0x314c4f4f504d4853ULL /* "SHMPOOL1" little-endian */
-#define SP_LAYOUT_VERSION	4u
+#define SP_LAYOUT_VERSION	5u	/* 5: sp_client.held, sp_mag.held */
 #define SP_PAGE_SHIFT		12
 #define SP_PAGE_SIZE		(1u << SP_PAGE_SHIFT)
 #define SP_MAX_ORDER_LIMIT	20	/* 4 GiB blocks at most */
@@ -337,6 +337,29 @@ enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
 #define SP_SLOT_MAY_BLOCKS	1u	/* sp_client.flags: may hold blocks or magazine sets */
 
 /*
+ * The held bound.  For every slot s, with T(s) its user tag (slot + 1):
+ *
+ *   sp_client.held + sum over the magazines m of s's committed magazine
+ *   sets (those on its list) of m.held
+ *     >= #allocated objects of any cache tagged T(s), or tagged
+ *        SP_OWNER_MAG(T(s)) while no committed entry (objs[0, nr)) of one
+ *        of those magazines lists them
+ *
+ * i.e. an upper bound of what a walk of the slot's caches could find
+ * beyond what its magazines list.  A single term may be negative (one
+ * thread pops an object, another pushes it back); the sum never is,
+ * because every increment is stored (in program order) BEFORE the tag
+ * store it announces and every decrement AFTER the store that makes the
+ * object stop counting (the untag, or a magazine's nr commit).  A slot
+ * that is not ALIVE and whose bound is <= 0 is released without walking
+ * its caches (client.c).  Only the slot's own threads decrement: an
+ * object another slot frees (producer/consumer) keeps the bound > 0 for
+ * good, which only costs the walk of today.  Block kinds (large, raw,
+ * page-pool, magazine sets) are not counted: they are found by the page
+ * walk, which this bound does not skip.
+ */
+
+/*
  * struct sp_client - one slot of the client table.  Lives in shared memory,
  * changed under the registry lock.  A DEAD slot stays until what it holds
  * has been released (sp_slot_release()), so orphans keep their attribution.
@@ -366,6 +389,13 @@ struct sp_client {
 	uint32_t flags;
 	uint32_t pad0;
 	uint64_t used[SP_SLOT_FILTER_BITS / 64];
+	/*
+	 * The slot's part of the held bound (see "The held bound" above):
+	 * atomic adds by its locked paths (slab.c, mempool.c) and by the
+	 * fold of a magazine set's counts when the set goes (magazine.c).
+	 * Reset to 0 only where the filter is cleared.  Untrusted.
+	 */
+	int64_t held;
 };
 
 /* ---- magazines (magazine.c) ---------------------------------------------- */
@@ -415,7 +445,9 @@ struct sp_mag {
 	uint32_t pad;
 	uint32_t nr_alloc;	/* operations not yet folded into the counters */
 	uint32_t nr_free;
-	uint64_t pad2;
+	int64_t held;		/* its part of the slot's held bound (above):
+				 * plain stores by its thread, ordered around
+				 * the tag and nr stores (magazine.h) */
 	sp_off_t objs[SP_MAG_OBJS];
 };
 

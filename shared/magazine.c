@@ -39,6 +39,18 @@
  * Counters: pops and pushes count in the magazine and are folded into the
  * cache's (and pool's) nr_alloc/nr_free at each refill and flush.
  *
+ * The held bound (layout.h): each magazine's held is its share of its
+ * slot's bound of what a walk could find.  A pop raises it before its
+ * retag, a push lowers it after its nr commit (raising it before its
+ * retag for another slot's object), a refill adds what it asks for before
+ * the bulk alloc tags them and takes it off after nr lists them, a flush
+ * into a pool's reserve covers the entry it drops until the element is
+ * freed, and emptying a magazine without freeing (forget(): its cache
+ * went, or nr was scribbled) adds what it listed.  When a set goes
+ * (sp_magset_destroy(), sp_mag_release_slot()) its counts and what it
+ * lists move to the slot's held, the positive terms before the set is
+ * uncommitted and the negative ones after: a death anywhere over-counts.
+ *
  * Locking: a magazine is written only by its thread.  Refill and flush take
  * the cache lock (3); the pool lock (2) is taken before it, never inside.
  * Creating and destroying a set takes the registry lock (1), which protects
@@ -75,6 +87,24 @@ bool sp_magset_valid(const struct sp_seg *s, uint32_t pfn)
 static uint32_t set_pfn(const struct sp_seg *s, const struct sp_magset *set)
 {
 	return (uint32_t)(((const uint8_t *)set - s->data) >> SP_PAGE_SHIFT);
+}
+
+/* Objects @m lists, at most SP_MAG_OBJS (nr may be scribbled). */
+static uint32_t listed(const struct sp_mag *m)
+{
+	uint32_t nr = __atomic_load_n(&m->nr, __ATOMIC_RELAXED);
+
+	return nr <= SP_MAG_OBJS ? nr : SP_MAG_OBJS;
+}
+
+/* Empty @m without freeing what it lists: those objects keep our magazine
+ * tag (freed by tag when the slot goes), unlisted, so they join the held
+ * bound first (layout.h).  Its thread only. */
+static void forget(struct sp_mag *m)
+{
+	m->held = (int64_t)((uint64_t)m->held + listed(m));
+	SP_CRASH_POINT("mag.forget");
+	m->nr = 0;
 }
 
 /**
@@ -179,11 +209,15 @@ bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp
 	enum sp_mag_take_result r;
 
 	if (!sp_mag_geo_init(s, c, &g)) {
-		m->nr = 0; /* what it listed is still tagged, freed at exit */
+		forget(m); /* what it listed is still tagged, freed at exit */
 		return false;
 	}
-	while ((r = sp_mag_take(s, &g, m, off)) == SP_MAG_BAD)
-		m->nr = m->nr > SP_MAG_OBJS ? 0 : m->nr - 1;
+	while ((r = sp_mag_take(s, &g, m, off)) == SP_MAG_BAD) {
+		if (m->nr > SP_MAG_OBJS)
+			forget(m);
+		else /* the top entry is not our cached object: nothing unlisted */
+			m->nr--;
+	}
 	return r == SP_MAG_TAKEN;
 }
 
@@ -275,24 +309,30 @@ static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 {
 	int rc = sp_cache_lock(s, c), k;
+	uint32_t want;
 
 	if (rc)
 		return rc;
 	fold_locked(s, c, m);
 	if (m->nr > SP_MAG_OBJS)
-		m->nr = 0; /* scribbled: what it listed is still tagged, freed at exit */
+		forget(m); /* scribbled: what it listed is still tagged, freed at exit */
 	if (m->nr >= sp_mag_cap(c) / 2) {
 		k = (int)m->nr;
 		goto out;
 	}
-	k = sp_cache_alloc_bulk_locked(s, c, SP_OWNER_MAG(s->owner), &m->objs[m->nr],
-				       sp_mag_cap(c) / 2 - m->nr);
+	/* the bulk alloc tags them ours before nr lists them: counted first */
+	want = sp_mag_cap(c) / 2 - m->nr;
+	m->held += want;
+	SP_CRASH_POINT("mag.refill.held");
+	k = sp_cache_alloc_bulk_locked(s, c, SP_OWNER_MAG(s->owner), &m->objs[m->nr], want);
 	if (k > 0) {
 		SP_CRASH_POINT("mag.refill");
 		m->nr += (uint32_t)k;
 		c->nr_mag_refill++;
 		k = (int)m->nr;
 	}
+	SP_CRASH_POINT("mag.refill.listed"); /* listed (or never tagged): uncounted */
+	m->held -= want;
 out:
 	sp_cache_unlock(c);
 	return k;
@@ -332,14 +372,20 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 	int rc;
 
 	if (m->nr > SP_MAG_OBJS)
-		m->nr = 0;
-	/* through the pool's free path: reserve first, waiters woken */
+		forget(m);
+	/* through the pool's free path: reserve first, waiters woken; it is
+	 * unlisted before its free, so counted in between (layout.h) */
 	while (p && m->nr > keep && (p->curr_nr < p->min_nr || p->nr_waiters)) {
 		sp_off_t off = m->objs[m->nr - 1];
 
+		m->held++;
+		SP_CRASH_POINT("mag.flush.held");
 		m->nr--;
 		SP_CRASH_POINT("mag.flush");
-		sp_pool_free_owned(s, p, off, mytag);
+		if (sp_pool_free_owned(s, p, off, mytag) == 0) {
+			SP_CRASH_POINT("mag.flush.freed");
+			m->held--; /* untagged (or in the reserve): no longer ours */
+		} /* else not ours, or still tagged: stays counted */
 	}
 	rc = sp_cache_lock(s, c);
 	if (rc)
@@ -376,8 +422,8 @@ static int unbind(struct sp_seg *s, struct sp_mag *m)
 		rc = sp_mag_flush(s, c, m, 0);
 	if (rc)
 		return rc;
+	forget(m); /* empty after a flush; else its cache went: tagged, unlisted */
 	m->cache_id = 0;
-	m->nr = 0;
 	m->nr_alloc = m->nr_free = 0;
 	return 0;
 }
@@ -429,6 +475,41 @@ int sp_mag_flush_all(struct sp_seg *s, struct sp_magset *set)
 	return rc;
 }
 
+/*
+ * @set is about to stop being one of @slot's sets (uncommitted): what its
+ * magazines count (held) and list (their entries become unlisted) moves
+ * to the slot's count, in two halves, so that a death at any point only
+ * over-counts: the positive terms now, while the set still counts, and
+ * the negative ones - returned, for the caller to add with
+ * fold_held_rest() - only once the set is uncommitted (a magazine's
+ * held is negative when another thread of the slot took what it freed).
+ * Registry locked, the set committed.
+ */
+static int64_t fold_held_locked(struct sp_seg *s, struct sp_magset *set, uint32_t slot)
+{
+	uint64_t pos = 0, neg = 0;
+
+	sp_assert(sp_lock_held(&s->hdr->registry_lock));
+	for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+		int64_t h = set->mag[j].held;
+
+		if (h < 0)
+			neg += (uint64_t)h;
+		else
+			pos += (uint64_t)h;
+		pos += listed(&set->mag[j]);
+	}
+	__atomic_fetch_add(&sp_clients(s)[slot].held, (int64_t)pos, __ATOMIC_SEQ_CST);
+	SP_CRASH_POINT("mag.set.fold"); /* counted twice until uncommitted: over */
+	return (int64_t)neg;
+}
+
+/* The negative half of fold_held_locked(), the set uncommitted. */
+static void fold_held_rest(struct sp_seg *s, uint32_t slot, int64_t neg)
+{
+	__atomic_fetch_add(&sp_clients(s)[slot].held, neg, __ATOMIC_SEQ_CST);
+}
+
 /**
  * sp_magset_destroy() - empty and free the calling thread's set.
  * @s: segment.  @set: from sp_magset_create() by this slot.
@@ -443,8 +524,11 @@ void sp_magset_destroy(struct sp_seg *s, struct sp_magset *set)
 	if (sp_registry_lock(s))
 		return;
 	if (sp_magset_valid(s, pfn) && set->slot == s->slot) {
+		int64_t neg = fold_held_locked(s, set, set->slot);
+
 		sp_plist_del(s, &sp_clients(s)[set->slot].mag_head, pfn);
-		set->magic = 0;
+		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE);
+		fold_held_rest(s, s->slot, neg); /* after: it no longer counts */
 		if (sp_buddy_lock(s) == 0) {
 			sp_buddy_free_locked(s, pfn);
 			sp_buddy_unlock(s);
@@ -647,6 +731,7 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 	}
 	while ((pfn = sp_clients(s)[slot].mag_head) != 0) {
 		struct sp_magset *set;
+		int64_t neg;
 
 		if (!sp_magset_valid(s, pfn - 1) ||
 		    ((struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1)))->slot != slot) {
@@ -665,11 +750,70 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 				sp_cache_unlock(c);
 			}
 		}
+		neg = fold_held_locked(s, set, slot); /* its entries go by their tags now */
 		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE); /* now it goes by its tag */
 		SP_CRASH_POINT("mag.release"); /* listed, uncommitted: recovery unlinks it */
 		sp_plist_del(s, &sp_clients(s)[slot].mag_head, pfn - 1);
+		fold_held_rest(s, slot, neg);
 	}
 	sp_registry_unlock(s);
+	return 0;
+}
+
+/**
+ * sp_slot_held_sum() - read a slot's held bound (layout.h, "The held bound").
+ * @s: segment; the caller holds the registry lock (the slot's list of sets
+ *     stays as it is), or reads a segment it knows is quiescent (the
+ *     checker without locks).
+ * @slot: the slot.
+ * @sum: the slot's held plus the held of every magazine of its listed sets.
+ * @lists: SP_SLOT_FILTER_BITS bits: bit id % SP_SLOT_FILTER_BITS set for
+ *          each cache a magazine of those sets lists objects of (what the
+ *          bound does not cover: a walk of those still finds them), or NULL.
+ *
+ * Bounded and untrusting: a list that links a page which is not one of
+ * the slot's committed sets, that does not end within the segment's
+ * number of set-sized blocks, a magazine listing objects but bound to no
+ * cache, or a sum that overflows, make the bound unknown.  The counters
+ * are read as they are: for a slot whose threads still run, the sum is
+ * not one instant's and may be low; only a slot that is not ALIVE (its
+ * threads gone or done) may be trusted.  Does not sleep.
+ * Return: 0, or -EFAULT when the bound is unknown (walk everything).
+ */
+int sp_slot_held_sum(const struct sp_seg *s, uint32_t slot, int64_t *sum, uint64_t *lists)
+{
+	uint32_t n = sp_nr_cache_slots(s), steps = (s->geo.nr_pages >> SP_MAGSET_ORDER) + 1, pfn;
+	int64_t v;
+
+	if (slot >= s->geo.max_clients)
+		return -EFAULT;
+	if (lists)
+		memset(lists, 0, SP_SLOT_FILTER_BITS / 8);
+	v = __atomic_load_n(&sp_clients(s)[slot].held, __ATOMIC_ACQUIRE);
+	pfn = __atomic_load_n(&sp_clients(s)[slot].mag_head, __ATOMIC_ACQUIRE);
+	for (; pfn; pfn = s->pages[pfn - 1].next) {
+		const struct sp_magset *set;
+
+		if (!steps-- || !sp_magset_valid(s, pfn - 1))
+			return -EFAULT;
+		set = (const struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
+		if (set->slot != slot)
+			return -EFAULT;
+		for (unsigned j = 0; j < SP_MAGSET_MAGS; j++) {
+			const struct sp_mag *m = &set->mag[j];
+			uint32_t id = __atomic_load_n(&m->cache_id, __ATOMIC_RELAXED) - 1u;
+
+			if (__builtin_add_overflow(v, __atomic_load_n(&m->held, __ATOMIC_RELAXED), &v))
+				return -EFAULT;
+			if (!listed(m))
+				continue;
+			if (id >= n)
+				return -EFAULT;
+			if (lists)
+				lists[id % SP_SLOT_FILTER_BITS / 64] |= 1ull << (id % 64);
+		}
+	}
+	*sum = v;
 	return 0;
 }
 

@@ -7,10 +7,16 @@
  *
  * These functions run with no lock and touch only the calling thread's
  * magazine and the owner tag of one object, with plain stores: a pop
- * retags MAG -> user then lowers nr; a push retags user -> MAG then raises
- * nr.  A kill -9 between the two stores leaves an object whose tag tells
- * the daemon what to do with it (see magazine.c), so nothing is lost or
- * handed out twice.  Two threads freeing the same object at the same
+ * raises the magazine's held count, retags MAG -> user, then lowers nr; a
+ * push retags user -> MAG, raises nr, then lowers held (raising it first
+ * for another slot's object).  The held counts keep the slot's held bound
+ * (layout.h) >= what a walk of its caches could find, at every
+ * instruction: each increment is stored before the tag it announces and
+ * each decrement after the nr commit, with a compiler barrier
+ * (SP_CRASH_POINT()) between.  A kill -9 between two of these stores
+ * leaves an object whose tag tells the daemon what to do with it (see
+ * magazine.c), so nothing is lost or handed out twice, and the held bound
+ * at worst too high.  Two threads freeing the same object at the same
  * moment is a double free that a plain store cannot catch (an atomic
  * compare-and-swap would, at 6 ns, as much as the whole pair); sequential
  * double frees are caught: the second sees a magazine tag.
@@ -133,6 +139,7 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 						  struct sp_mag *m, sp_off_t *off)
 {
 	uint32_t n = m->nr;
+	uint16_t owner = s->owner; /* a register across the barriers */
 	sp_off_t o;
 	uint64_t rel, slab_rel, orel, i;
 	struct sp_slab *sl;
@@ -150,9 +157,11 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
 	tag = sp_mag_geo_tag(g, sl, (uint32_t)i); /* read only once i is checked */
 	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
-			*tag != SP_OWNER_MAG(s->owner)))
+			*tag != SP_OWNER_MAG(owner)))
 		return SP_MAG_BAD;
-	*tag = s->owner;
+	m->held++; /* before the tag: a held object counts (layout.h) */
+	SP_CRASH_POINT("mag.pop.held");
+	*tag = owner;
 	SP_CRASH_POINT("mag.pop");
 	m->nr = n - 1;
 	m->nr_alloc++;
@@ -179,19 +188,32 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 {
 	uint32_t n = m->nr, idx;
 	struct sp_slab *slab;
-	uint16_t *tag;
+	uint16_t *tag, t;
 
 	if (sp_unlikely(!sp_mag_geo_locate(g, off, &slab, &idx)))
 		return SP_MAG_REFUSED;
 	tag = sp_mag_geo_tag(g, slab, idx);
-	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) || !sp_owner_is_user(*tag)))
+	t = *tag;
+	if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1)))
 		return SP_MAG_REFUSED;
-	if (sp_unlikely(n >= g->mag_cap))
+	if (sp_unlikely(t != s->owner)) { /* ours is a user tag: no need to test that */
+		/* read again: keeping t would cost the common case a register */
+		if (!sp_owner_is_user(__atomic_load_n(tag, __ATOMIC_RELAXED)))
+			return SP_MAG_REFUSED;
+		if (n >= g->mag_cap)
+			return SP_MAG_FULL;
+		/* another slot's: not in our bound yet, and ours once retagged */
+		m->held++; /* before the tag: counted while unlisted */
+		__asm__ __volatile__("" ::: "memory"); /* a death here over-counts */
+	} else if (sp_unlikely(n >= g->mag_cap)) {
 		return SP_MAG_FULL;
+	}
 	*tag = SP_OWNER_MAG(s->owner);
 	SP_CRASH_POINT("mag.push");
 	m->objs[n] = off;
 	m->nr = n + 1;
+	SP_CRASH_POINT("mag.push.held"); /* listed: it no longer counts */
+	m->held--; /* after the commit (own object: -1 net; another's: 0 net) */
 	m->nr_free++;
 	return SP_MAG_PUSHED;
 }

@@ -456,7 +456,11 @@ static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 			    p->name, holder_why(*must));
 	else if (to) {
 		sp_slot_note(s, to, c ? sp_cache_index(s, c) : SP_NOTE_BLOCKS); /* before the tag */
+		if (c) /* an object of a cache: the held bound (layout.h), before the tag */
+			sp_slot_held_add(s, to, 1);
 		__atomic_store_n(tag, to, __ATOMIC_RELEASE);
+		if (c && *old == s->owner) /* ours no more: after the tag */
+			sp_slot_held_add(s, *old, -1);
 	}
 	unlock_backing(s, c);
 	return rc;

@@ -714,6 +714,7 @@ static int alloc_bulk_geo_locked(struct sp_seg *s, struct sp_cache *c,
 				return sp_err(-EFAULT, "cache %s: slab counters disagreed with bitmap",
 					      c->name);
 			}
+			sp_slot_held_add(s, owner, 1); /* before the tag (layout.h) */
 			owners[idx] = owner;
 			SP_CRASH_POINT("slab.alloc.owner");
 			__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
@@ -786,6 +787,7 @@ alloc_one_geo_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache
 		goto bulk;
 	bit = (uint32_t)__builtin_ctzll(bits);
 	idx = w * 64 + bit;
+	sp_slot_held_add(s, owner, 1); /* before the tag (layout.h) */
 	sp_slab_owners(g, slab)[idx] = owner;
 	SP_CRASH_POINT("slab.alloc.owner");
 	__atomic_store_n(&slab->bitmap[w], word | (1ull << bit), __ATOMIC_RELEASE);
@@ -1070,6 +1072,7 @@ free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
 		struct sp_slab *slab, uint32_t idx)
 {
 	uint64_t mask = 1ull << (idx % 64), word = slab->bitmap[idx / 64];
+	uint16_t was = sp_slab_owners(g, slab)[idx];
 	uint8_t *obj = NULL;
 	uint32_t pfn;
 
@@ -1090,6 +1093,8 @@ free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
 	__atomic_store_n(&slab->bitmap[idx / 64], word & ~mask, __ATOMIC_RELEASE);
 	SP_CRASH_POINT("slab.free.bit");
 	sp_slab_owners(g, slab)[idx] = SP_OWNER_NONE;
+	if (was == s->owner) /* ours: after the untag (layout.h); others' stay counted */
+		sp_slot_held_add(s, was, -1);
 	slab->inuse--; /* a counter only: slab_empty() decides, from the bitmap */
 	c->active_objs--;
 	pfn = (uint32_t)((sp_off_t)((uint8_t *)slab - s->data) >> SP_PAGE_SHIFT);

@@ -265,6 +265,9 @@ static void status_json(const struct ctl_src *src, const Shmpool__StatsReply *st
 		json_object_object_add(d, "version", json_object_new_string(
 							     ctl_str(sg->daemon_version)));
 		json_object_object_add(d, "uptime_s", ctl_json_u64(sg->daemon_uptime_s));
+		json_object_object_add(d, "walked_caches", ctl_json_u64(sg->nr_walk_caches));
+		json_object_object_add(d, "skipped_caches", ctl_json_u64(sg->nr_walk_skips));
+		json_object_object_add(d, "walked_pages", ctl_json_u64(sg->nr_walk_blocks));
 		json_object_object_add(d, "pid", json_object_new_int64(sg->daemon_pid));
 		json_object_object_add(d, "socket", json_object_new_string(
 							    sg->socket_path && *sg->socket_path

@@ -139,6 +139,15 @@ static void segment_metrics(const struct ctl_src *src, const Shmpool__StatsReply
 		family("shmpool_daemon_uptime_seconds", "gauge", "Seconds since shmpoold started.");
 		printf("shmpool_daemon_uptime_seconds %llu\n",
 		       (unsigned long long)sg->daemon_uptime_s);
+		family("shmpool_daemon_slot_walks_total", "counter",
+		       "Walks for released or counted slots: caches walked, caches skipped by the "
+		       "slot's held bound, page tables walked.");
+		printf("shmpool_daemon_slot_walks_total{what=\"cache\"} %llu\n",
+		       (unsigned long long)sg->nr_walk_caches);
+		printf("shmpool_daemon_slot_walks_total{what=\"cache_skipped\"} %llu\n",
+		       (unsigned long long)sg->nr_walk_skips);
+		printf("shmpool_daemon_slot_walks_total{what=\"pages\"} %llu\n",
+		       (unsigned long long)sg->nr_walk_blocks);
 	}
 	family("shmpool_segment_size_bytes", "gauge", "Size of the shared-memory segment.");
 	printf("shmpool_segment_size_bytes %llu\n", (unsigned long long)sg->size);

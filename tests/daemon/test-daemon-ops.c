@@ -7,10 +7,12 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "daemon-util.h"
+#include "magazine.h"
 
 struct ctx {
 	struct td_daemon d;
@@ -279,6 +281,88 @@ static void reclaim_and_goodbye(void **state)
 	TD_EXPECT_FREE(td_name_op(x->c.fd, SHMPOOL__REQUEST__OP_POOL_DESTROY, "ops.orphans"), 0);
 }
 
+/* The daemon's walk counters, from Stats. */
+static void walks(int fd, uint64_t *walked, uint64_t *skipped)
+{
+	Shmpool__Response *r = td_simple(fd, SHMPOOL__REQUEST__OP_STATS);
+
+	TD_EXPECT(r, 0);
+	*walked = r->stats->segment->nr_walk_caches;
+	*skipped = r->stats->segment->nr_walk_skips;
+	td_free(r);
+}
+
+/* The cache @name as client @c's mapping sees it. */
+static struct sp_cache *client_cache(struct td_client *c, const char *name)
+{
+	uint32_t id;
+
+	assert_int_equal(sp_cache_lookup(c->seg, name, &id), 0);
+	return sp_cache_get(c->seg, id);
+}
+
+/*
+ * Goodbye of a client that used a big cache another client fills, but
+ * gave back all it took (through its magazine and the locked path): its
+ * held bound is 0, so the daemon walks no cache for it.  One that says
+ * Goodbye holding an object is walked (and keeps its slot, the object
+ * attributed to it).
+ */
+static void goodbye_after_use_walks_nothing(void **state)
+{
+	struct ctx *x = *state;
+	struct td_client b;
+	struct sp_cache *c = NULL;
+	struct sp_magset *set;
+	struct sp_mag *m;
+	uint64_t w0, k0, w1, k1;
+	sp_off_t *v = malloc(200000 * sizeof(*v)), off;
+	uint32_t slot;
+	int n = 0, k;
+
+	assert_non_null(v);
+	TD_EXPECT_FREE(td_cache_create(x->c.fd, "ops.big", 64, NULL, 0), 0);
+	c = client_cache(&x->c, "ops.big");
+	assert_int_equal(sp_cache_lock(x->c.seg, c), 0);
+	while (n < 200000 &&
+	       (k = sp_cache_alloc_bulk_locked(x->c.seg, c, x->c.seg->owner, v + n, 200000 - n)) > 0)
+		n += k;
+	sp_cache_unlock(c);
+	assert_int_equal(n, 200000);
+
+	td_client_open(&b, &x->d, "short");
+	slot = b.slot;
+	c = client_cache(&b, "ops.big");
+	assert_int_equal(sp_magset_create(b.seg, 1, &set), 0);
+	assert_int_equal(sp_mag_bind(b.seg, set, c, &m), 0);
+	assert_true(sp_mag_refill(b.seg, c, m) > 0);
+	assert_true(sp_mag_pop(b.seg, c, m, &off));
+	assert_int_equal(sp_mag_push(b.seg, c, m, off), SP_MAG_PUSHED);
+	assert_int_equal(sp_cache_alloc(b.seg, c, b.seg->owner, &off), 0);
+	assert_int_equal(sp_cache_free(b.seg, c, off), 0);
+	sp_magset_destroy(b.seg, set); /* as the library does at disconnect */
+	walks(x->c.fd, &w0, &k0);
+	td_client_close(&b, true);
+	walks(x->c.fd, &w1, &k1);
+	assert_int_equal(w1 - w0, 0); /* the 200000 objects were not looked at */
+	assert_true(k1 - k0 >= 1);
+
+	td_client_open(&b, &x->d, "keeper");
+	slot = b.slot;
+	c = client_cache(&b, "ops.big");
+	assert_int_equal(sp_cache_alloc(b.seg, c, b.seg->owner, &off), 0);
+	td_client_close(&b, true);
+	walks(x->c.fd, &w0, &k0);
+	assert_true(w0 - w1 >= 1); /* walked, and the object found: */
+	TD_EXPECT_FREE(td_reclaim(x->c.fd, slot), 0);
+
+	c = client_cache(&x->c, "ops.big");
+	for (int i = 0; i < n; i++)
+		assert_int_equal(sp_cache_free(x->c.seg, c, v[i]), 0);
+	free(v);
+	TD_EXPECT_FREE(td_name_op(x->c.fd, SHMPOOL__REQUEST__OP_CACHE_DESTROY, "ops.big"), 0);
+}
+
 /* More pools than one frame can list: List and Stats say what they left out. */
 static void big_replies_fit_a_frame(void **state)
 {
@@ -320,6 +404,7 @@ int main(void)
 		cmocka_unit_test(caches),
 		cmocka_unit_test(list_and_stats),
 		cmocka_unit_test(reclaim_and_goodbye),
+		cmocka_unit_test(goodbye_after_use_walks_nothing),
 		cmocka_unit_test(big_replies_fit_a_frame),
 	};
 
