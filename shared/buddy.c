@@ -290,7 +290,11 @@ int sp_buddy_alloc_locked(struct sp_seg *s, unsigned order, unsigned kind, uint3
 	if (kind == SP_KIND_SLAB)
 		memset(s->base + sp_pfn_off(s, p), 0, sizeof(struct sp_slab)); /* no stale magic */
 	s->pages[p].owner = owner;
-	sp_slot_note(s, slot, SP_NOTE_BLOCKS); /* before the tag names the slot */
+	/* before the tag names the slot; a magazine set is found through its
+	 * slot's list, and a loose one marked by the registry's recovery
+	 * (SP_SLOT_LOOSE_SETS in layout.h) */
+	if (kind != SP_KIND_MAG)
+		sp_slot_note(s, slot, SP_NOTE_BLOCKS);
 	s->pages[p].slot = slot;
 	s->pages[p].next = s->pages[p].prev = 0;
 	__atomic_store_n(&s->pages[p].info, SP_PG_INFO(SP_PG_ALLOC, order, kind), __ATOMIC_RELEASE);

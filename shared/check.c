@@ -118,12 +118,13 @@ static void check_magset(struct ctx *x, uint32_t pfn, uint32_t order, uint16_t s
 		V("page %u: magazine set of order %u owned by invalid tag %u", pfn, order, slot);
 		return;
 	}
-	if (!filter_ok(x, slot, SP_NOTE_BLOCKS))
-		V("page %u: magazine set of slot %u, whose filter says it holds no blocks", pfn,
-		  slot - 1);
 	if (sp_magset_valid(x->s, pfn))
-		x->magsets_per_slot[slot - 1]++;
-	/* else: being created (magic written last) or torn; freed with its slot */
+		x->magsets_per_slot[slot - 1]++; /* on its list: check_maglists() */
+	else if (!filter_ok(x, slot, SP_NOTE_BLOCKS))
+		/* torn by a death under the registry lock, which the lock's
+		 * recovery marks (SP_SLOT_LOOSE_SETS) for the slot's page walk */
+		V("page %u: uncommitted magazine set of slot %u, not marked loose: its "
+		  "release would not find it", pfn, slot - 1);
 }
 
 /* Each slot's list of magazine sets holds exactly its committed sets. */

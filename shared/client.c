@@ -39,7 +39,9 @@
  * sp_client.used, bit id % SP_SLOT_FILTER_BITS for every cache in which a
  * tag naming it (user or magazine tag) may have been written, and
  * SP_SLOT_MAY_BLOCKS in sp_client.flags for large, raw and page-pool blocks
- * and magazine sets.  sp_slot_note() sets them BEFORE the tag is written,
+ * (magazine sets go by the slot's list; one a death left off it is marked
+ * SP_SLOT_LOOSE_SETS by the registry's recovery, layout.h).  sp_slot_note()
+ * sets them BEFORE the tag is written,
  * on the slow paths only: a locked (bulk) alloc from a cache (slab.c, which
  * covers kmalloc classes, pool caches and magazine refills), a magazine
  * bind (magazine.c: the lock-free push of any object of the bound cache
@@ -627,6 +629,34 @@ next:
 }
 
 /*
+ * Count the committed magazine sets on @slot's list into @h (what a page
+ * walk would count, when no set of it can be off the list).  A list that
+ * cannot be walked sends the sets to a page walk at the slot's release
+ * (SP_SLOT_LOOSE_SETS) and counts one set, so the slot is not freed
+ * before.  Return: 0 or a negative errno.
+ */
+static int listed_sets(struct sp_seg *s, uint32_t slot, struct sp_holdings *h)
+{
+	uint32_t pfn, steps = (s->geo.nr_pages >> SP_MAGSET_ORDER) + 1;
+	int rc = sp_registry_lock(s);
+
+	if (rc)
+		return rc;
+	for (pfn = sp_clients(s)[slot].mag_head; pfn; pfn = s->pages[pfn - 1].next) {
+		if (!steps-- || !sp_magset_valid(s, pfn - 1) ||
+		    ((struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1)))->slot != slot) {
+			__atomic_fetch_or(&sp_clients(s)[slot].flags, SP_SLOT_LOOSE_SETS,
+					  __ATOMIC_SEQ_CST);
+			h->magsets++;
+			break;
+		}
+		h->magsets++;
+	}
+	sp_registry_unlock(s);
+	return 0;
+}
+
+/*
  * May the walks of a slot that is not ALIVE skip every cache its magazines
  * list nothing of?  Yes when its held bound (layout.h) is <= 0: no object
  * there carries its user tag, nor its magazine tag unlisted.  @lists: the
@@ -669,8 +699,9 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 	release_cached = release_cached && sp_clients(s)[slot].state != SP_CLIENT_ALIVE;
 	if (release_cached) {
 		rc = sp_mag_release_slot(s, slot);
-		if (rc)
+		if (rc < 0)
 			return rc;
+		h->magsets += (uint64_t)rc; /* released: counted as a page walk would */
 	}
 	for (uint32_t id = 0; id < sp_nr_cache_slots(s); id++) {
 		struct sp_cache *c;
@@ -693,8 +724,10 @@ static int walk_slot(struct sp_seg *s, uint32_t slot, bool release, bool only_re
 		if (rc)
 			return rc;
 	}
-	if (!sp_slot_may_hold(s, slot, SP_NOTE_BLOCKS))
-		return 0;
+	if (!sp_slot_may_hold(s, slot, SP_NOTE_BLOCKS)) {
+		/* no block but its sets, all on its list (SP_SLOT_LOOSE_SETS) */
+		return listed_sets(s, slot, h);
+	}
 	s->nr_walk_blocks++;
 	return walk_blocks(s, tag, release, only_reclaim, release_cached, h, 1);
 }

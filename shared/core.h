@@ -597,7 +597,8 @@ int sp_slot_release(struct sp_seg *s, uint32_t slot, bool only_reclaim, struct s
  * @s: segment.  @owner: the tag about to be written: only a user tag
  *     (slot + 1) or a magazine tag names a slot; any other is ignored.
  * @id: the cache whose object (or element) gets the tag, or SP_NOTE_BLOCKS
- *      for a large, raw or page-pool block or a magazine set.
+ *      for a large, raw or page-pool block (a magazine set is found through
+ *      its slot's list: SP_SLOT_LOOSE_SETS in layout.h).
  *
  * Called BEFORE the tag is written, so a walk that trusts the slot's filter
  * (client.c) finds every tag naming it; a crash in between leaves a bit
@@ -675,8 +676,9 @@ static inline bool sp_slot_may_hold(const struct sp_seg *s, uint32_t slot, uint3
 {
 	const struct sp_client *cl = &sp_clients(s)[slot];
 
-	if (id == SP_NOTE_BLOCKS)
-		return __atomic_load_n(&cl->flags, __ATOMIC_ACQUIRE) & SP_SLOT_MAY_BLOCKS;
+	if (id == SP_NOTE_BLOCKS) /* blocks, or a magazine set off its list */
+		return __atomic_load_n(&cl->flags, __ATOMIC_ACQUIRE) &
+		       (SP_SLOT_MAY_BLOCKS | SP_SLOT_LOOSE_SETS);
 	id %= SP_SLOT_FILTER_BITS;
 	return __atomic_load_n(&cl->used[id / 64], __ATOMIC_ACQUIRE) >> (id % 64) & 1;
 }

@@ -334,7 +334,17 @@ struct sp_pool {
 enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
 
 #define SP_SLOT_FILTER_BITS	512u	/* sp_client.used: one bit per cache id mod this */
-#define SP_SLOT_MAY_BLOCKS	1u	/* sp_client.flags: may hold blocks or magazine sets */
+#define SP_SLOT_MAY_BLOCKS	1u	/* sp_client.flags: may hold large, raw or page-pool blocks */
+/*
+ * sp_client.flags: a magazine set block of the slot may be off its list
+ * (mag_head).  Sets are made, unlinked and freed only under the registry
+ * lock, so one that is off the list was left by a holder of that lock who
+ * died; the registry's recovery (sp_mag_relink_locked()) sets this flag on
+ * the slot such a block names, and the slot's release then walks the pages
+ * to free it.  Otherwise a set is found through the list, and a release
+ * needs no page walk for sets.
+ */
+#define SP_SLOT_LOOSE_SETS	2u
 
 /*
  * The held bound.  For every slot s, with T(s) its user tag (slot + 1):

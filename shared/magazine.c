@@ -703,22 +703,22 @@ void sp_pool_counters(struct sp_seg *s, const struct sp_pool *p, uint64_t *nr_al
 }
 
 /**
- * sp_mag_release_slot() - detach a dead slot's magazine sets.
+ * sp_mag_release_slot() - free a dead slot's magazine sets.
  * @s: segment.  @slot: a DEAD slot.
  *
  * Folds each set's uncounted operations into the counters, then
- * uncommits the set (magic cleared) and takes it off the slot's list, all
- * under the registry lock, so that a death on the way leaves every set
- * either committed and listed or neither (a death inside is repaired by
- * the registry's recovery, which relinks the committed ones).  client.c
- * then frees the blocks and every object still tagged with the slot's
- * magazine tag.  May sleep.
- * Return: 0 or a negative errno.
+ * uncommits the set (magic cleared), takes it off the slot's list and
+ * frees its block, all under the registry lock, so that a death on the
+ * way leaves every set either committed and listed or torn (the
+ * registry's recovery relinks the committed ones and marks the slot's
+ * sets loose for a page walk: SP_SLOT_LOOSE_SETS).  client.c then frees
+ * every object still tagged with the slot's magazine tag.  May sleep.
+ * Return: the number of sets freed, or a negative errno.
  */
 int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 {
 	uint32_t pfn;
-	int rc;
+	int rc, freed = 0;
 
 	if (slot >= s->geo.max_clients)
 		return sp_err(-ESRCH, "no client slot %u", slot);
@@ -735,7 +735,10 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 
 		if (!sp_magset_valid(s, pfn - 1) ||
 		    ((struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1)))->slot != slot) {
-			sp_clients(s)[slot].mag_head = 0; /* corrupted: the blocks go by tag */
+			/* corrupted: the blocks go by their tag, in a page walk */
+			__atomic_fetch_or(&sp_clients(s)[slot].flags, SP_SLOT_LOOSE_SETS,
+					  __ATOMIC_SEQ_CST);
+			sp_clients(s)[slot].mag_head = 0;
 			break;
 		}
 		set = (struct sp_magset *)(s->base + sp_pfn_off(s, pfn - 1));
@@ -751,13 +754,24 @@ int sp_mag_release_slot(struct sp_seg *s, uint32_t slot)
 			}
 		}
 		neg = fold_held_locked(s, set, slot); /* its entries go by their tags now */
-		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE); /* now it goes by its tag */
-		SP_CRASH_POINT("mag.release"); /* listed, uncommitted: recovery unlinks it */
+		__atomic_store_n(&set->magic, 0, __ATOMIC_RELEASE);
+		/* dead here: the registry's recovery finds it uncommitted and
+		 * marks the slot's sets loose (SP_SLOT_LOOSE_SETS) */
+		SP_CRASH_POINT("mag.release");
 		sp_plist_del(s, &sp_clients(s)[slot].mag_head, pfn - 1);
 		fold_held_rest(s, slot, neg);
+		/* and the block itself: no page walk needed for sets */
+		if (sp_buddy_lock(s) == 0) {
+			sp_buddy_free_locked(s, pfn - 1);
+			sp_buddy_unlock(s);
+			freed++;
+		} else { /* left to a page walk of the slot's release */
+			__atomic_fetch_or(&sp_clients(s)[slot].flags, SP_SLOT_LOOSE_SETS,
+					  __ATOMIC_SEQ_CST);
+		}
 	}
 	sp_registry_unlock(s);
-	return 0;
+	return freed;
 }
 
 /**
@@ -821,7 +835,12 @@ int sp_slot_held_sum(const struct sp_seg *s, uint32_t slot, int64_t *sum, uint64
  * sp_mag_relink_locked() - rebuild every slot's list of magazine sets.
  * @s: segment; registry lock held (its previous owner died).
  *
- * Sets of slots that are FREE are freed: nobody can use them.
+ * Sets of slots that are FREE are freed: nobody can use them.  A set block
+ * that is not committed (its maker or its releaser died with the registry
+ * lock, the only lock sets change under) is freed if its slot is FREE,
+ * else its slot is marked SP_SLOT_LOOSE_SETS: the slot's release then
+ * walks the pages and frees it (the slot may still be ALIVE for a moment
+ * after its process died, so the block is not freed here).
  * May sleep (buddy lock).
  */
 void sp_mag_relink_locked(struct sp_seg *s)
@@ -847,6 +866,16 @@ void sp_mag_relink_locked(struct sp_seg *s)
 			} else {
 				sp_plist_add(s, &sp_clients(s)[set->slot].mag_head, pfn);
 			}
+		} else if (info == SP_PG_INFO(SP_PG_ALLOC, SP_MAGSET_ORDER, SP_KIND_MAG)) {
+			uint32_t slot = sp_owner_slot(s->pages[pfn].slot);
+
+			if (slot >= s->geo.max_clients) /* not a slot's: the checker says */
+				;
+			else if (sp_clients(s)[slot].state == SP_CLIENT_FREE)
+				sp_buddy_free_locked(s, pfn); /* nobody's */
+			else
+				__atomic_fetch_or(&sp_clients(s)[slot].flags, SP_SLOT_LOOSE_SETS,
+						  __ATOMIC_SEQ_CST);
 		}
 		pfn += 1u << o;
 	}

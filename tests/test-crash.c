@@ -691,10 +691,8 @@ static const struct scenario scenarios[] = {
 	{ "slot.note", W_CACHE_CHURN, 1 },
 	{ "slot.note", W_PAGES_RESERVE, 1 },
 	{ "slot.note", W_POOL_RESERVE, 1 },
-	{ "slot.note", W_MAG_CACHE, 1 },
-	{ "slot.note", W_MAG_CACHE, 2 },	/* magazine bind or refill */
+	{ "slot.note", W_MAG_CACHE, 1 },	/* magazine bind (a set notes nothing) */
 	{ "slot.note", W_MAG_POOL, 1 },
-	{ "slot.note", W_MAG_POOL, 2 },
 };
 
 enum hkind {

@@ -138,10 +138,14 @@ static void filter_set_on_every_path(void **state)
 	TU_ASSERT_OK(sp_pool_alloc(f, sp_pool_get(f, sp), SP_ALLOC_NOWAIT, 0, &off));
 	assert_true(has_bit(s, f->slot, sp_pool_cache_id(s, sp)));
 
-	/* a magazine set: the blocks flag, and binding a magazine to cache y
-	 * sets y's bit before any object of y is tagged cached by the slot */
+	/* a magazine set: no blocks flag (its slot's list finds it, and a set
+	 * torn by a death is marked loose by the registry's recovery), and
+	 * binding a magazine to cache y sets y's bit before any object of y
+	 * is tagged cached by the slot */
 	TU_ASSERT_OK(sp_magset_create(h, 1, &set));
-	assert_true(has_bit(s, h->slot, SP_NOTE_BLOCKS));
+	assert_false(has_bit(s, h->slot, SP_NOTE_BLOCKS));
+	assert_int_equal(sp_clients(s)[h->slot].mag_head,
+			 ((uint8_t *)set - h->data) / SP_PAGE_SIZE + 1);
 	assert_int_equal(nbits(s, h->slot), 0);
 	TU_ASSERT_OK(sp_mag_bind(h, set, sp_cache_get(h, y), &m));
 	assert_true(has_bit(s, h->slot, y));

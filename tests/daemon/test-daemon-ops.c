@@ -282,13 +282,14 @@ static void reclaim_and_goodbye(void **state)
 }
 
 /* The daemon's walk counters, from Stats. */
-static void walks(int fd, uint64_t *walked, uint64_t *skipped)
+static void walks(int fd, uint64_t *walked, uint64_t *skipped, uint64_t *page_walks)
 {
 	Shmpool__Response *r = td_simple(fd, SHMPOOL__REQUEST__OP_STATS);
 
 	TD_EXPECT(r, 0);
 	*walked = r->stats->segment->nr_walk_caches;
 	*skipped = r->stats->segment->nr_walk_skips;
+	*page_walks = r->stats->segment->nr_walk_blocks;
 	td_free(r);
 }
 
@@ -304,9 +305,11 @@ static struct sp_cache *client_cache(struct td_client *c, const char *name)
 /*
  * Goodbye of a client that used a big cache another client fills, but
  * gave back all it took (through its magazine and the locked path): its
- * held bound is 0, so the daemon walks no cache for it.  One that says
- * Goodbye holding an object is walked (and keeps its slot, the object
- * attributed to it).
+ * held bound is 0, so the daemon walks no cache for it, and no page
+ * either: its magazine sets (one destroyed by the client, one left for
+ * the daemon as an idle thread's would be) are found through its list.
+ * One that says Goodbye holding an object is walked (and keeps its slot,
+ * the object attributed to it).
  */
 static void goodbye_after_use_walks_nothing(void **state)
 {
@@ -315,7 +318,8 @@ static void goodbye_after_use_walks_nothing(void **state)
 	struct sp_cache *c = NULL;
 	struct sp_magset *set;
 	struct sp_mag *m;
-	uint64_t w0, k0, w1, k1;
+	struct sp_magset *idle;
+	uint64_t w0, k0, w1, k1, p0, p1;
 	sp_off_t *v = malloc(200000 * sizeof(*v)), off;
 	uint32_t slot;
 	int n = 0, k;
@@ -340,19 +344,23 @@ static void goodbye_after_use_walks_nothing(void **state)
 	assert_int_equal(sp_mag_push(b.seg, c, m, off), SP_MAG_PUSHED);
 	assert_int_equal(sp_cache_alloc(b.seg, c, b.seg->owner, &off), 0);
 	assert_int_equal(sp_cache_free(b.seg, c, off), 0);
+	assert_int_equal(sp_magset_create(b.seg, 2, &idle), 0); /* another thread's */
 	sp_magset_destroy(b.seg, set); /* as the library does at disconnect */
-	walks(x->c.fd, &w0, &k0);
+	walks(x->c.fd, &w0, &k0, &p0);
 	td_client_close(&b, true);
-	walks(x->c.fd, &w1, &k1);
+	walks(x->c.fd, &w1, &k1, &p1);
 	assert_int_equal(w1 - w0, 0); /* the 200000 objects were not looked at */
 	assert_true(k1 - k0 >= 1);
+	assert_int_equal(p1 - p0, 0); /* nor the pages: the idle set went by its list */
+	assert_int_equal(sp_clients(x->c.seg)[slot].state, SP_CLIENT_FREE);
+	assert_int_equal(sp_clients(x->c.seg)[slot].mag_head, 0);
 
 	td_client_open(&b, &x->d, "keeper");
 	slot = b.slot;
 	c = client_cache(&b, "ops.big");
 	assert_int_equal(sp_cache_alloc(b.seg, c, b.seg->owner, &off), 0);
 	td_client_close(&b, true);
-	walks(x->c.fd, &w0, &k0);
+	walks(x->c.fd, &w0, &k0, &p0);
 	assert_true(w0 - w1 >= 1); /* walked, and the object found: */
 	TD_EXPECT_FREE(td_reclaim(x->c.fd, slot), 0);
 
