@@ -89,10 +89,12 @@ int shmp__alloc_bulk(void *h, const struct shmp__bulk_ops *ops, int flags, void 
 	if (n > INT_MAX)
 		return sp_err(-EINVAL, "bulk count %u is too large", n);
 	while (i < n) {
+		unsigned k = ops->take_run(h, flags, v + i, n - i);
+
 		/* what the magazine holds at once; one full call where it stops */
-		i += ops->take_run(h, flags, v + i, n - i);
-		if (i == n)
-			break;
+		i += k;
+		if (k)
+			continue;
 		v[i] = ops->alloc(h, flags);
 		if (!v[i]) {
 			int rc = -errno;
@@ -116,11 +118,12 @@ int shmp__free_bulk(void *h, const struct shmp__bulk_ops *ops, void *const *v, u
 	if (!v && n)
 		return sp_err(-EINVAL, "NULL %s array", ops->noun);
 	while (i < n) {
+		unsigned k = ops->put_run(h, v + i, n - i);
 		int rc;
 
-		i += ops->put_run(h, v + i, n - i);
-		if (i == n)
-			break;
+		i += k;
+		if (k)
+			continue;
 		rc = ops->free_one(h, v[i++]); /* flushes, refuses, or takes the lock */
 		if (rc && !first)
 			first = rc;

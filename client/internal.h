@@ -231,32 +231,32 @@ sp_fast_inline bool shmp__pool_content(const struct sp_pool *d)
 
 /*
  * shmp__take_run() - the fast alloc path over many: pops from the thread's
- * bound magazine of @geo into @v[0..@n), each checked as a single pop is.
+ * bound magazine of @geo into @v[0..@n), each checked as a single pop is,
+ * one commit for all (sp_mag_take_run()).
  * Does not sleep.  Return: how many (0: take the single call's path).
  */
 sp_fast_inline unsigned shmp__take_run(const shmp_client *c, const struct sp_mag_geo *geo,
 				       void **v, unsigned n)
 {
-	struct sp_mag_geo g;
 	struct sp_seg *s;
 	struct sp_mag *m;
-	sp_off_t off;
-	unsigned i = 0;
 
 	if (!(m = shmp__fast_mag(c, geo, &s)))
 		return 0;
-	g = *geo; /* in registers: the pops' stores cannot touch it */
-	while (i < n && sp_mag_take(s, &g, m, &off) == SP_MAG_TAKEN)
-		v[i++] = g.base + off;
-	return i;
+	return sp_mag_take_run(s, geo, m, v, n);
 }
+
+/* Pushes of one run into a pool's magazine: its reserve and waiters are
+ * looked at again before the next run. */
+#define SHMP_POOL_RUN 64
 
 /*
  * shmp__put_run() - the fast free path over many: pushes @v[0..@n) into the
  * thread's bound magazine of @geo while the handle's descriptor still has
  * generation @gen at @gen_word and, for a pool, @pool may skip its lock
- * (looked at before every push, as a single free does).  Does not sleep.
- * Return: how many (the first one not pushed takes the single call's path).
+ * (looked at once per SHMP_POOL_RUN pushes; a single free looks each
+ * time).  Does not sleep.
+ * Return: how many (0: the next one takes the single call's path).
  */
 sp_fast_inline unsigned shmp__put_run(const shmp_client *c, const struct sp_mag_geo *geo,
 				      const uint32_t *gen_word, uint32_t gen,
@@ -264,14 +264,16 @@ sp_fast_inline unsigned shmp__put_run(const shmp_client *c, const struct sp_mag_
 {
 	struct sp_seg *s;
 	struct sp_mag *m;
-	unsigned i = 0;
 
 	if (!(m = shmp__fast_mag(c, geo, &s)) || __atomic_load_n(gen_word, __ATOMIC_RELAXED) != gen)
 		return 0;
-	while (i < n && (!pool || shmp__pool_content(pool)) &&
-	       sp_mag_put(s, geo, m, (uintptr_t)v[i] - (uintptr_t)geo->base) == SP_MAG_PUSHED)
-		i++;
-	return i;
+	if (pool) {
+		if (!shmp__pool_content(pool))
+			return 0;
+		if (n > SHMP_POOL_RUN)
+			n = SHMP_POOL_RUN;
+	}
+	return sp_mag_put_run(s, geo, m, v, n);
 }
 
 /* The slow paths behind them (tcache.c): bind, refill, flush.  0, or < 0:

@@ -56,6 +56,7 @@ const char *const sp_crash_points[] = {
 	"mag.flush.freed",	 /* entry freed into the pool, held not lowered */
 	"mag.forget",		 /* entries counted as held, nr not zeroed */
 	"mag.set.fold",		 /* set's counts added to the slot's, not zeroed */
+	"mag.run.held",		 /* a bulk run's held raised for all, or not lowered */
 };
 const unsigned sp_nr_crash_points = sizeof(sp_crash_points) / sizeof(sp_crash_points[0]);
 

@@ -39,6 +39,13 @@
  * Counters: pops and pushes count in the magazine and are folded into the
  * cache's (and pool's) nr_alloc/nr_free at each refill and flush.
  *
+ * Runs: the bulk calls pop and push many at once (sp_mag_take_run(),
+ * sp_mag_put_run() in magazine.h): each object checked and retagged as a
+ * single pop or push does, one held raise before the first tag and one nr
+ * commit after the last.  A death inside a run leaves each of its objects
+ * in a state a single pop's or push's death leaves; the run's alloc or
+ * free counts (statistics) are lost with it, as a single one's are.
+ *
  * The held bound (layout.h): each magazine's held is its share of its
  * slot's bound of what a walk could find.  A pop raises it before its
  * retag, a push lowers it after its nr commit (raising it before its
@@ -229,6 +236,39 @@ bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp
  * Does not sleep.
  * Return: an enum sp_mag_push_result.
  */
+/**
+ * sp_mag_pop_run() - sp_mag_take_run() for a cache descriptor.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: magazine.
+ * @v: receives pointers.  @n: how many at most.
+ *
+ * Does not sleep.
+ * Return: how many were taken (0: none cached, or the top entry is bad:
+ * sp_mag_pop() drops it).
+ */
+unsigned sp_mag_pop_run(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, void **v,
+			unsigned n)
+{
+	struct sp_mag_geo g;
+
+	return sp_mag_geo_init(s, c, &g) ? sp_mag_take_run(s, &g, m, v, n) : 0;
+}
+
+/**
+ * sp_mag_push_run() - sp_mag_put_run() for a cache descriptor.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: magazine.
+ * @v: the objects (pointers).  @n: how many at most.
+ *
+ * Does not sleep.
+ * Return: how many were pushed (sp_mag_push() says why the next one is not).
+ */
+unsigned sp_mag_push_run(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
+			 void *const *v, unsigned n)
+{
+	struct sp_mag_geo g;
+
+	return sp_mag_geo_init(s, c, &g) ? sp_mag_put_run(s, &g, m, v, n) : 0;
+}
+
 enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
 				    sp_off_t off)
 {

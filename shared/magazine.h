@@ -219,6 +219,120 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 }
 
 /*
+ * sp_mag_take_run() - sp_mag_take() of up to @n objects at once (the bulk
+ * calls).
+ * @s: @g: @m: as for sp_mag_take().  @v: receives the objects as pointers
+ * (@g->base + offset).  @n: how many at most.
+ *
+ * The entries from the top, each checked as a single pop checks it and
+ * retagged to the caller, then one nr commit for all.  The held count goes
+ * up by @n before the first tag (each may be held after) and down by what
+ * was not taken after the commit.  A death before the commit leaves the
+ * retagged objects held and still listed, orphans of the dead slot never
+ * handed out again, as a single pop's death between its stores does.
+ * Stops at an entry that is not this slot's cached object (the single pop
+ * then drops it).  Does not sleep.
+ * Return: how many were taken, 0..@n.
+ */
+sp_fast_inline unsigned sp_mag_take_run(struct sp_seg *s, const struct sp_mag_geo *g,
+					struct sp_mag *m, void **v, unsigned n)
+{
+	uint32_t nr = m->nr, k;
+	uint16_t owner = s->owner, mag = SP_OWNER_MAG(owner);
+
+	if (sp_unlikely(nr > SP_MAG_OBJS))
+		return 0;
+	if (n > nr)
+		n = nr;
+	if (!n)
+		return 0;
+	m->held += n; /* before the tags: each may be held after */
+	SP_CRASH_POINT("mag.pop.held");
+	for (k = 0; k < n; k++) {
+		sp_off_t o = m->objs[nr - 1 - k];
+		uint64_t rel = o - g->data_off, slab_rel, orel, i;
+		struct sp_slab *sl;
+		uint16_t *tag;
+
+		if (sp_unlikely(rel >= g->data_size))
+			break;
+		slab_rel = rel & g->slab_mask;
+		sl = (struct sp_slab *)(g->data + slab_rel);
+		orel = rel - slab_rel - g->obj_start - sl->colour;
+		i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
+		if (sp_unlikely(i >= g->objperslab || i * g->stride != orel))
+			break;
+		tag = sp_mag_geo_tag(g, sl, (uint32_t)i);
+		if (sp_unlikely(*tag != mag))
+			break;
+		*tag = owner;
+		v[k] = g->base + o;
+	}
+	SP_CRASH_POINT("mag.pop");
+	m->nr = nr - k;
+	m->nr_alloc += k;
+	SP_CRASH_POINT("mag.run.held"); /* committed: the rest never were held */
+	m->held -= n - k;
+	return k;
+}
+
+/*
+ * sp_mag_put_run() - sp_mag_put() of up to @n objects at once (the bulk
+ * calls).
+ * @s: @g: @m: as for sp_mag_put().  @v: the objects (pointers into @g's
+ * mapping).  @n: how many at most.
+ *
+ * Each checked as a single push checks it, retagged cached and listed
+ * above nr, then one nr commit for all.  The held count goes up by @n
+ * before the first tag (any may be another slot's, counted while
+ * unlisted) and, after the commit, down by @n and by one for each of the
+ * caller's own (net: -1 for each own object, 0 for another slot's, as a
+ * single push).  A death before the commit leaves cached objects that no
+ * entry lists, counted, found and freed by the slot's release.  Stops at
+ * the first object a single push would refuse or at a full magazine (the
+ * single call then says why, or flushes).  Does not sleep.
+ * Return: how many were pushed, 0..@n.
+ */
+sp_fast_inline unsigned sp_mag_put_run(struct sp_seg *s, const struct sp_mag_geo *g,
+				       struct sp_mag *m, void *const *v, unsigned n)
+{
+	uint32_t nr = m->nr, k, own = 0;
+	uint16_t owner = s->owner, mag = SP_OWNER_MAG(owner);
+
+	if (sp_unlikely(nr >= g->mag_cap))
+		return 0;
+	if (n > g->mag_cap - nr)
+		n = g->mag_cap - nr;
+	if (!n)
+		return 0;
+	m->held += n; /* before the tags: any may be another slot's */
+	SP_CRASH_POINT("mag.run.held");
+	for (k = 0; k < n; k++) {
+		sp_off_t off = (uintptr_t)v[k] - (uintptr_t)g->base;
+		struct sp_slab *slab;
+		uint16_t *tag, t;
+		uint32_t idx;
+
+		if (sp_unlikely(!sp_mag_geo_locate(g, off, &slab, &idx)))
+			break;
+		tag = sp_mag_geo_tag(g, slab, idx);
+		t = *tag;
+		if (sp_unlikely(!(slab->bitmap[idx / 64] >> (idx % 64) & 1) ||
+				(t != owner && !sp_owner_is_user(t))))
+			break;
+		own += t == owner;
+		*tag = mag;
+		m->objs[nr + k] = off;
+	}
+	SP_CRASH_POINT("mag.push");
+	m->nr = nr + k;
+	SP_CRASH_POINT("mag.push.held"); /* listed: they no longer count */
+	m->held -= (int64_t)n + own;
+	m->nr_free += k;
+	return k;
+}
+
+/*
  * The same operations for a cache descriptor (the core's own callers and
  * the tests): they copy the geometry first.  See magazine.c.
  */
@@ -227,6 +341,10 @@ bool sp_mag_locate(const struct sp_seg *s, const struct sp_cache *c, sp_off_t of
 uint16_t *sp_mag_tag(const struct sp_seg *s, const struct sp_cache *c, sp_off_t off,
 		     bool *allocated);
 bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp_off_t *off);
+unsigned sp_mag_pop_run(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, void **v,
+			unsigned n);
+unsigned sp_mag_push_run(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
+			 void *const *v, unsigned n);
 enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
 				    sp_off_t off);
 
