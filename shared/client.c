@@ -78,9 +78,10 @@
  * instant's); when it is <= 0 the caches are skipped, except those the
  * slot's magazines still list objects of (their cached objects are freed
  * by tag as before).  The page walk and the release of sets are
- * unchanged.  Only a slot's own frees count down: another slot freeing its
- * object (producer/consumer) keeps the bound above 0, and the walk happens
- * as before - correct, only slower.  Like the filter, the counters are
+ * unchanged.  Another slot freeing its object (producer/consumer) counts
+ * it down in the holder's sp_client.held (atomic, after the untag), so a
+ * producer whose objects consumers freed is skipped too.  Like the
+ * filter, the counters are
  * untrusted: a low one hides the slot's own objects from its release (a
  * leak, reported by the checker for slots that are not ALIVE), never a
  * double free: a skip frees nothing.  The counts that views report stay

@@ -362,9 +362,10 @@ enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
  * store it announces and every decrement AFTER the store that makes the
  * object stop counting (the untag, or a magazine's nr commit).  A slot
  * that is not ALIVE and whose bound is <= 0 is released without walking
- * its caches (client.c).  Only the slot's own threads decrement: an
- * object another slot frees (producer/consumer) keeps the bound > 0 for
- * good, which only costs the walk of today.  Block kinds (large, raw,
+ * its caches (client.c).  Another slot freeing its object (producer/
+ * consumer) takes it off this slot's sp_client.held with an atomic add
+ * after the untag or retag, so a producer whose objects were all freed
+ * by others is at 0 too.  Block kinds (large, raw,
  * page-pool, magazine sets) are not counted: they are found by the page
  * walk, which this bound does not skip.
  */

@@ -9,7 +9,9 @@
  * magazine and the owner tag of one object, with plain stores: a pop
  * raises the magazine's held count, retags MAG -> user, then lowers nr; a
  * push retags user -> MAG, raises nr, then lowers held (raising it first
- * for another slot's object).  The held counts keep the slot's held bound
+ * for another slot's object, whose holder's count it lowers after the
+ * retag, with the one atomic add of these paths, off the common path).
+ * The held counts keep the slot's held bound
  * (layout.h) >= what a walk of its caches could find, at every
  * instruction: each increment is stored before the tag it announces and
  * each decrement after the nr commit, with a compiler barrier
@@ -198,17 +200,23 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 		return SP_MAG_REFUSED;
 	if (sp_unlikely(t != s->owner)) { /* ours is a user tag: no need to test that */
 		/* read again: keeping t would cost the common case a register */
-		if (!sp_owner_is_user(__atomic_load_n(tag, __ATOMIC_RELAXED)))
+		uint16_t was = __atomic_load_n(tag, __ATOMIC_RELAXED);
+
+		if (!sp_owner_is_user(was))
 			return SP_MAG_REFUSED;
 		if (n >= g->mag_cap)
 			return SP_MAG_FULL;
 		/* another slot's: not in our bound yet, and ours once retagged */
 		m->held++; /* before the tag: counted while unlisted */
 		__asm__ __volatile__("" ::: "memory"); /* a death here over-counts */
-	} else if (sp_unlikely(n >= g->mag_cap)) {
-		return SP_MAG_FULL;
+		*tag = SP_OWNER_MAG(s->owner);
+		sp_slot_held_add(s, was, -1); /* after the tag: its holder's no more */
+		goto tagged;
 	}
+	if (sp_unlikely(n >= g->mag_cap))
+		return SP_MAG_FULL;
 	*tag = SP_OWNER_MAG(s->owner);
+tagged:
 	SP_CRASH_POINT("mag.push");
 	m->objs[n] = off;
 	m->nr = n + 1;
@@ -287,7 +295,8 @@ sp_fast_inline unsigned sp_mag_take_run(struct sp_seg *s, const struct sp_mag_ge
  * before the first tag (any may be another slot's, counted while
  * unlisted) and, after the commit, down by @n and by one for each of the
  * caller's own (net: -1 for each own object, 0 for another slot's, as a
- * single push).  A death before the commit leaves cached objects that no
+ * single push); another slot's count goes down after each retag of its
+ * object, as in sp_mag_put().  A death before the commit leaves cached objects that no
  * entry lists, counted, found and freed by the slot's release.  Stops at
  * the first object a single push would refuse or at a full magazine (the
  * single call then says why, or flushes).  Does not sleep.
@@ -322,6 +331,8 @@ sp_fast_inline unsigned sp_mag_put_run(struct sp_seg *s, const struct sp_mag_geo
 			break;
 		own += t == owner;
 		*tag = mag;
+		if (sp_unlikely(t != owner)) /* after the tag: its holder's no more */
+			sp_slot_held_add(s, t, -1);
 		m->objs[nr + k] = off;
 	}
 	SP_CRASH_POINT("mag.push");

@@ -459,7 +459,7 @@ static int retag(struct sp_seg *s, struct sp_pool *p, sp_off_t off, uint16_t to,
 		if (c) /* an object of a cache: the held bound (layout.h), before the tag */
 			sp_slot_held_add(s, to, 1);
 		__atomic_store_n(tag, to, __ATOMIC_RELEASE);
-		if (c && *old == s->owner) /* ours no more: after the tag */
+		if (c && sp_owner_is_user(*old)) /* its holder's no more: after the tag */
 			sp_slot_held_add(s, *old, -1);
 	}
 	unlock_backing(s, c);

@@ -1093,7 +1093,7 @@ free_obj_locked(struct sp_seg *s, struct sp_cache *c, const struct sp_cache *g,
 	__atomic_store_n(&slab->bitmap[idx / 64], word & ~mask, __ATOMIC_RELEASE);
 	SP_CRASH_POINT("slab.free.bit");
 	sp_slab_owners(g, slab)[idx] = SP_OWNER_NONE;
-	if (was == s->owner) /* ours: after the untag (layout.h); others' stay counted */
+	if (sp_owner_is_user(was)) /* its holder's count, after the untag (layout.h) */
 		sp_slot_held_add(s, was, -1);
 	slab->inuse--; /* a counter only: slab_empty() decides, from the bitmap */
 	c->active_objs--;

@@ -9,10 +9,10 @@
  * A slot that allocates and frees its own objects, through its magazines
  * and through the locked path in every combination, ends with a bound of
  * exactly 0 and its release walks nothing (s->nr_walk_caches does not
- * move).  A slot whose object another slot freed (a locked free, or a
- * push into the other's magazine) keeps a bound > 0 and is walked; one
- * that dies holding an object (taken from its magazine) is walked and the
- * object found.  The checker reports a bound scribbled below what the
+ * move).  A slot whose objects another slot freed (a locked free, a
+ * push into the other's magazine, one at a time or in a run) is counted
+ * down by the freer and skipped as well; one that dies holding an object
+ * (taken from its magazine) is walked and the object found.  The checker reports a bound scribbled below what the
  * slot holds, for a live slot only when told the segment is quiescent.
  */
 #include <stdio.h>
@@ -173,14 +173,16 @@ static void listed_cache_still_walked(void **state)
 	tu_seg_free(s);
 }
 
-/* Another slot freed our object: the bound stays > 0, the release walks. */
-static void foreign_frees_walk(void **state)
+/* Another slot freed our objects: it counted them down, no walk. */
+static void foreign_frees_count_down(void **state)
 {
 	struct sp_seg *s = tu_seg_new(32u << 20), *t = tu_seg_reattach(s, "producer");
 	struct sp_seg *u = tu_seg_reattach(s, "consumer");
 	struct sp_cache *c = big_cache(s);
 	struct sp_magset *ts, *us;
 	struct sp_mag *tm, *um;
+	struct sp_mag_geo g;
+	void *run[8];
 	sp_off_t a, b;
 
 	(void)state;
@@ -193,12 +195,22 @@ static void foreign_frees_walk(void **state)
 	b = mag_alloc(t, c, tm);
 	mag_free(u, c, um, a);
 	TU_ASSERT_OK(sp_cache_free(u, c, b));
-	assert_int_equal(bound(s, t->slot), 2); /* over: nothing of t's is left */
+	assert_int_equal(bound(s, t->slot), 0); /* u counted both down */
 	assert_int_equal(bound(s, u->slot), 0); /* u's push of another's: net 0 */
+	/* t's objects pushed by u in one run */
+	for (int i = 0; i < 8; i++)
+		run[i] = t->base + mag_alloc(t, c, tm);
+	assert_int_equal(bound(s, t->slot), 8);
+	for (int i = 0; i < 8; i++) /* u's pointers into the same objects */
+		run[i] = u->base + ((uint8_t *)run[i] - t->base);
+	assert_true(sp_mag_geo_init(u, c, &g));
+	assert_int_equal(sp_mag_put_run(u, &g, um, run, 8), 8);
+	assert_int_equal(bound(s, t->slot), 0);
+	assert_int_equal(bound(s, u->slot), 0);
 	sp_magset_destroy(t, ts);
 	sp_magset_destroy(u, us);
 	assert_int_equal(goodbye(s, u), 0);
-	assert_true(goodbye(s, t) > 0); /* walked, and nothing found */
+	assert_int_equal(goodbye(s, t), 0); /* the skip: nothing of t's is left */
 	tu_check_clean(s);
 	tu_seg_free(s);
 }
@@ -280,7 +292,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(own_frees_skip_walk),
 		cmocka_unit_test(listed_cache_still_walked),
-		cmocka_unit_test(foreign_frees_walk),
+		cmocka_unit_test(foreign_frees_count_down),
 		cmocka_unit_test(held_object_found),
 		cmocka_unit_test(checker_reports_undercount),
 	};
