@@ -79,8 +79,9 @@
  * slot's magazines still list objects of (their cached objects are freed
  * by tag as before).  The page walk and the release of sets are
  * unchanged.  Another slot freeing its object (producer/consumer) counts
- * it down in the holder's sp_client.held (atomic, after the untag), so a
- * producer whose objects consumers freed is skipped too.  Like the
+ * it down in the holder's sp_client.held (atomic, after the untag; owed
+ * by a magazine push until its next refill or flush), so a producer whose
+ * objects consumers freed is skipped too.  Like the
  * filter, the counters are
  * untrusted: a low one hides the slot's own objects from its release (a
  * leak, reported by the checker for slots that are not ALIVE), never a

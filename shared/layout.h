@@ -364,8 +364,8 @@ enum sp_client_state { SP_CLIENT_FREE = 0, SP_CLIENT_ALIVE, SP_CLIENT_DEAD };
  * that is not ALIVE and whose bound is <= 0 is released without walking
  * its caches (client.c).  Another slot freeing its object (producer/
  * consumer) takes it off this slot's sp_client.held with an atomic add
- * after the untag or retag, so a producer whose objects were all freed
- * by others is at 0 too.  Block kinds (large, raw,
+ * after the untag or retag (a magazine push owes it first: sp_mag.owed),
+ * so a producer whose objects were all freed by others is at 0 too.  Block kinds (large, raw,
  * page-pool, magazine sets) are not counted: they are found by the page
  * walk, which this bound does not skip.
  */
@@ -453,7 +453,11 @@ struct sp_mag {
 	uint32_t cache_id;	/* cache + 1; 0 = unbound */
 	uint32_t cache_gen;	/* the cache's gen when bound */
 	uint32_t nr;		/* objects in objs[]: the commit of push/pop */
-	uint32_t pad;
+	uint32_t owed;		/* another slot's objects this magazine took in,
+				 * not yet counted down in that slot's held:
+				 * its user tag << 16 | how many (magazine.c,
+				 * sp_mag_settle()); lost in a crash, which
+				 * only over-counts */
 	uint32_t nr_alloc;	/* operations not yet folded into the counters */
 	uint32_t nr_free;
 	int64_t held;		/* its part of the slot's held bound (above):

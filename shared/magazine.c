@@ -346,11 +346,39 @@ static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
  * Return: objects now in @m (> 0), or a negative errno (-ENOMEM: the cache
  * cannot grow; the caller falls back to the locked path).
  */
+/**
+ * sp_mag_settle() - pay what @m owes another slot's held bound (sp_mag_owe()).
+ * @s: segment with a slot.  @m: the calling thread's magazine.
+ *
+ * The debt is cleared before it is paid, so a death in between loses it
+ * (the holder's bound stays high: safe) and never pays it twice.  Does not
+ * sleep.
+ */
+void sp_mag_settle(struct sp_seg *s, struct sp_mag *m)
+{
+	uint32_t o = m->owed;
+
+	if (!(o & 0xffffu))
+		return;
+	m->owed = 0;
+	__asm__ __volatile__("" ::: "memory"); /* cleared, not paid: over-counts */
+	sp_slot_held_add(s, (uint16_t)(o >> 16), -(int64_t)(o & 0xffffu));
+}
+
+/* sp_mag_owe() when the debt is to another holder, or full. */
+void sp_mag_owe_slow(struct sp_seg *s, struct sp_mag *m, uint16_t holder)
+{
+	sp_mag_settle(s, m);
+	m->owed = (uint32_t)holder << 16 | 1u;
+}
+
 int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 {
-	int rc = sp_cache_lock(s, c), k;
+	int rc, k;
 	uint32_t want;
 
+	sp_mag_settle(s, m);
+	rc = sp_cache_lock(s, c);
 	if (rc)
 		return rc;
 	fold_locked(s, c, m);
@@ -411,6 +439,7 @@ int sp_mag_flush(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m, unsigne
 	bool geo_ok = sp_cache_snapshot(s, c, &d) == 0 && sp_mag_geo_init(s, &d, &g);
 	int rc;
 
+	sp_mag_settle(s, m);
 	if (m->nr > SP_MAG_OBJS)
 		forget(m);
 	/* through the pool's free path: reserve first, waiters woken; it is
@@ -455,6 +484,7 @@ static int unbind(struct sp_seg *s, struct sp_mag *m)
 	struct sp_cache *c;
 	int rc = 0;
 
+	sp_mag_settle(s, m);
 	if (!m->cache_id)
 		return 0;
 	c = sp_cache_get(s, m->cache_id - 1);

@@ -9,8 +9,8 @@
  * magazine and the owner tag of one object, with plain stores: a pop
  * raises the magazine's held count, retags MAG -> user, then lowers nr; a
  * push retags user -> MAG, raises nr, then lowers held (raising it first
- * for another slot's object, whose holder's count it lowers after the
- * retag, with the one atomic add of these paths, off the common path).
+ * for another slot's object, whose holder's count it owes after the
+ * retag: sp_mag_owe()).
  * The held counts keep the slot's held bound
  * (layout.h) >= what a walk of its caches could find, at every
  * instruction: each increment is stored before the tag it announces and
@@ -171,6 +171,29 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	return SP_MAG_TAKEN;
 }
 
+void sp_mag_owe_slow(struct sp_seg *s, struct sp_mag *m, uint16_t holder);
+void sp_mag_settle(struct sp_seg *s, struct sp_mag *m);
+
+/*
+ * sp_mag_owe() - record that @m took in an object of the slot whose user
+ * tag is @holder (its tag already rewritten): one off that slot's held
+ * bound, owed in the magazine and paid with one atomic add at the next
+ * refill or flush, or when another holder comes (sp_mag_settle()).  A
+ * plain store in the common case: an atomic add on the holder's line for
+ * each object cost a producer/consumer pair a quarter of its rate.  An
+ * owed count lost in a crash leaves the holder's bound high: its release
+ * walks, as without the count-down.  Does not sleep.
+ */
+sp_fast_inline void sp_mag_owe(struct sp_seg *s, struct sp_mag *m, uint16_t holder)
+{
+	uint32_t o = m->owed;
+
+	if (sp_likely(o >> 16 == holder && (o & 0xffffu) != 0xffffu))
+		m->owed = o + 1;
+	else
+		sp_mag_owe_slow(s, m, holder);
+}
+
 enum sp_mag_push_result {
 	SP_MAG_PUSHED = 0,
 	SP_MAG_FULL = 1,	/* flush, then push again */
@@ -210,7 +233,7 @@ sp_fast_inline enum sp_mag_push_result sp_mag_put(struct sp_seg *s, const struct
 		m->held++; /* before the tag: counted while unlisted */
 		__asm__ __volatile__("" ::: "memory"); /* a death here over-counts */
 		*tag = SP_OWNER_MAG(s->owner);
-		sp_slot_held_add(s, was, -1); /* after the tag: its holder's no more */
+		sp_mag_owe(s, m, was); /* after the tag: its holder's no more */
 		goto tagged;
 	}
 	if (sp_unlikely(n >= g->mag_cap))
@@ -296,7 +319,7 @@ sp_fast_inline unsigned sp_mag_take_run(struct sp_seg *s, const struct sp_mag_ge
  * unlisted) and, after the commit, down by @n and by one for each of the
  * caller's own (net: -1 for each own object, 0 for another slot's, as a
  * single push); another slot's count goes down after each retag of its
- * object, as in sp_mag_put().  A death before the commit leaves cached objects that no
+ * object, owed as in sp_mag_put().  A death before the commit leaves cached objects that no
  * entry lists, counted, found and freed by the slot's release.  Stops at
  * the first object a single push would refuse or at a full magazine (the
  * single call then says why, or flushes).  Does not sleep.
@@ -332,7 +355,7 @@ sp_fast_inline unsigned sp_mag_put_run(struct sp_seg *s, const struct sp_mag_geo
 		own += t == owner;
 		*tag = mag;
 		if (sp_unlikely(t != owner)) /* after the tag: its holder's no more */
-			sp_slot_held_add(s, t, -1);
+			sp_mag_owe(s, m, t);
 		m->objs[nr + k] = off;
 	}
 	SP_CRASH_POINT("mag.push");
