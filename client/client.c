@@ -94,7 +94,8 @@ static void atfork_init(void)
  * @c: a session handle or NULL.
  *
  * Does not sleep.
- * Return: 0, -EINVAL, -ECHILD or -ENOTCONN, with the message recorded.
+ * Return: 0, -EINVAL, -ECHILD, -ENOTCONN or -ESTALE, with the message
+ * recorded.
  */
 int shmp__usable_slow(const shmp_client *c)
 {
@@ -107,6 +108,9 @@ int shmp__usable_slow(const shmp_client *c)
 			      (int)c->pid, (int)getpid());
 	if (!c->seg)
 		return sp_err(-ENOTCONN, "the session was closed by shmp_disconnect");
+	if (c->stale)
+		return sp_err(-ESTALE, "the daemon did not resume this session (slot %u): "
+				       "disconnect and connect again", c->slot);
 	return 0;
 }
 
@@ -338,6 +342,20 @@ void shmp__kgeo_take(shmp_client *c)
 	__atomic_store_n(&c->kfast, ok && c->magazines, __ATOMIC_RELEASE);
 }
 
+/*
+ * The daemon will not resume this session: it serves another segment, or
+ * no longer counts our slot as ours (it may have released it, and the
+ * magazine sets in it).  Every call fails with -ESTALE from now on, the
+ * data path too: the fast paths stop matching (the sid is retired) and
+ * the slow ones ask shmp__usable().  Nothing of the slot is touched again
+ * (shmp_disconnect() sends no Goodbye and flushes no magazine).
+ */
+static void mark_stale(shmp_client *c)
+{
+	c->stale = true;
+	__atomic_store_n(&c->sid, SHMP_SID_GONE, __ATOMIC_RELAXED);
+}
+
 /* Resumed Hello: the daemon must be serving our segment and our slot. */
 static int resume_check(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 {
@@ -349,14 +367,14 @@ static int resume_check(shmp_client *c, const Shmpool__HelloReply *hr, int fd)
 		close(fd);
 	}
 	if (!same || hr->segment_size != c->seg_size || strcmp(hr->segment_name, c->seg_name)) {
-		c->stale = true;
+		mark_stale(c);
 		return sp_err(-ESTALE, "the daemon came back with another segment (%s, %llu bytes; "
 				       "this session maps %s, %llu bytes): disconnect and connect again",
 			      hr->segment_name, (unsigned long long)hr->segment_size, c->seg_name,
 			      (unsigned long long)c->seg_size);
 	}
 	if (!hr->resumed || hr->client_slot != c->slot) {
-		c->stale = true;
+		mark_stale(c);
 		return sp_err(-ESTALE, "the daemon did not resume slot %u (offered %u): "
 				       "disconnect and connect again",
 			      c->slot, hr->client_slot);
@@ -396,7 +414,7 @@ int shmp__session_open_locked(shmp_client *c, bool resume)
 	if (resume)
 		set_timeout(sock, c->timeout_ms);
 	if (rc == -EPERM && resume) {
-		c->stale = true;
+		mark_stale(c);
 		rc = sp_err(-ESTALE, "the daemon refused to resume slot %u (%s): "
 				     "disconnect and connect again",
 			    c->slot, sp_errmsg());

@@ -86,7 +86,8 @@ struct shmp_client {
 	int sock;		/* -1: broken; the next control call reconnects */
 	unsigned pending;	/* responses still due to requests that timed out */
 	struct shmp__rbuf rbuf;	/* what sock delivered beyond the frames read */
-	bool stale;		/* the daemon came back with another segment */
+	bool stale;		/* the daemon did not resume the session (another
+				 * segment, or our slot no longer ours) */
 	uint64_t next_id;	/* Request.id */
 	uint32_t slot;		/* client slot (also in seg->slot) */
 	uint64_t token;		/* session token for resume */
@@ -113,14 +114,15 @@ extern unsigned shmp__fork_gen __attribute__((visibility("hidden")));
 /*
  * shmp__usable() - may this process use @c right now?  Does not sleep.
  * Return: 0, -EINVAL (NULL), -ECHILD (inherited across fork), -ENOTCONN
- * (disconnected); the message is recorded.
+ * (disconnected), -ESTALE (the daemon did not resume it); the message is
+ * recorded.
  */
 int shmp__usable_slow(const shmp_client *c);
 
 static inline int shmp__usable(const shmp_client *c)
 {
 	if (sp_likely(c && c->fork_gen == __atomic_load_n(&shmp__fork_gen, __ATOMIC_RELAXED) &&
-		      c->seg))
+		      c->seg && !c->stale))
 		return 0;
 	return shmp__usable_slow(c);
 }

@@ -55,8 +55,10 @@
  * Control calls then fail with -ECONNREFUSED (or -ENOTCONN when the
  * connection broke in the middle of a call); the next control call after
  * the daemon is back reconnects and resumes the session, keeping the slot
- * and the mapping.  If the daemon came back with another segment, control
- * calls fail with -ESTALE: disconnect and connect again.  A daemon that
+ * and the mapping.  If the daemon came back with another segment (or will
+ * not resume this session's slot), that control call fails with -ESTALE,
+ * and from then on every call on the session, allocations and frees too:
+ * disconnect and connect again.  A daemon that
  * does not answer within the session's timeout (struct shmp_connect_opts)
  * fails the call with -ETIMEDOUT; the session stays connected.
  *

@@ -9,7 +9,9 @@
  * calls fail with -ECONNREFUSED while the daemon is down; the first one
  * after it is back reconnects and resumes the session (same slot, same
  * mapping).  A daemon that comes back with another segment (--reset) makes
- * control calls fail with -ESTALE.  A daemon that dies while a request is
+ * control calls fail with -ESTALE, and once a control call found that,
+ * the data path too (its magazines are in a slot the daemon no longer
+ * counts as ours).  A daemon that dies while a request is
  * in flight fails that call with -ENOTCONN; one that does not answer in
  * time fails it with -ETIMEDOUT and the session survives.
  */
@@ -197,13 +199,30 @@ static void test_reset_is_stale(void **state)
 {
 	struct cl_daemon *d = *state;
 	shmp_client *c = cl_connect(d, "stale");
-	shmp_pool *x = NULL;
+	shmp_pool *x = NULL, *p;
+	void *e, *m;
 
+	CL_OK(shmp_pool_create(c, "stale.pool", 64, 2, &p));
+	assert_non_null(e = shmp_pool_alloc(p, 0)); /* through the magazine */
+	CL_OK(shmp_pool_free(p, e));
+	assert_non_null(e = shmp_pool_alloc(p, 0));
+	assert_non_null(m = shmp_malloc(c, 40));
 	cl_daemon_kill(d, SIGKILL);
 	cl_daemon_start(d, "--reset");
 	CL_ERR(shmp_pool_open(c, "anything", &x), -ESTALE);
 	assert_non_null(strstr(shmp_errmsg(), "connect again"));
 	CL_ERR(shmp_check(c, NULL), -ESTALE);
+	/* the data path knows it too now: nothing from the old slot's magazines */
+	errno = 0;
+	assert_null(shmp_pool_alloc(p, SHMP_NOWAIT));
+	assert_int_equal(errno, ESTALE);
+	CL_ERR(shmp_pool_free(p, e), -ESTALE);
+	errno = 0;
+	assert_null(shmp_malloc(c, 40));
+	assert_int_equal(errno, ESTALE);
+	CL_ERR(shmp_free_checked(c, m), -ESTALE);
+	CL_ERR(shmp_flush(c), -ESTALE);
+	shmp_pool_close(p);
 	shmp_disconnect(c);
 	c = cl_connect(d, "fresh");
 	cl_check(c);
