@@ -566,6 +566,7 @@ static void waiter_woken_by_a_death_one(uint32_t backing)
 	struct held other = { 0 };
 	sp_off_t el[64], got;
 	int fds[2], st, rc = 0;
+	uint64_t waits;
 	pid_t pid;
 
 	exhaust_segment(s, &other);
@@ -574,10 +575,16 @@ static void waiter_woken_by_a_death_one(uint32_t backing)
 	assert_int_equal(rc, -ENOMEM);
 	assert_int_equal(pipe(fds), 0);
 	a.fd = fds[1];
+	waits = __atomic_load_n(&p->nr_wait, __ATOMIC_SEQ_CST);
 	pid = tu_fork(waiter_child, &a);
 	close(fds[1]);
 	if (!poll_u32(&p->nr_waiters, 1))
 		fail_msg("the child never waited on the pool");
+	/* and past its last look at the backing (nr_waiters is raised before
+	 * it, nr_wait after it failed): a release before that would serve it */
+	for (int i = 0; i < 10000 && __atomic_load_n(&p->nr_wait, __ATOMIC_SEQ_CST) == waits; i++)
+		usleep(1000);
+	assert_true(__atomic_load_n(&p->nr_wait, __ATOMIC_SEQ_CST) > waits);
 	held_release(s, &other); /* the backing could serve it now: nobody says so */
 	usleep(50 * 1000);
 	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
