@@ -229,14 +229,6 @@ bool sp_mag_pop(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m, sp
 }
 
 /**
- * sp_mag_push() - put a held object of @c into @m.
- * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
- * thread's magazine.  @off: the object.
- *
- * Does not sleep.
- * Return: an enum sp_mag_push_result.
- */
-/**
  * sp_mag_pop_run() - sp_mag_take_run() for a cache descriptor.
  * @s: segment with a slot.  @c: the cache @m is bound to.  @m: magazine.
  * @v: receives pointers.  @n: how many at most.
@@ -269,6 +261,14 @@ unsigned sp_mag_push_run(struct sp_seg *s, const struct sp_cache *c, struct sp_m
 	return sp_mag_geo_init(s, c, &g) ? sp_mag_put_run(s, &g, m, v, n) : 0;
 }
 
+/**
+ * sp_mag_push() - put a held object of @c into @m.
+ * @s: segment with a slot.  @c: the cache @m is bound to.  @m: this
+ * thread's magazine.  @off: the object.
+ *
+ * Does not sleep.
+ * Return: an enum sp_mag_push_result.
+ */
 enum sp_mag_push_result sp_mag_push(struct sp_seg *s, const struct sp_cache *c, struct sp_mag *m,
 				    sp_off_t off)
 {
@@ -338,15 +338,6 @@ static void fold_locked(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 }
 
 /**
- * sp_mag_refill() - fill @m to half a magazine from its cache.
- * @s: segment with a slot.  @c: the LIVE cache @m is bound to.  @m: a
- * magazine of the calling thread.
- *
- * May sleep (cache lock; growing the cache).
- * Return: objects now in @m (> 0), or a negative errno (-ENOMEM: the cache
- * cannot grow; the caller falls back to the locked path).
- */
-/**
  * sp_mag_settle() - pay what @m owes another slot's held bound (sp_mag_owe()).
  * @s: segment with a slot.  @m: the calling thread's magazine.
  *
@@ -372,6 +363,15 @@ void sp_mag_owe_slow(struct sp_seg *s, struct sp_mag *m, uint16_t holder)
 	m->owed = (uint32_t)holder << 16 | 1u;
 }
 
+/**
+ * sp_mag_refill() - fill @m to half a magazine from its cache.
+ * @s: segment with a slot.  @c: the LIVE cache @m is bound to.  @m: a
+ * magazine of the calling thread.
+ *
+ * May sleep (cache lock; growing the cache).
+ * Return: objects now in @m (> 0), or a negative errno (-ENOMEM: the cache
+ * cannot grow; the caller falls back to the locked path).
+ */
 int sp_mag_refill(struct sp_seg *s, struct sp_cache *c, struct sp_mag *m)
 {
 	int rc, k;
