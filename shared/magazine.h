@@ -118,6 +118,30 @@ sp_fast_inline bool sp_mag_geo_bound(const struct sp_mag *m, const struct sp_mag
 	return bound == want;
 }
 
+/*
+ * sp_mag_entry_tag() - the owner tag of the object a magazine entry @o
+ * names, for a pop: inside the data area, at the start of an object below
+ * objperslab of its slab (the pop's check: the entry was checked fully
+ * when it went in, and its tag, which the caller compares, is what keeps
+ * others' hands off it).  Does not sleep.
+ * Return: the tag, or NULL when @o is no object's place.
+ */
+sp_fast_inline uint16_t *sp_mag_entry_tag(const struct sp_mag_geo *g, sp_off_t o)
+{
+	uint64_t rel = o - g->data_off, slab_rel, orel, i;
+	struct sp_slab *sl;
+
+	if (sp_unlikely(rel >= g->data_size))
+		return NULL;
+	slab_rel = rel & g->slab_mask;
+	sl = (struct sp_slab *)(g->data + slab_rel);
+	orel = rel - slab_rel - g->obj_start - sl->colour;
+	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
+	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel))
+		return NULL;
+	return sp_mag_geo_tag(g, sl, (uint32_t)i); /* read only once i is checked */
+}
+
 enum sp_mag_take_result {
 	SP_MAG_TAKEN = 0,
 	SP_MAG_EMPTY = 1,	/* refill, then take again */
@@ -143,23 +167,13 @@ sp_fast_inline enum sp_mag_take_result sp_mag_take(struct sp_seg *s, const struc
 	uint32_t n = m->nr;
 	uint16_t owner = s->owner; /* a register across the barriers */
 	sp_off_t o;
-	uint64_t rel, slab_rel, orel, i;
-	struct sp_slab *sl;
 	uint16_t *tag;
 
 	if (sp_unlikely(n - 1 >= SP_MAG_OBJS))
 		return n ? SP_MAG_BAD : SP_MAG_EMPTY;
 	o = m->objs[n - 1];
-	rel = o - g->data_off;
-	if (sp_unlikely(rel >= g->data_size))
-		return SP_MAG_BAD;
-	slab_rel = rel & g->slab_mask;
-	sl = (struct sp_slab *)(g->data + slab_rel);
-	orel = rel - slab_rel - g->obj_start - sl->colour;
-	i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
-	tag = sp_mag_geo_tag(g, sl, (uint32_t)i); /* read only once i is checked */
-	if (sp_unlikely(i >= g->objperslab || i * g->stride != orel ||
-			*tag != SP_OWNER_MAG(owner)))
+	tag = sp_mag_entry_tag(g, o);
+	if (sp_unlikely(!tag || *tag != SP_OWNER_MAG(owner)))
 		return SP_MAG_BAD;
 	m->held++; /* before the tag: a held object counts (layout.h) */
 	SP_CRASH_POINT("mag.pop.held");
@@ -281,20 +295,9 @@ sp_fast_inline unsigned sp_mag_take_run(struct sp_seg *s, const struct sp_mag_ge
 	SP_CRASH_POINT("mag.pop.held");
 	for (k = 0; k < n; k++) {
 		sp_off_t o = m->objs[nr - 1 - k];
-		uint64_t rel = o - g->data_off, slab_rel, orel, i;
-		struct sp_slab *sl;
-		uint16_t *tag;
+		uint16_t *tag = sp_mag_entry_tag(g, o);
 
-		if (sp_unlikely(rel >= g->data_size))
-			break;
-		slab_rel = rel & g->slab_mask;
-		sl = (struct sp_slab *)(g->data + slab_rel);
-		orel = rel - slab_rel - g->obj_start - sl->colour;
-		i = (uint64_t)(((unsigned __int128)orel * g->recip) >> 64);
-		if (sp_unlikely(i >= g->objperslab || i * g->stride != orel))
-			break;
-		tag = sp_mag_geo_tag(g, sl, (uint32_t)i);
-		if (sp_unlikely(*tag != mag))
+		if (sp_unlikely(!tag || *tag != mag))
 			break;
 		*tag = owner;
 		v[k] = g->base + o;
